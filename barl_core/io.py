@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ._nifti import check_nifti
 from .errors import GeometryMismatchError, InputFileError, InvalidVolumeError
 
 __all__ = [
@@ -196,7 +197,11 @@ def read_volume(
         Not 3D, not scalar, or (with ``check_finite``) NaN/Inf voxels.
     """
     p = Path(path)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise InputFileError(f"{p}: cannot access: {exc.strerror or exc}") from None
+    if not exists:
         raise InputFileError(f"{p}: no such file or folder")
     try:
         if p.is_dir():
@@ -223,6 +228,15 @@ def read_volume(
     except (OSError, MemoryError) as exc:
         raise InputFileError(f"{p}: cannot read this file: {exc}") from None
     vol = Volume.from_sitk(image, path=p)
+    if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")):
+        # ITK reads truncated .nii.gz without error and turns NaN/Inf into 0: look ourselves
+        found = check_nifti(p, check_finite=check_finite)
+        if found.problem:
+            raise InputFileError(f"{p}: cannot read this file ({found.problem})")
+        if found.nonfinite:
+            raise InvalidVolumeError(
+                f"{p}: holds {found.nonfinite} NaN/Inf voxels; clean the volume first"
+            )
     if check_finite and np.issubdtype(vol.array.dtype, np.floating) and not np.isfinite(vol.array).all():
         n = int((~np.isfinite(vol.array)).sum())
         raise InvalidVolumeError(f"{p}: holds {n} NaN/Inf voxels; clean the volume first")
@@ -254,7 +268,8 @@ class atomic_path:
     def __enter__(self) -> Path:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=".tmp" + self.suffix, dir=self.target.parent
+            # the name is shortened so that a long (valid) target still gets a valid temporary
+            prefix=f".{self.target.name[:80]}.", suffix=".tmp" + self.suffix, dir=self.target.parent
         )
         os.close(fd)
         self.tmp = Path(name)
@@ -301,6 +316,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
                 sitk.WriteImage(image, str(tmp), compress)
     except RuntimeError as exc:
         raise InputFileError(f"{p}: cannot write: {str(exc).strip().splitlines()[-1]}") from None
+    except OSError as exc:  # no permission, disk full, name too long, ...
+        raise InputFileError(f"{p}: cannot write: {exc.strerror or exc}") from None
     return p
 
 
