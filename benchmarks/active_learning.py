@@ -1,0 +1,393 @@
+"""Active learning: Dice against the number of annotated slices, per slice-selection strategy.
+
+What it answers: how many fewer annotated slices does choosing them by branch
+**disagreement** need to reach the Dice that **random** choice reaches at the end?
+
+Protocol
+--------
+- The fixed split of :mod:`benchmarks.label_efficiency` (same constant seed): the test set is
+  never trained on. ``--cases`` pool cases (the first of the fixed labelled order) start with
+  **one** annotated axial slice each (the middle of the object); the rest of the pool is
+  unlabelled data for the semi-supervised method.
+- Round 0 trains one model from scratch (shared by all strategies: same start).
+- Each round: predict every annotated case with the current model, rank its axial slices with
+  :func:`barl_core.suggest.suggest_slices` (the strategy under test; annotated slices are
+  never re-picked), take the ``K`` best across cases, reveal their true labels, fine-tune
+  (``init_from`` the previous model, fewer iterations), and score the test set.
+- The saving is read off the curves by linear interpolation; if disagreement never reaches
+  random's final Dice, the script says so.
+
+Example
+-------
+``python benchmarks/active_learning.py`` (defaults sized for ~20 minutes on 2 CPU cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # executed as ``python benchmarks/active_learning.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.common import BenchCase  # noqa: E402
+
+__all__ = ["STRATEGIES", "select_slices", "slices_to_reach", "summarise", "render_table", "main", "parse_args"]
+
+STRATEGIES = ("disagreement", "entropy", "random")
+DEFAULT_ITERATIONS = 250
+DEFAULT_FINETUNE = 60
+DEFAULT_PATCH = (24, 32, 24)
+DEFAULT_BASE = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Selection and the answer
+# --------------------------------------------------------------------------------------------
+
+
+def select_slices(
+    model_path: Path,
+    cases: dict[str, BenchCase],
+    annotated: dict[str, set[int]],
+    *,
+    strategy: str,
+    k: int,
+    seed: int,
+    device: str = "cpu",
+) -> list[tuple[str, int, float]]:
+    """The ``k`` best ``(case, axial slice, score)`` across cases, by ``strategy``.
+
+    Each case is predicted with the current model; :func:`barl_core.suggest.suggest_slices`
+    ranks its slices (skipping annotated ones, given as a sparse label map) and the per-case
+    candidates are merged by score. Scores of different cases are comparable because every
+    strategy scores a slice by a per-voxel mean (disagreement or entropy) or a uniform draw.
+    """
+    from barl_core.inference import load_model, predict_volume
+    from barl_core.suggest import suggest_slices
+
+    model = load_model(model_path, device=device)
+    candidates: list[tuple[float, str, int]] = []
+    for i, (name, case) in enumerate(sorted(cases.items())):
+        pred = predict_volume(model, case.image, return_probabilities=(strategy == "entropy"))
+        labels = common.sparsify(case.truth, annotated[name])
+        picks = suggest_slices(
+            pred.disagreement,
+            labels=labels,
+            axis=0,
+            top_k=k,
+            min_gap=1,
+            strategy=strategy,
+            **_strategy_kwargs(strategy, pred, seed * 1000 + i),
+        )
+        for s in picks:
+            if int(s.index) in annotated[name]:
+                raise AssertionError(f"suggest_slices re-picked annotated slice {s.index} of {name}")
+            candidates.append((float(s.score), name, int(s.index)))
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [(name, idx, score) for score, name, idx in candidates[:k]]
+
+
+def _strategy_kwargs(strategy: str, pred, seed: int) -> dict:
+    """Extra inputs a strategy needs (entropy: the probabilities; random: a seed)."""
+    import inspect
+
+    from barl_core.suggest import suggest_slices
+
+    params = inspect.signature(suggest_slices).parameters
+    out: dict = {}
+    if strategy == "entropy" and "probabilities" in params:
+        out["probabilities"] = pred.probabilities
+    if strategy == "random":
+        if "seed" in params:
+            out["seed"] = seed
+        elif "rng" in params:
+            out["rng"] = np.random.default_rng(seed)
+    return out
+
+
+def slices_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
+    """Annotated slices at which a (slices, Dice) curve first reaches ``target`` (linear
+    interpolation between rounds); ``None`` if it never does."""
+    pts = sorted(curve)
+    for i, (n, d) in enumerate(pts):
+        if d >= target:
+            if i == 0:
+                return float(n)
+            n0, d0 = pts[i - 1]
+            return float(n0 + (target - d0) / (d - d0) * (n - n0)) if d != d0 else float(n)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def mean_curve(runs: dict, strategy: str) -> list[dict]:
+    """Per round: annotated slices and mean ± sd over seeds of the test-set mean fg Dice."""
+    by_round: dict[int, list[dict]] = {}
+    for r in runs.values():
+        if r["strategy"] == strategy:
+            for pt in r["curve"]:
+                by_round.setdefault(pt["round"], []).append(pt)
+    out = []
+    for rnd in sorted(by_round):
+        pts = by_round[rnd]
+        mu, sd, n = common.mean_sd(p["mean_fg_dice"] for p in pts)
+        out.append({"round": rnd, "n_slices": float(np.mean([p["n_slices"] for p in pts])),
+                    "dice": mu, "sd": sd, "n": n})
+    return out
+
+
+def summarise(runs: dict, strategies: Sequence[str]) -> dict:
+    """Curves per strategy and the answer: slices saved by disagreement (and entropy) vs random."""
+    curves = {s: mean_curve(runs, s) for s in strategies}
+    answer: dict = {"question": "how many fewer annotated slices does 'disagreement' need to reach "
+                    "the Dice that 'random' reaches at the end?"}
+    rand = curves.get("random")
+    if rand:
+        target = rand[-1]["dice"]
+        n_final = rand[-1]["n_slices"]
+        answer.update(random_final_dice=target, random_final_slices=n_final)
+        for s in strategies:
+            if s == "random" or not curves.get(s):
+                continue
+            reach = slices_to_reach([(p["n_slices"], p["dice"]) for p in curves[s]], target)
+            answer[s] = {
+                "slices_to_reach": reach,
+                "slices_saved": None if reach is None else n_final - reach,
+                "fraction_saved": None if reach is None else (n_final - reach) / n_final,
+                "final_dice": curves[s][-1]["dice"],
+                "reached": reach is not None,
+            }
+    return {"curves": curves, "answer": answer}
+
+
+def answer_text(summary: dict) -> str:
+    a = summary["answer"]
+    if "random_final_dice" not in a:
+        return "No 'random' curve: the saving cannot be computed."
+    lines = [f"random reaches Dice {a['random_final_dice']:.3f} with {a['random_final_slices']:.0f} annotated slices."]
+    for s, v in a.items():
+        if not isinstance(v, dict):
+            continue
+        if v["reached"]:
+            lines.append(f"{s} reaches it with {v['slices_to_reach']:.1f} slices: {v['slices_saved']:.1f} "
+                         f"fewer ({100 * v['fraction_saved']:.0f}% saved).")
+        else:
+            lines.append(f"{s} does not reach it within the rounds run (final Dice {v['final_dice']:.3f}): "
+                         "not reached, no saving can be claimed.")
+    return "\n".join(lines)
+
+
+def render_table(summary: dict) -> str:
+    curves = summary["curves"]
+    strategies = list(curves)
+    rounds = sorted({p["round"] for c in curves.values() for p in c})
+    headers = ["round", "slices"] + [f"Dice {s}" for s in strategies]
+    rows = []
+    for rnd in rounds:
+        row = [str(rnd)]
+        n = next((p["n_slices"] for c in curves.values() for p in c if p["round"] == rnd), float("nan"))
+        row.append(f"{n:.0f}")
+        for s in strategies:
+            pt = next((p for p in curves[s] if p["round"] == rnd), None)
+            if pt is None or not pt["n"]:
+                row.append("n/a")
+            elif pt["n"] > 1:
+                row.append(f"{pt['dice']:.3f} ± {pt['sd']:.3f}")
+            else:
+                row.append(f"{pt['dice']:.3f}")
+        rows.append(row)
+    return "### Active learning (mean foreground Dice, test set)\n\n" + common.markdown_table(headers, rows)
+
+
+def plot(summary: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    for i, (s, curve) in enumerate(summary["curves"].items()):
+        pts = [p for p in curve if p["n"]]
+        if not pts:
+            continue
+        ax.errorbar([p["n_slices"] for p in pts], [p["dice"] for p in pts], yerr=[p["sd"] for p in pts],
+                    marker="o", capsize=3, color=f"C{i}", label=s)
+    a = summary["answer"]
+    if "random_final_dice" in a:
+        ax.axhline(a["random_final_dice"], color="grey", linestyle=":", label="random, final")
+    ax.set_xlabel("annotated axial slices")
+    ax.set_ylabel("mean foreground Dice (test set)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    common.ensure_parent(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/active_learning.py",
+        description="Active-learning benchmark: Dice vs annotated slices for the disagreement, "
+        "entropy and random slice-selection strategies.",
+    )
+    p.add_argument("--data", type=Path, default=common.SHARED_DATA / "hippocampus",
+                   help="MSD folder with imagesTr/ and labelsTr/ (default: ../shared/data/hippocampus)")
+    p.add_argument("--n-test", type=int, default=40, help="test cases of the fixed split (default 40)")
+    p.add_argument("--cases", type=int, default=8, help="pool cases that get annotated slices (default 8)")
+    p.add_argument("--k", type=int, default=4, help="slices revealed per round (default 4)")
+    p.add_argument("--rounds", type=int, default=5, help="selection rounds after the start (default 5)")
+    p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"subset of {','.join(STRATEGIES)}")
+    p.add_argument("--method", default="barl", help="training method (needs two branches for disagreement)")
+    p.add_argument("--seeds", default="0,1", help="training seeds (default 0,1)")
+    p.add_argument("--iterations", type=int, default=None, help=f"round-0 training (default {DEFAULT_ITERATIONS})")
+    p.add_argument("--finetune-iterations", type=int, default=None,
+                   help=f"per round, from the previous model (default {DEFAULT_FINETUNE})")
+    p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None)
+    p.add_argument("--base-channels", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, default=common.RESULTS_DIR / "active_learning.json")
+    p.add_argument("--plot", type=common.optional_path, default=common.RESULTS_DIR / "active_learning.png",
+                   help="PNG plot ('' for none)")
+    p.add_argument("--resume", action="store_true", help="keep (strategy, seed) runs already in --out")
+    p.add_argument("--work-dir", type=Path, default=None)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes for a quick check (tests)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.iterations = args.iterations or 2
+        args.finetune_iterations = args.finetune_iterations or 1
+        args.patch = args.patch or [16, 16, 16]
+        args.base_channels = args.base_channels or 4
+    args.iterations = args.iterations or DEFAULT_ITERATIONS
+    args.finetune_iterations = args.finetune_iterations or DEFAULT_FINETUNE
+    args.patch = tuple(args.patch or DEFAULT_PATCH)
+    args.base_channels = args.base_channels or DEFAULT_BASE
+    return args
+
+
+def _train(args, cfg_iters: int, seed: int, class_names, cases, labels, work: Path, tag: str,
+           init_from: Path | None = None) -> tuple[Path, float]:
+    cfg = common.build_train_config(
+        method=args.method, iterations=cfg_iters, patch=args.patch, base_channels=args.base_channels,
+        num_classes=len(class_names), seed=seed, device=args.device, class_names=class_names,
+        num_threads=args.threads)
+    img_dir, lab_dir = common.materialise(cases, labels, work / f"labels_{tag}", images_dir=work / "imagesTr")
+    return common.train_model(cfg, img_dir, lab_dir, work / f"run_{tag}", init_from=init_from)
+
+
+def _point(rnd: int, annotated: dict[str, set[int]], ev: dict, class_names, extra: dict) -> dict:
+    fg = [ev["mean"].get(c, {}).get("dice") for c in class_names[1:]]
+    fg = [v for v in fg if v is not None]
+    return {"round": rnd, "n_slices": sum(len(v) for v in annotated.values()),
+            "mean_fg_dice": float(np.mean(fg)) if fg else None, "metrics": ev["mean"], **extra}
+
+
+def run(args: argparse.Namespace) -> dict:
+    common.set_threads(args.threads)
+    from benchmarks.label_efficiency import load_msd
+
+    if not (args.data / "imagesTr").is_dir():
+        raise SystemExit(f"{args.data}: no imagesTr/ folder (pass --data DIR)")
+    ds = load_msd(args.data, args.n_test)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    bad = sorted(set(strategies) - set(STRATEGIES))
+    if bad:
+        raise SystemExit(f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    al_cases = sorted(ds.pool_order[: args.cases])
+    pool_cases = {n: ds.cases[n] for n in ds.pool}
+    test_cases = {n: ds.cases[n] for n in ds.test}
+    start = {n: set(common.foreground_slices(ds.cases[n].truth, 1)) for n in al_cases}
+
+    config = {
+        "dataset": ds.name, "data": str(args.data), "cases": al_cases, "k": args.k, "rounds": args.rounds,
+        "strategies": strategies, "method": args.method, "seeds": seeds, "iterations": args.iterations,
+        "finetune_iterations": args.finetune_iterations, "patch_zyx": list(args.patch),
+        "base_channels": args.base_channels, "device": args.device, "class_names": list(ds.class_names),
+        "start_slices": {n: sorted(v) for n, v in start.items()},
+    }
+    store = common.ResultsStore.open(
+        args.out, "active_learning", resume=args.resume, config=config,
+        must_match=("dataset", "cases", "k", "rounds", "method", "iterations", "finetune_iterations",
+                    "patch_zyx", "base_channels", "start_slices"))
+    store.set("split", {"seed": common.SPLIT_SEED, "test": ds.test, "pool": ds.pool})
+    n_train = len(seeds) * (1 + len(strategies) * args.rounds)
+    print(f"[active_learning] {len(al_cases)} cases, K={args.k}, {args.rounds} rounds, strategies "
+          f"{strategies}, seeds {seeds}: {n_train} trainings "
+          f"({len(seeds)} x {args.iterations} + {n_train - len(seeds)} x {args.finetune_iterations} iterations)")
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="barl_al_", dir=args.work_dir) as tmp:
+        work = Path(tmp)
+        for seed in seeds:
+            todo = [s for s in strategies if not (args.resume and store.has(f"{s}/seed{seed}"))]
+            if not todo:
+                continue
+            labels0 = {n: common.sparsify(ds.cases[n].truth, start[n]) for n in al_cases}
+            model0, t0 = _train(args, args.iterations, seed, ds.class_names, pool_cases, labels0, work,
+                                f"s{seed}_r0")
+            ev0 = common.evaluate_model(model0, test_cases, num_classes=len(ds.class_names),
+                                        class_names=ds.class_names, device=args.device)
+            p0 = _point(0, start, ev0, ds.class_names, {"train_seconds": round(t0, 2), "picked": []})
+            print(f"[active_learning] seed {seed} round 0: {p0['n_slices']} slices, Dice {p0['mean_fg_dice']:.3f}")
+            for strategy in todo:
+                annotated = {n: set(v) for n, v in start.items()}
+                curve, model = [p0], model0
+                for rnd in range(1, args.rounds + 1):
+                    picked = select_slices(model, {n: ds.cases[n] for n in al_cases}, annotated,
+                                           strategy=strategy, k=args.k, seed=seed * 100 + rnd,
+                                           device=args.device)
+                    for name, idx, _ in picked:
+                        annotated[name].add(idx)
+                    labels = {n: common.sparsify(ds.cases[n].truth, annotated[n]) for n in al_cases}
+                    model, t = _train(args, args.finetune_iterations, seed * 100 + rnd, ds.class_names,
+                                      pool_cases, labels, work, f"s{seed}_{strategy}_r{rnd}", init_from=model)
+                    ev = common.evaluate_model(model, test_cases, num_classes=len(ds.class_names),
+                                               class_names=ds.class_names, device=args.device)
+                    pt = _point(rnd, annotated, ev, ds.class_names,
+                                {"train_seconds": round(t, 2),
+                                 "picked": [[n, i, round(s, 6)] for n, i, s in picked]})
+                    curve.append(pt)
+                    print(f"[active_learning] seed {seed} {strategy} round {rnd}: {pt['n_slices']} slices, "
+                          f"Dice {pt['mean_fg_dice']:.3f}", flush=True)
+                store.add_run(f"{strategy}/seed{seed}", {"strategy": strategy, "seed": seed, "curve": curve,
+                                                          "annotated": {n: sorted(v) for n, v in annotated.items()}})
+    summary = summarise(store.runs, strategies)
+    store.set("summary", summary)
+    store.save(finished=True)
+    print()
+    print(render_table(summary))
+    print()
+    print(answer_text(summary))
+    print(f"\n[active_learning] results in {args.out}; this session took "
+          f"{(time.perf_counter() - t_start) / 60:.1f} min")
+    if args.plot:
+        plot(summary, args.plot, f"{ds.name}: Dice vs annotated slices")
+        print(f"[active_learning] plot: {args.plot}")
+    return store.data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Smoke runs of the benchmark scripts (tiny phantoms, a few iterations) and their helpers.
+
+Benchmarks are not tests: nothing here asserts a timing or a Dice value. What is checked is
+that each script runs end to end through ``barl_core``, writes a results JSON with the
+machine, the split and every planned run, renders its table and plot, resumes, and that the
+pieces that decide what the engine sees (split, sparse labels, LA h5 loader) are right.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import common  # noqa: E402
+
+TINY = (16, 24, 24)
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory) -> Path:
+    """6 tiny phantoms in MSD layout, full labels under groundtruth/ (as make_phantom_dataset writes)."""
+    from barl_core.phantom import PhantomConfig, make_phantom_dataset
+
+    root = tmp_path_factory.mktemp("phantoms")
+    return make_phantom_dataset(root / "phantoms", 6, config=PhantomConfig(shape=TINY), labelled_cases=6)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def test_split_is_fixed_disjoint_and_budgets_nest():
+    names = [f"case_{i:03d}" for i in range(50)]
+    a = common.make_split(names, n_test=10)
+    b = common.make_split(list(reversed(names)), n_test=10)
+    assert a == b  # independent of listing order
+    assert len(a.test) == 10 and len(a.pool) == 40
+    assert not set(a.test) & set(a.pool) and set(a.test) | set(a.pool) == set(names)
+    assert common.make_split(names, 10, seed=1).test != a.test  # the seed matters
+    five, ten = common.choose_labelled(a.pool, 0.05), common.choose_labelled(a.pool, 0.1)
+    assert len(five) == 2 and len(ten) == 4 and set(five) <= set(ten)
+    with pytest.raises(ValueError):
+        common.make_split(names, n_test=50)
+
+
+def test_sparse_labels_keep_only_foreground_slices():
+    truth = np.zeros((20, 8, 8), np.uint8)
+    truth[5:15, 2:6, 2:6] = 1
+    truth[9, 3, 3] = 2
+    slices = common.foreground_slices(truth, 3)
+    assert len(slices) == 3 and all(5 <= s < 15 for s in slices)
+    assert common.foreground_slices(truth, 1) == [10]
+    sparse = common.sparsify(truth, slices)
+    for z in range(20):
+        if z in slices:
+            np.testing.assert_array_equal(sparse[z], truth[z])
+        else:
+            assert (sparse[z] == common.IGNORE_INDEX).all()
+
+
+def test_materialise_hides_unlabelled_cases(tmp_path):
+    from barl_core.data import load_dataset
+    from barl_core.io import Volume
+
+    rng = np.random.default_rng(0)
+    cases, labels = {}, {}
+    for i in range(3):
+        truth = (rng.random((8, 8, 8)) > 0.5).astype(np.uint8)
+        cases[f"c{i}"] = common.BenchCase(f"c{i}", Volume(rng.random((8, 8, 8)).astype(np.float32)), truth)
+    labels["c0"] = common.sparsify(cases["c0"].truth, [2])
+    labels["c1"] = cases["c1"].truth
+    img_dir, lab_dir = common.materialise(cases, labels, tmp_path / "d")
+    loaded = {c.name: c for c in load_dataset(img_dir, lab_dir)}
+    assert loaded["c2"].labels is None
+    np.testing.assert_array_equal(loaded["c0"].labels, labels["c0"])
+    np.testing.assert_array_equal(loaded["c1"].labels, cases["c1"].truth)
+
+
+def test_results_store_resumes_and_writes_machine(tmp_path):
+    path = tmp_path / "r.json"
+    store = common.ResultsStore.open(path, "x", resume=False, config={"a": 1})
+    store.add_run("k1", {"v": float("nan")})
+    data = json.loads(path.read_text())  # NaN written as null: valid JSON
+    assert data["runs"]["k1"]["v"] is None
+    machine = data["sessions"][0]
+    assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["torch"] and machine["command"]
+    again = common.ResultsStore.open(path, "x", resume=True, config={"a": 1})
+    assert again.has("k1") and len(again.data["sessions"]) == 2
+    assert not common.ResultsStore.open(path, "x", resume=False, config={}).has("k1")
+
+
+def test_markdown_table_and_mean_sd():
+    assert common.fmt_mean_sd([1.0, 3.0], 2) == "2.00 ± 1.41"
+    assert common.fmt_mean_sd([None, float("nan")]) == "n/a"
+    table = common.markdown_table(["a", "bb"], [[1, 2], ["xyz", 4]])
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| a ") and set(lines[1]) <= {"|", "-"}
+
+
+# ------------------------------------------------------------------ Left Atrium h5
+
+
+def _write_la(root: Path, n_train: int, n_test: int, shape_xyz=(24, 20, 16)) -> Path:
+    """UA-MT layout: lists beside '2018LA_Seg_Training Set/<case>/mri_norm2.h5'."""
+    import h5py
+
+    cases_dir = root / "2018LA_Seg_Training Set"
+    names = [f"CASE{i:02d}" for i in range(n_train + n_test)]
+    rng = np.random.default_rng(1)
+    for i, name in enumerate(names):
+        (cases_dir / name).mkdir(parents=True)
+        image = rng.normal(size=shape_xyz).astype(np.float32)
+        label = np.zeros(shape_xyz, np.uint8)
+        label[6:18, 5:15, 4:12] = 1
+        image[label > 0] += 2.0
+        image[0, 1, 2] = 100.0 + i  # a marker voxel at (x=0, y=1, z=2)
+        with h5py.File(cases_dir / name / "mri_norm2.h5", "w") as fh:
+            fh.create_dataset("image", data=image)
+            fh.create_dataset("label", data=label)
+    (root / "train.list").write_text("\n".join(names[:n_train]) + "\n")
+    (root / "test.list").write_text("\n".join(names[n_train:]) + "\n\n")
+    return cases_dir
+
+
+def test_la_h5_loader_transposes_to_zyx_and_keeps_list_order(tmp_path):
+    from benchmarks.la_h5 import GPU_PROTOCOL, find_la_layout, load_la_cases
+
+    cases_dir = _write_la(tmp_path, 3, 2)
+    for root in (tmp_path, cases_dir):  # either the list folder or the case folder
+        layout = find_la_layout(root)
+        assert layout.case_root == cases_dir
+    cases, train, test = load_la_cases(tmp_path)
+    assert train == ["CASE00", "CASE01", "CASE02"] and test == ["CASE03", "CASE04"]
+    c = cases["CASE01"]
+    assert c.image.shape == (16, 20, 24) and c.truth.shape == (16, 20, 24)  # (z, y, x)
+    assert c.image.array[2, 1, 0] == pytest.approx(101.0)
+    assert c.truth.dtype == np.uint8 and set(np.unique(c.truth)) == {0, 1}
+    assert c.image.spacing == (1.0, 1.0, 1.0)
+    assert GPU_PROTOCOL.patch == (80, 112, 112)  # literature's 112x112x80 (x, y, z)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError):
+        find_la_layout(tmp_path / "empty" / "nowhere")
+
+
+def test_gpu_protocol_preset(tmp_path):
+    from benchmarks import label_efficiency as le
+
+    _write_la(tmp_path, 3, 2)
+    args = le.parse_args(["--la-root", str(tmp_path), "--gpu-protocol"])
+    assert args.patch == (80, 112, 112) and args.base_channels == 16 and args.budgets == "8,16"
+    assert args.iterations == 6000 and args.device == "auto" and args.settings == "full"
+    assert args.ablation is False
+    with pytest.raises(SystemExit):
+        le.parse_args(["--gpu-protocol"])
+
+
+def test_label_efficiency_on_la_h5(tmp_path):
+    from benchmarks import label_efficiency as le
+
+    _write_la(tmp_path / "la", 4, 2)
+    out = tmp_path / "la.json"
+    le.main(["--la-root", str(tmp_path / "la"), "--gpu-protocol", "--smoke", "--patch", "16", "16", "16",
+             "--base-channels", "4", "--iterations", "2", "--budgets", "2", "--methods", "barl",
+             "--seeds", "0", "--no-upper", "--device", "cpu", "--out", str(out), "--plot", ""])
+    data = json.loads(out.read_text())
+    assert data["config"]["distance_units"] == "voxels" and data["config"]["patch_zyx"] == [16, 16, 16]
+    (run,) = data["runs"].values()
+    assert run["n_labelled"] == 2 and set(run["per_case"]) == {"CASE04", "CASE05"}
+    assert set(run["metrics"]["left_atrium"]) >= {"dice", "jaccard", "hd95", "asd"}
+    assert data["split"]["labelled"]["2lab"] == ["CASE00", "CASE01"]  # the first N of train.list
+
+
+# ------------------------------------------------------------------ scripts end to end
+
+
+def test_label_efficiency_smoke_and_resume(phantom_dir, tmp_path, capsys):
+    from benchmarks import label_efficiency as le
+
+    out, png = tmp_path / "le.json", tmp_path / "le.png"
+    argv = ["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--budgets", "0.5",
+            "--settings", "sparse", "--methods", "supervised,barl", "--seeds", "0,1",
+            "--ablation-terms", "dpr", "--out", str(out), "--plot", str(png)]
+    le.main(argv)
+    data = json.loads(out.read_text())
+    # 2 seeds x (2 methods + upper bound + 1 ablation)
+    assert len(data["runs"]) == 8
+    assert set(data["split"]["test"]).isdisjoint(data["split"]["pool"]) and len(data["split"]["test"]) == 2
+    for run in data["runs"].values():
+        assert not set(run["per_case"]) & set(data["split"]["pool"])  # scored on the test set only
+    rows = {(r["group"], r["variant"]): r for r in data["summary"]}
+    assert rows[("main", "barl")]["seeds"] == [0, 1] and ("upper", "full-supervision") in rows
+    assert ("ablation", "barl -dpr") in rows
+    assert rows[("main", "barl")]["mean_fg_dice"]["n"] == 2
+    printed = capsys.readouterr().out
+    assert "estimate" in printed and "Ablation" in printed and "full-supervision" in printed
+    assert png.stat().st_size > 1000
+    mtime = out.stat().st_mtime_ns
+    le.main(argv + ["--resume"])  # nothing left to do: same runs, one more session
+    again = json.loads(out.read_text())
+    assert again["runs"].keys() == data["runs"].keys() and len(again["sessions"]) == 2
+    assert out.stat().st_mtime_ns >= mtime
+    with pytest.raises(SystemExit, match="iterations"):  # another schedule is not mixed in
+        le.main(argv + ["--resume", "--iterations", "3"])
+
+
+def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
+    from benchmarks import active_learning as al
+
+    out = tmp_path / "al.json"
+    al.main(["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--cases", "2", "--k", "2",
+             "--rounds", "2", "--strategies", "disagreement,random", "--seeds", "0",
+             "--out", str(out), "--plot", str(tmp_path / "al.png")])
+    data = json.loads(out.read_text())
+    assert set(data["runs"]) == {"disagreement/seed0", "random/seed0"}
+    for run in data["runs"].values():
+        curve = run["curve"]
+        assert [p["n_slices"] for p in curve] == [2, 4, 6]
+        picked = [tuple(x[:2]) for p in curve for x in p["picked"]]
+        assert len(picked) == len(set(picked)) == 4  # never re-picked
+        start = data["config"]["start_slices"]
+        assert all(idx not in start[name] for name, idx in picked)
+    assert "random_final_dice" in data["summary"]["answer"]
+    printed = capsys.readouterr().out
+    assert "random reaches Dice" in printed
+    assert (tmp_path / "al.png").is_file()
+
+
+def test_slices_to_reach_interpolates_and_says_not_reached():
+    from benchmarks.active_learning import slices_to_reach
+
+    assert slices_to_reach([(8, 0.5), (12, 0.7), (16, 0.8)], 0.6) == pytest.approx(10.0)
+    assert slices_to_reach([(8, 0.65), (12, 0.7)], 0.6) == 8.0
+    assert slices_to_reach([(8, 0.5), (12, 0.55)], 0.6) is None
+
+
+def test_speed_smoke(tmp_path, capsys):
+    from benchmarks import speed
+
+    out = tmp_path / "speed.json"
+    speed.main(["--smoke", "--methods", "supervised,barl", "--out", str(out), "--plot", str(tmp_path / "s.png"),
+                "--threads", "1"])
+    data = json.loads(out.read_text())
+    assert set(data["train"]["methods"]) == {"supervised", "barl"} and data["train"]["ratios"]["barl/supervised"] > 0
+    assert data["inference"]["barl_core"]["median_s"] > 0 and data["inference"]["monai"]["median_s"] > 0
+    mem = data["memory"]
+    assert mem["size_zyx"] == [32, 32, 32] and mem["peak_rss_bytes"] >= mem["rss_after_model_bytes"] > 0
+    gui = data["gui"]
+    assert "skipped" in gui or (gui["job_status"] == "done" and gui["training"]["ticks"] > 1)
+    assert "Training iteration time" in capsys.readouterr().out
+
+
+def test_report_fills_markers(tmp_path):
+    from benchmarks import report
+
+    results = tmp_path / "results"
+    store = common.ResultsStore.open(results / "speed.json", "speed", resume=False, config={})
+    store.set("train", {"patch_zyx": [8, 8, 8], "base_channels": 4, "batch_labeled": 1, "batch_unlabeled": 1,
+                        "methods": {"supervised": {"median_s": 0.01}, "barl": {"median_s": 0.03}},
+                        "ratios": {"barl/supervised": 3.0}})
+    doc = tmp_path / "b.md"
+    doc.write_text("x\n<!-- BEGIN:speed -->\nold\n<!-- END:speed -->\n"
+                   "<!-- BEGIN:active_learning -->\nold\n<!-- END:active_learning -->\n")
+    report.main(["--results", str(results), "--update", str(doc)])
+    text = doc.read_text()
+    assert "old" not in text and "| barl " in text and "3.00" in text
+    assert "Not run yet" in text  # active_learning.json absent: said so, not invented
