@@ -5,13 +5,17 @@ read with ``torch.load(weights_only=True)``: a model file from the internet cann
 on the radiologist's workstation. It carries everything predict and resume need: the
 architecture, class names, normalisation, working spacing, patch size, the full training
 config, optimiser/scaler/RNG state and a metrics excerpt.
+
+Older files keep loading: :data:`MIGRATIONS` upgrades a dict one format version at a time
+(version 0 is the pre-release layout without ``format_version``); a file from a *newer*
+napari-barl, or one too old to upgrade, is refused with a message that says so.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ from .networks import BiBranchNet, NetworkConfig, UNet3D
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MIGRATIONS",
+    "migrate",
     "save_checkpoint",
     "load_checkpoint",
     "check_compatible",
@@ -37,6 +43,67 @@ __all__ = [
 FORMAT = "napari-barl-checkpoint"
 FORMAT_VERSION = 1
 _REQUIRED = ("method", "n_branches", "model_state", "network", "class_names")
+
+
+def _migrate_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 (pre-release, no ``format_version``): fill the keys it did not have yet.
+
+    Version 0 files held the weights, architecture and classes; what predict and resume
+    need beyond them gets the value those runs used implicitly: ignore value 255,
+    per-volume normalisation, the native grid, the training config's patch, no optimiser
+    state (such a file fine-tunes or predicts, it does not resume mid-schedule).
+    """
+    from .config import TrainConfig  # late: config imports far more than a loader needs
+    from .data import NormalizationConfig
+
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    patch = config.get("patch_size") or list(TrainConfig().patch_size)
+    out = dict(data)
+    out.setdefault("ignore_index", config.get("ignore_index", 255))
+    out.setdefault("normalization", None)
+    out.setdefault("norm_config", config.get("normalization") or asdict(NormalizationConfig()))
+    out.setdefault("target_spacing", config.get("target_spacing"))
+    out.setdefault("patch_size", list(patch))
+    out.setdefault("iteration", 0)
+    out.setdefault("total_iterations", config.get("iterations", out["iteration"]))
+    out.setdefault("config", config)
+    for key in ("optimizer_state", "scaler_state", "rng_state"):
+        out.setdefault(key, None)
+    out.setdefault("history", [])
+    out["format_version"] = 1
+    return out
+
+
+#: ``{version: upgrade to version + 1}``; :func:`load_checkpoint` chains them.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_0_to_1}
+
+
+def migrate(data: dict[str, Any], where: str = "checkpoint") -> dict[str, Any]:
+    """Upgrade a loaded checkpoint dict to :data:`FORMAT_VERSION`.
+
+    Raises
+    ------
+    CheckpointError
+        A newer (or malformed) version, or an old one that lacks what cannot be filled in
+        (weights, architecture, classes).
+    """
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0 or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: checkpoint format version {version!r} is not supported by this napari-barl "
+            f"(reads versions 0 to {FORMAT_VERSION}); upgrade napari-barl or retrain"
+        )
+    if version < FORMAT_VERSION:
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise CheckpointError(
+                f"{where}: old checkpoint (format version {version}) lacks {', '.join(missing)} "
+                "and cannot be upgraded; retrain the model"
+            )
+    while version < FORMAT_VERSION:
+        data = MIGRATIONS[version](data)
+        version = data["format_version"]
+    return data
 
 
 def plain(obj: Any) -> Any:
@@ -95,6 +162,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> di
     CheckpointError
         Missing or unreadable file; a pickle that holds code or arbitrary objects
         (refused, never executed); another format or a newer format version.
+
+    An older format version is upgraded in memory (:func:`migrate`); the file is not touched.
     """
     p = Path(path)
     if not p.is_file():
@@ -114,12 +183,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> di
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a napari-barl checkpoint (no '{FORMAT}' header)")
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise CheckpointError(
-            f"{p}: checkpoint format version {version!r} is not supported by this napari-barl "
-            f"(reads version {FORMAT_VERSION}); upgrade napari-barl or retrain"
-        )
+    data = migrate(data, str(p))
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise CheckpointError(f"{p}: incomplete checkpoint, missing {', '.join(missing)}")

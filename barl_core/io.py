@@ -14,7 +14,10 @@ the same ``(z, y, x)`` order, which is what napari's ``affine`` expects.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +38,7 @@ __all__ = [
     "is_supported_path",
     "strip_extension",
     "atomic_path",
+    "remove_stale_temporaries",
     "SUPPORTED_EXTENSIONS",
     "MAX_VOXELS",
 ]
@@ -379,3 +383,41 @@ def as_volume(obj: Volume | np.ndarray, spacing: Sequence[float] | None = None) 
         return obj
     arr = np.asarray(obj)
     return Volume(arr, spacing=tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0))))  # type: ignore[arg-type]
+
+
+#: Names :class:`atomic_path` (``mkstemp``) and the MHD writer (``TemporaryDirectory``) give
+#: their temporaries: hidden, the target's name, 8 random characters, then ``.tmp...``.
+_STALE_FILE_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp.*$")
+_STALE_DIR_RE = re.compile(r"^\..+\.mhd\.[a-z0-9_]{8}$", re.IGNORECASE)
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike, *, min_age_s: float = 60.0, recursive: bool = True
+) -> list[Path]:
+    """Delete temporaries that a killed write left behind; return what was removed.
+
+    A write killed mid-way leaves only its hidden temporary (the final name still holds
+    the last complete version), which loaders already skip; this reclaims the space.
+    Only names of our own temporaries are touched, and only those older than
+    ``min_age_s``, so a write in flight in another process (a prediction job) survives.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    now = time.time()
+    removed: list[Path] = []
+    entries = root.rglob(".*") if recursive else root.glob(".*")
+    for path in sorted(entries, key=lambda q: len(q.parts), reverse=True):
+        try:
+            if now - path.lstat().st_mtime < min_age_s:
+                continue
+            if path.is_file() and not path.is_symlink() and _STALE_FILE_RE.match(path.name):
+                path.unlink()
+            elif path.is_dir() and not path.is_symlink() and _STALE_DIR_RE.match(path.name):
+                shutil.rmtree(path)
+            else:
+                continue
+        except OSError:  # vanished meanwhile, or not ours to delete
+            continue
+        removed.append(path)
+    return removed

@@ -17,7 +17,7 @@ and the same weak/strong views (same :mod:`~barl_core.augment`), so comparisons 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,8 @@ class TrainingMethod:
         self.device = torch.device(device)
         self.generator = generator
         self.ignore_index = config.ignore_index
+        #: What ``run(name, ...)`` calls: the trainable modules, or their DDP wrappers.
+        self._runners: dict[str, nn.Module] = {}
 
     # -- to implement ---------------------------------------------------------------
     def model_for_checkpoint(self) -> nn.Module:
@@ -87,7 +89,37 @@ class TrainingMethod:
         """Losses of one batch: ``{"loss": total, "<term>": value, ...}`` (scalars)."""
         raise NotImplementedError
 
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The networks the optimiser updates, by the name ``training_step`` runs them under.
+
+        Modules left out (Mean Teacher's EMA teacher) are never wrapped for
+        multi-process training: they receive no gradients and follow their student.
+        """
+        raise NotImplementedError
+
     # -- shared ---------------------------------------------------------------------
+    def run(self, name: str, *args, **kwargs):
+        """Forward pass of trainable module ``name`` (through its DDP wrapper if distributed)."""
+        module = self._runners.get(name)
+        if module is None:
+            module = self.trainable_modules()[name]
+        return module(*args, **kwargs)
+
+    @property
+    def uses_every_parameter(self) -> bool:
+        """True when every trainable parameter enters every loss (DDP may skip its search
+        for unused ones); False by default, as most methods leave the projection head out."""
+        return False
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Route each trainable module's forward pass through ``wrap(module)`` (DDP).
+
+        The wrappers only carry the forward passes: checkpoints keep saving
+        :meth:`model_for_checkpoint` (no ``module.`` prefixes), so a model trained on
+        several GPUs loads like any other.
+        """
+        self._runners = {name: wrap(m) for name, m in self.trainable_modules().items()}
+
     def parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimiser updates."""
         return (p for p in self.model_for_checkpoint().parameters() if p.requires_grad)
@@ -144,13 +176,22 @@ class BarlMethod(TrainingMethod):
     def model_for_checkpoint(self) -> nn.Module:
         return self.net
 
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"a": self.net.branch_a, "b": self.net.branch_b}
+
+    @property
+    def uses_every_parameter(self) -> bool:
+        # the alignment losses keep the features in the graph even when they are zero
+        return bool({"region", "instance"} & set(self.terms))
+
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
         # Weak -> A and strong -> B on even iterations, swapped on odd ones.
         weak_to_a = iteration % 2 == 0
         x_a, x_b = (views.weak, views.strong) if weak_to_a else (views.strong, views.weak)
-        out_a: NetOutput = self.net.branch_a(x_a, return_features=bool({"region", "instance"} & set(self.terms)))
-        out_b: NetOutput = self.net.branch_b(x_b, return_features=bool({"region", "instance"} & set(self.terms)))
+        features = bool({"region", "instance"} & set(self.terms))
+        out_a: NetOutput = self.run("a", x_a, return_features=features)
+        out_b: NetOutput = self.run("b", x_b, return_features=features)
         y = views.labels
         sup_a = supervised_loss([t[:n_l] for t in out_a.logits], y, self.ignore_index)
         sup_b = supervised_loss([t[:n_l] for t in out_b.logits], y, self.ignore_index)
@@ -202,9 +243,12 @@ class SupervisedMethod(TrainingMethod):
     def model_for_checkpoint(self) -> nn.Module:
         return self.net
 
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, _ = self.views(labelled_images, labels, None)
-        out = self.net(views.weak, return_features=False)
+        out = self.run("net", views.weak, return_features=False)
         sup = supervised_loss(out.logits, views.labels, self.ignore_index)
         return {"loss": sup, "sup": sup}
 
@@ -231,13 +275,16 @@ class MeanTeacherMethod(TrainingMethod):
     def model_for_checkpoint(self) -> nn.Module:
         return self.net
 
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"student": self.net.branch_a}  # the EMA teacher is never optimised nor wrapped
+
     def train(self) -> None:
         self.student.train()
         self.teacher.eval()
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
-        out_s = self.student(views.strong, return_features=False)
+        out_s = self.run("student", views.strong, return_features=False)
         with torch.no_grad():
             out_t = self.teacher(views.weak, deep_supervision=False, return_features=False)
         sup = supervised_loss([t[:n_l] for t in out_s.logits], views.labels, self.ignore_index)
@@ -266,11 +313,14 @@ class CPSMethod(TrainingMethod):
     def model_for_checkpoint(self) -> nn.Module:
         return self.net
 
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"a": self.net.branch_a, "b": self.net.branch_b}
+
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
         x_a, x_b = (views.weak, views.strong) if iteration % 2 == 0 else (views.strong, views.weak)
-        out_a = self.net.branch_a(x_a, return_features=False)
-        out_b = self.net.branch_b(x_b, return_features=False)
+        out_a = self.run("a", x_a, return_features=False)
+        out_b = self.run("b", x_b, return_features=False)
         sup = supervised_loss([t[:n_l] for t in out_a.logits], views.labels, self.ignore_index)
         sup = sup + supervised_loss([t[:n_l] for t in out_b.logits], views.labels, self.ignore_index)
         la, lb = out_a.logits[-1], out_b.logits[-1]

@@ -13,12 +13,20 @@ A run directory holds::
 
 :func:`train` is the one-call entry point the CLI, the GUI's child-process job runner and the
 demo use.
+
+Under ``torchrun`` (see :mod:`~barl_core.distributed` and ``docs/multi_gpu.md``) every rank
+runs this same loop on its own patches, DistributedDataParallel averages the gradients, and
+only rank 0 writes the run directory. Out of GPU memory, a single-process run halves the
+batch, then the patch, and goes on (saying so); below the floor it stops with a
+:class:`~barl_core.errors.TrainingError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import logging
 import os
 import random
 import threading
@@ -32,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, default_class_names
 from .data import (
@@ -46,6 +55,7 @@ from .data import (
 from .errors import BarlError, CheckpointError, EmptyDatasetError, TrainingError
 from .io import atomic_path
 from .methods import TrainingMethod, build_method
+from .networks import required_divisor
 from .resample import resample_volume
 
 __all__ = [
@@ -63,6 +73,12 @@ __all__ = [
 ProgressCallback = Callable[["TrainProgress"], None]
 #: Checkpoints keep at most this many metric rows (the full log is metrics.jsonl).
 _HISTORY_IN_CHECKPOINT = 2000
+#: Out-of-memory retries never shrink a patch side below this many voxels.
+MIN_PATCH_SIDE = 16
+#: Debugging aid (used by the multi-process test): every rank saves its final weights,
+#: its initial weights and a digest of the patches it drew to ``$BARL_DEBUG_DUMP_WEIGHTS/rankN.pt``.
+DEBUG_DUMP_ENV = "BARL_DEBUG_DUMP_WEIGHTS"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +91,9 @@ class TrainProgress:
     its_per_s: float
     eta_s: float
     lr: float
+    #: Non-empty for a notice rather than a loss report (e.g. an out-of-memory retry with
+    #: a smaller batch); ``losses`` is then empty.
+    message: str = ""
 
 
 @dataclass
@@ -269,27 +288,45 @@ class Trainer:
         self.history: list[dict] = []
         self._times: deque[float] = deque(maxlen=20)
         self._initialized = False
+        self._distributed = False
+        self.dist = distributed.DistContext()
+        self.messages: list[str] = []
+        dump = os.environ.get(DEBUG_DUMP_ENV)
+        self._debug_dir = Path(dump) if dump else None
+        self._debug: dict[str, Any] = {"batch_sums": []}
 
     # -- hooks ------------------------------------------------------------------------
     def initialize(self) -> None:
-        """Device, seeds, method (networks), optimiser, grad scaler, sampler."""
+        """Process group (under torchrun), device, seeds, method, optimiser, scaler, sampler.
+
+        Every rank seeds the network initialisation alike (DDP also broadcasts rank 0's
+        weights), while the patch sampler and the augmentation get a stream per rank, so
+        N ranks see N different batches; rank 0 draws exactly what a single process would.
+        """
         cfg = self.config
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
+        if device.type == "mps" and cfg.device == "auto" and distributed.launched_by_torchrun():
+            device = torch.device("cpu")  # no multi-process backend on MPS
+        self.dist, self.device = distributed.setup(device, explicit_index=":" in str(cfg.device))
+        rank = self.dist.rank
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        torch.manual_seed(cfg.seed)
-        self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        random.seed(distributed.rank_seed(cfg.seed, rank))
+        np.random.seed(distributed.rank_seed(cfg.seed, rank) % 2**32)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.aug_generator = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + 1, rank))
         self.method: TrainingMethod = build_method(cfg, self.device, self.aug_generator)
+        if rank:
+            torch.manual_seed(distributed.rank_seed(cfg.seed, rank))
         self.optimizer = torch.optim.SGD(
             self.method.parameters(), lr=cfg.lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, nesterov=True,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.sampler = PatchSampler(
-            self.volumes, cfg.patch_size, np.random.default_rng(cfg.seed), cfg.ignore_index
+            self.volumes, cfg.patch_size, np.random.default_rng(distributed.rank_seed(cfg.seed, rank)),
+            cfg.ignore_index,
         )
         if self.sampler.n_labelled_volumes == 0:
             raise EmptyDatasetError("no annotated voxel in the training set: label a few slices first")
@@ -308,10 +345,87 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def distribute(self) -> None:
+        """Wrap the method's trainable networks in DDP (once, after any weights were loaded).
+
+        Wrapping broadcasts rank 0's weights, so even a resumed or fine-tuned run starts
+        identical on every rank.
+        """
+        if self.dist.enabled and not self._distributed:
+            unused = not self.method.uses_every_parameter
+            self.method.distribute(
+                lambda module: distributed.wrap(module, self.dist, self.device, find_unused_parameters=unused)
+            )
+            self._distributed = True
+        if self._debug_dir is not None and "initial_state" not in self._debug:
+            self._debug["initial_state"] = _state_copy(self.method.model_for_checkpoint())
+
     def train_step(self, iteration: int) -> dict[str, float]:
+        """One optimiser step; out of memory, retry with a smaller batch, then patch.
+
+        Raises
+        ------
+        TrainingError
+            Out of memory at the smallest batch and patch, under torchrun (ranks must stay
+            in step, so there is no retry), or a non-finite loss.
+        """
+        while True:
+            try:
+                return self._train_step_once(iteration)
+            except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+                if not _is_out_of_memory(exc):
+                    raise
+                detail = (str(exc).strip().splitlines() or ["out of memory"])[0][:200]
+            # outside the except block: the traceback (and the graph it holds) is gone
+            self._recover_from_out_of_memory(iteration, detail)
+
+    def _recover_from_out_of_memory(self, iteration: int, detail: str) -> None:
+        """Free memory and shrink batch or patch, or raise a clear :class:`TrainingError`."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        _empty_device_cache(self.device)
+        where = f"{self.device.type.upper()} memory"
+        now = f"patch {tuple(cfg.patch_size)} and {self._batch_text(cfg)}"
+        if self.dist.enabled:
+            raise TrainingError(
+                f"rank {self.dist.rank} ran out of {where} with {now}; relaunch with a smaller "
+                f"--patch or --batch-labeled/--batch-unlabeled ({detail})"
+            )
+        smaller = _smaller_setting(cfg, self.method.uses_unlabelled)
+        if smaller is None:
+            raise TrainingError(
+                f"out of {where} even with {now}: use a smaller network (base_channels), "
+                f"--device cpu or a GPU with more memory ({detail})"
+            )
+        self.config = replace(cfg, **smaller)
+        self.sampler.patch_size = tuple(int(p) for p in self.config.patch_size)  # type: ignore[assignment]
+        c = self.config
+        self.message(
+            f"out of {where} at iteration {iteration + 1}; retrying with patch {tuple(c.patch_size)} "
+            f"and {self._batch_text(c)}"
+        )
+
+    def _batch_text(self, cfg: TrainConfig) -> str:
+        if self.method.uses_unlabelled:
+            return f"batches {cfg.batch_labeled}+{cfg.batch_unlabeled} (labelled+unlabelled)"
+        return f"batch {cfg.batch_labeled}"
+
+    def message(self, text: str) -> None:
+        """A notice for the user: logged, kept in :attr:`messages`, sent to the callback."""
+        _log.warning(text)
+        self.messages.append(text)
+        if self.callback is not None and self.dist.is_main:
+            it = min(self.iteration, self.config.iterations - 1)
+            self.callback(TrainProgress(self.iteration, self.config.iterations, {}, 0.0, float("nan"),
+                                        self.lr_at(it), message=text))
+
+    def _train_step_once(self, iteration: int) -> dict[str, float]:
         """Sample, forward (method), backward, optimiser step; returns the losses as floats."""
         cfg = self.config
         images, labels = self.sampler.sample_labelled(cfg.batch_labeled)
+        if self._debug_dir is not None:
+            self._debug["batch_sums"].append(float(images.sum()))
         unlabelled = None
         if self.method.uses_unlabelled and cfg.batch_unlabeled > 0:
             unlabelled = torch.from_numpy(self.sampler.sample_unlabelled(cfg.batch_unlabeled))
@@ -319,25 +433,19 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        try:
-            with self.autocast():
-                losses = self.method.training_step(
-                    torch.from_numpy(images), torch.from_numpy(labels), unlabelled, iteration
-                )
-            total = losses["loss"]
-            if not torch.isfinite(total).item() and not self.use_amp:
-                raise TrainingError(
-                    f"the loss became {total.item()} at iteration {iteration}; lower the learning rate "
-                    "or check the images (constant or extreme intensities)"
-                )
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        except torch.cuda.OutOfMemoryError:
+        with self.autocast():
+            losses = self.method.training_step(
+                torch.from_numpy(images), torch.from_numpy(labels), unlabelled, iteration
+            )
+        total = losses["loss"]
+        if not torch.isfinite(total).item() and not self.use_amp:
             raise TrainingError(
-                f"out of GPU memory with patch {tuple(cfg.patch_size)} and batches "
-                f"{cfg.batch_labeled}+{cfg.batch_unlabeled}: use a smaller --patch or batch"
-            ) from None
+                f"the loss became {total.item()} at iteration {iteration}; lower the learning rate "
+                "or check the images (constant or extreme intensities)"
+            )
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.method.after_optimizer_step(iteration)
         out = {k: float(v.detach().float().item()) for k, v in losses.items()}
         out["lr"] = lr
@@ -351,13 +459,15 @@ class Trainer:
         its = len(self._times) / max(sum(self._times), 1e-9)
         if done % cfg.log_every == 0 or done == cfg.iterations:
             lr = losses.pop("lr")
+            losses = distributed.mean_over_ranks(losses, self.dist, self.device)  # every rank
             row = {"iteration": done, **losses, "lr": lr, "its_per_s": its, "time": time.time()}
             self.history.append(row)
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
-            if self.callback is not None:
-                self.callback(TrainProgress(done, cfg.iterations, dict(losses), its, (cfg.iterations - done) / its, lr))
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+            if self.dist.is_main:
+                with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                if self.callback is not None:
+                    self.callback(TrainProgress(done, cfg.iterations, dict(losses), its, (cfg.iterations - done) / its, lr))
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations and self.dist.is_main:
             self.save_checkpoint(self.checkpoint_path(done))
             self._prune_checkpoints()
 
@@ -429,6 +539,10 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.iteration = int(ckpt["iteration"])
         self.history = list(ckpt.get("history") or [])
+        if self.dist.rank:  # the file holds rank 0's streams: give this rank its own again
+            seed = self.config.seed
+            self.sampler.rng = np.random.default_rng(distributed.rank_seed(seed, self.dist.rank, self.iteration))
+            self.aug_generator.manual_seed(distributed.rank_seed(seed + 1, self.dist.rank, self.iteration))
 
     def init_from(self, path: str | os.PathLike) -> None:
         """Fine-tuning: the checkpoint's weights, a fresh optimiser and schedule."""
@@ -457,23 +571,87 @@ class Trainer:
             raise CheckpointError(f"checkpoint weights do not fit this network: {str(exc).splitlines()[0]}") from None
 
     def run_training(self) -> TrainResult:
-        """The loop; returns when done or cancelled (a checkpoint is written either way)."""
+        """The loop; returns when done or cancelled (a checkpoint is written either way).
+
+        Under torchrun every rank returns the same result once rank 0 has written it.
+        """
         if not self._initialized:
             self.initialize()
-        _write_json(self.run_dir / "config.json", self.config.to_dict())
+        self.distribute()
+        if self.dist.is_main:
+            _write_json(self.run_dir / "config.json", self.config.to_dict())
+        status, path = "completed", self.run_dir / "model.pt"
         while self.iteration < self.config.iterations:
-            if self.cancel.cancelled:
-                path = self.save_checkpoint(self.checkpoint_path(self.iteration))
-                return TrainResult(path, self.iteration, "cancelled", list(self.history))
+            # one rank's Ctrl-C stops them all at the same iteration
+            if distributed.any_rank(self.cancel.cancelled, self.dist, self.device):
+                status, path = "cancelled", self.checkpoint_path(self.iteration)
+                break
             start = time.perf_counter()
             losses = self.train_step(self.iteration)
             self.iteration += 1
             self.on_iteration_end(self.iteration - 1, losses, time.perf_counter() - start)
-        model_path = self.save_checkpoint(self.run_dir / "model.pt")
-        return TrainResult(model_path, self.iteration, "completed", list(self.history))
+        if self.dist.is_main:
+            self.save_checkpoint(path)
+        self._debug_dump()
+        distributed.barrier(self.dist)
+        return TrainResult(path, self.iteration, status, list(self.history))
+
+    def close(self) -> None:
+        """Leave the torchrun process group if this trainer formed it (no-op otherwise)."""
+        distributed.cleanup(self.dist)
+
+    def _debug_dump(self) -> None:
+        if self._debug_dir is None:
+            return
+        self._debug_dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "rank": self.dist.rank,
+            "world_size": self.dist.world_size,
+            "iteration": self.iteration,
+            "model_state": _state_copy(self.method.model_for_checkpoint()),
+            **self._debug,
+        }
+        torch.save(data, self._debug_dir / f"rank{self.dist.rank}.pt")
 
 
 # --------------------------------------------------------------------------- helpers
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's ``OutOfMemoryError``, or the RuntimeError MPS (and older CUDA) raise."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _empty_device_cache(device: torch.device) -> None:
+    try:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif device.type == "mps":
+            torch.mps.empty_cache()
+    except RuntimeError:  # pragma: no cover - a broken driver must not hide the OOM
+        pass
+
+
+def _smaller_setting(cfg: TrainConfig, uses_unlabelled: bool) -> dict[str, Any] | None:
+    """Halved batches if they can shrink, else a halved patch (>= the floor), else None."""
+    bl, bu = cfg.batch_labeled, cfg.batch_unlabeled
+    new_bl = max(1, bl // 2)
+    new_bu = max(1, bu // 2) if (uses_unlabelled and bu > 0) else bu
+    if (new_bl, new_bu) != (bl, bu):
+        return {"batch_labeled": new_bl, "batch_unlabeled": new_bu}
+    div = required_divisor(cfg.network)
+    floor = max(div, MIN_PATCH_SIDE)
+    patch = tuple(int(p) for p in cfg.patch_size)
+    smaller = tuple(p if p <= floor else max(floor, (p // 2) // div * div) for p in patch)
+    if smaller != patch:
+        return {"patch_size": smaller}
+    return None
+
+
+def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
 def _numpy_global_state() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -607,18 +785,18 @@ def train(
     volumes, stats, names = prepare_training_data(cases, config)
     config = config.with_classes(names).validate()
     trainer = Trainer(config, volumes, run_dir, norm_stats=stats, callback=callback, cancel=cancel)
-    trainer.initialize()
-    if resume_from is not None:
-        trainer.load_checkpoint(resume_from)
-    elif init_from is not None:
-        trainer.init_from(init_from)
     try:
+        trainer.initialize()
+        if resume_from is not None:
+            trainer.load_checkpoint(resume_from)
+        elif init_from is not None:
+            trainer.init_from(init_from)
         return trainer.run_training()
     except BarlError:
         raise
     except (ValueError, RuntimeError) as exc:
-        if isinstance(exc, BarlError):
-            raise
-        if "out of memory" in str(exc).lower():
+        if _is_out_of_memory(exc):
             raise TrainingError(f"out of memory: {str(exc).splitlines()[0]}; use a smaller patch or batch") from None
         raise
+    finally:
+        trainer.close()

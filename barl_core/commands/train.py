@@ -3,6 +3,9 @@
 Writes ``RUN_DIR/model.pt``, periodic checkpoints, ``config.json`` and ``metrics.jsonl``.
 Ctrl-C stops cleanly at the next iteration with a checkpoint (continue with ``--resume``);
 a second Ctrl-C aborts at once.
+
+Multi-GPU: ``torchrun --nproc_per_node=N -m barl_core train ...`` runs this command once per
+GPU; rank 0 alone writes the run folder and prints (see ``docs/multi_gpu.md``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..config import METHODS, PRESETS, TrainConfig, parse_disable, preset
+from ..distributed import is_main_process
 from ..errors import CancelledError, TrainingError
 from ..trainer import CancelToken, TrainProgress, train
 
@@ -109,6 +113,10 @@ class ProgressBar:
         self._last = 0.0
 
     def __call__(self, p: TrainProgress) -> None:
+        if p.message:  # a notice (e.g. an out-of-memory retry), on a line of its own
+            self.stream.write(("\n" if self.tty else "") + f"barl: {p.message}\n")
+            self.stream.flush()
+            return
         frac = p.iteration / max(p.total, 1)
         filled = int(round(frac * self.width))
         bar = "#" * filled + "-" * (self.width - filled)
@@ -153,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             f"stopped at iteration {result.iterations_done}; checkpoint kept at {result.model_path} "
             f"(continue with: barl train --images {args.images} --out {args.out} --resume)"
         )
+    if not is_main_process():
+        return 0
     last = result.history[-1] if result.history else {}
     loss = f", final loss {last['loss']:.4f}" if "loss" in last else ""
     print(f"trained {result.iterations_done} iterations{loss}; model written to {result.model_path}")
