@@ -1,0 +1,82 @@
+"""Review: predict, and the ranked list of slices and cases to annotate next."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+__all__ = ["ReviewPanel"]
+
+_ROLE = Qt.UserRole
+
+
+class ReviewPanel(QGroupBox):
+    """Predict buttons, prediction progress and the suggestion list.
+
+    Signals
+    -------
+    predict_requested(bool)
+        ``False``: the current case; ``True``: all cases.
+    suggestion_activated(str, int)
+        A case name and a slice index (``-1``: the case's most uncertain slice).
+    """
+
+    predict_requested = Signal(bool)
+    suggestion_activated = Signal(str, int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Review", parent)
+        self.predict_btn = QPushButton("Predict current")
+        self.predict_all_btn = QPushButton("Predict all")
+        row = QHBoxLayout()
+        row.addWidget(self.predict_btn)
+        row.addWidget(self.predict_all_btn)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("no prediction yet")
+        self.status.setWordWrap(True)
+        self.suggestions = QListWidget()
+        self.suggestions.setToolTip("where the two branches disagree most: annotate these next")
+        self.suggestions.setMinimumHeight(110)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addWidget(QLabel("Annotate next (click to go there):"))
+        lay.addWidget(self.suggestions)
+        self.predict_btn.clicked.connect(lambda: self.predict_requested.emit(False))
+        self.predict_all_btn.clicked.connect(lambda: self.predict_requested.emit(True))
+        self.suggestions.itemClicked.connect(self._clicked)
+        self.suggestions.itemActivated.connect(self._clicked)
+
+    def set_running(self, running: bool, has_model: bool) -> None:
+        self.predict_btn.setEnabled(not running and has_model)
+        self.predict_all_btn.setEnabled(not running and has_model)
+
+    def set_suggestions(self, case: str | None, slices: list, cases: list) -> None:
+        """Fill the list: the current case's slices first, then other cases."""
+        self.suggestions.clear()
+        for s in slices:
+            item = QListWidgetItem(f"{case}  slice {int(s.index)}   score {float(s.score):.4f}")
+            item.setData(_ROLE, (case, int(s.index)))
+            self.suggestions.addItem(item)
+        for c in cases:
+            if c.name == case:
+                continue
+            item = QListWidgetItem(f"case {c.name}   score {float(c.score):.4f}")
+            item.setData(_ROLE, (c.name, -1))
+            self.suggestions.addItem(item)
+
+    def _clicked(self, item: QListWidgetItem) -> None:
+        case, z = item.data(_ROLE)
+        self.suggestion_activated.emit(case, int(z))

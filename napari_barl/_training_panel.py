@@ -1,0 +1,184 @@
+"""Training controls: method, iterations, patch, device, presets, progress and loss plot.
+
+The panel only builds a :class:`barl_core.config.TrainConfig` and shows progress;
+the dock widget starts the job, so the panel stays testable on its own.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from barl_core.config import METHODS, PRESETS, TrainConfig, preset
+
+from ._progress import LossPlot, format_eta
+
+__all__ = ["TrainingPanel", "gpu_description"]
+
+_DEVICES = {"auto": "auto", "CUDA": "cuda", "CPU": "cpu"}
+
+
+def gpu_description() -> str:
+    """Name of the first CUDA GPU, or why there is none.
+
+    ``torch.cuda`` is queried without creating a context (no GPU memory is taken in
+    the GUI process).
+    """
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU: {torch.cuda.get_device_name(0)}"
+        return "no CUDA GPU found: training runs on the CPU"
+    except Exception as exc:  # a broken CUDA install must not break the widget
+        return f"CUDA unavailable ({exc.__class__.__name__})"
+
+
+class TrainingPanel(QGroupBox):
+    """Controls and progress display of a training run.
+
+    Signals
+    -------
+    train_requested(bool)
+        ``False`` to train from scratch, ``True`` to fine-tune the current model.
+    cancel_requested()
+    """
+
+    train_requested = Signal(bool)
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Training", parent)
+        form = QFormLayout()
+        self.preset_box = QComboBox()
+        self.preset_box.addItems(list(PRESETS))
+        self.preset_box.setToolTip('"quick" suits a CPU, "full" a GPU')
+        self.method_box = QComboBox()
+        self.method_box.addItems(list(METHODS))
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 1_000_000)
+        self.patch = [QSpinBox() for _ in range(3)]
+        patch_row = QHBoxLayout()
+        for sb in self.patch:
+            sb.setRange(8, 512)
+            sb.setSingleStep(8)
+            patch_row.addWidget(sb)
+        self.base_channels = QSpinBox()
+        self.base_channels.setRange(2, 64)
+        self.device_box = QComboBox()
+        self.device_box.addItems(list(_DEVICES))
+        self.gpu_label = QLabel(gpu_description())
+        self.gpu_label.setWordWrap(True)
+        self.predict_after = QCheckBox("predict the current case when done")
+        self.predict_after.setChecked(True)
+        form.addRow("Preset", self.preset_box)
+        form.addRow("Method", self.method_box)
+        form.addRow("Iterations", self.iterations)
+        form.addRow("Patch (z, y, x)", patch_row)
+        form.addRow("Network width", self.base_channels)
+        form.addRow("Device", self.device_box)
+        form.addRow("", self.gpu_label)
+        form.addRow("", self.predict_after)
+
+        self.train_btn = QPushButton("Train")
+        self.train_btn.setToolTip("train a new model on the annotated slices of all cases")
+        self.finetune_btn = QPushButton("Fine-tune")
+        self.finetune_btn.setToolTip(
+            "continue from the current model with the newly painted slices"
+        )
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        buttons = QHBoxLayout()
+        for b in (self.train_btn, self.finetune_btn, self.cancel_btn):
+            buttons.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.eta_label = QLabel("idle")
+        self.loss_plot = LossPlot()
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.eta_label)
+        lay.addWidget(self.loss_plot)
+
+        self.preset_box.currentTextChanged.connect(self.apply_preset)
+        self.train_btn.clicked.connect(lambda: self.train_requested.emit(False))
+        self.finetune_btn.clicked.connect(lambda: self.train_requested.emit(True))
+        self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit())
+        self.apply_preset("quick")
+        self.finetune_btn.setEnabled(False)
+
+    # ------------------------------------------------------------------ config
+    def apply_preset(self, name: str) -> None:
+        cfg = preset(name)
+        self.iterations.setValue(cfg.iterations)
+        for sb, v in zip(self.patch, cfg.patch_size, strict=True):
+            sb.setValue(int(v))
+        self.base_channels.setValue(cfg.network.base_channels)
+        self.device_box.setCurrentText("auto")
+        if self.preset_box.currentText() != name:
+            self.preset_box.setCurrentText(name)
+
+    def build_config(self, class_names: list[str]) -> TrainConfig:
+        """The TrainConfig the controls describe (validated; raises TrainingError)."""
+        cfg = preset(
+            self.preset_box.currentText(),
+            method=self.method_box.currentText(),
+            iterations=int(self.iterations.value()),
+            patch_size=tuple(int(sb.value()) for sb in self.patch),
+            device=_DEVICES[self.device_box.currentText()],
+            network={"base_channels": int(self.base_channels.value())},
+        )
+        return cfg.with_classes(class_names).validate()
+
+    # ------------------------------------------------------------------ progress
+    def set_running(self, running: bool, can_finetune: bool) -> None:
+        self.train_btn.setEnabled(not running)
+        self.finetune_btn.setEnabled(not running and can_finetune)
+        self.cancel_btn.setEnabled(running)
+
+    def start_display(self, what: str) -> None:
+        self.progress.setValue(0)
+        self.eta_label.setText(f"{what}: starting...")
+        self.loss_plot.clear()
+
+    def show_update(self, upd, what: str = "training") -> None:
+        total = getattr(upd, "total", 0) or 0
+        it = getattr(upd, "iteration", 0) or 0
+        if total:
+            self.progress.setValue(int(round(100 * min(it, total) / total)))
+        losses = getattr(upd, "losses", None) or {}
+        loss = losses.get("total", losses.get("loss"))
+        if loss is None and losses:
+            loss = sum(float(v) for v in losses.values())
+        if what == "training" and loss is not None:
+            self.loss_plot.add(float(loss))
+        speed = getattr(upd, "its_per_s", None)
+        parts = [f"{what}: {it}/{total}" if total else what]
+        if speed:
+            parts.append(f"{speed:.2f} it/s")
+        if getattr(upd, "eta_s", None) is not None:
+            parts.append(format_eta(upd.eta_s))
+        if getattr(upd, "kind", "") == "message" and getattr(upd, "message", ""):
+            parts = [f"{what}: {upd.message}"]
+        self.eta_label.setText("  ".join(parts))
+
+    def end_display(self, text: str, complete: bool) -> None:
+        if complete:
+            self.progress.setValue(100)
+        self.eta_label.setText(text)

@@ -1,0 +1,843 @@
+"""The BARL dock widget: workspace, annotation, training, review and export.
+
+The widget is glue: the state lives in :class:`barl_core.workspace.Workspace`,
+heavy work runs in child processes (:mod:`barl_core.jobs`) polled by a QTimer, and
+every user-caused failure (:class:`~barl_core.errors.BarlError`) becomes a napari
+notification instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from barl_core.errors import BarlError, InputFileError
+from barl_core.io import read_volume, write_labels
+from barl_core.workspace import Workspace, sanitize_case_name
+
+from ._annotation import LabelsSync, layer_data_from_labels
+from ._layers import GEOMETRY_KEY, geometry_kwargs, volume_from_layer_attributes
+from ._minimap import UncertaintyMinimap, slice_profile
+from ._progress import JobRunner
+from ._review_panel import ReviewPanel
+from ._training_panel import TrainingPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["BarlWidget"]
+
+log = logging.getLogger(__name__)
+CASE_KEY = "barl_case"
+PREDICTION_LAYER = "prediction"
+DISAGREEMENT_LAYER = "disagreement"
+
+
+def _notify(level: str, message: str) -> None:
+    from napari.utils import notifications
+
+    getattr(notifications, f"show_{level}")(message)
+
+
+def guarded(method):
+    """Run a Qt slot so that no exception escapes into the event loop.
+
+    A :class:`BarlError` is the user's to fix: its message is shown as is. Anything
+    else is a bug: it is logged with its traceback and reported briefly.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except BarlError as exc:
+            _notify("error", str(exc))
+        except MemoryError:
+            _notify("error", "out of memory: close other volumes or use a smaller patch size")
+        except Exception as exc:  # noqa: BLE001 (the GUI must survive its own bugs)
+            log.error("napari-barl: %s", traceback.format_exc())
+            _notify("error", f"napari-barl: unexpected {exc.__class__.__name__}: {exc}")
+        return None
+
+    return wrapper
+
+
+class BarlWidget(QWidget):
+    """Main dock widget of napari-barl.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer it docks into (napari passes it by this name).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.workspace: Workspace | None = None
+        self.current_case: str | None = None
+        self.sync: LabelsSync | None = None
+        self._case_layers: list = []
+        self._job_kind = ""
+        self._job_cases: list[str] = []
+        self._job_out: Path | None = None
+        self._job_info: dict = {}
+        self.runner = JobRunner(parent=self)
+        self.runner.update.connect(self._on_job_update)
+        self.runner.finished.connect(self._on_job_finished)
+        self._build()
+        self._refresh_enabled()
+
+    # ================================================================== layout
+    def _build(self) -> None:
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+
+        ws_box = QGroupBox("Workspace")
+        ws_lay = QVBoxLayout(ws_box)
+        self.ws_label = QLabel("no workspace: open or create a folder")
+        self.ws_label.setWordWrap(True)
+        row = QGridLayout()
+        self.open_ws_btn = QPushButton("Open / create folder...")
+        self.add_layers_btn = QPushButton("Add open images")
+        self.add_layers_btn.setToolTip("add the image layers open in the viewer as cases")
+        self.add_files_btn = QPushButton("Add files...")
+        row.addWidget(self.open_ws_btn, 0, 0, 1, 2)
+        row.addWidget(self.add_layers_btn, 1, 0)
+        row.addWidget(self.add_files_btn, 1, 1)
+        self.case_table = QTableWidget(0, 3)
+        self.case_table.setHorizontalHeaderLabels(["case", "state", "disagreement"])
+        self.case_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.case_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.case_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.case_table.horizontalHeader().setStretchLastSection(True)
+        self.case_table.verticalHeader().setVisible(False)
+        self.case_table.setMinimumHeight(100)
+        ws_lay.addWidget(self.ws_label)
+        ws_lay.addLayout(row)
+        ws_lay.addWidget(self.case_table)
+
+        cls_box = QGroupBox("Classes (double-click to rename; select to paint)")
+        cls_lay = QVBoxLayout(cls_box)
+        self.class_list = QListWidget()
+        self.class_list.setMaximumHeight(90)
+        crow = QHBoxLayout()
+        self.add_class_btn = QPushButton("Add class")
+        self.remove_class_btn = QPushButton("Remove last")
+        crow.addWidget(self.add_class_btn)
+        crow.addWidget(self.remove_class_btn)
+        cls_lay.addWidget(self.class_list)
+        cls_lay.addLayout(crow)
+
+        ann_box = QGroupBox("Annotation")
+        ann_lay = QVBoxLayout(ann_box)
+        self.annotated_label = QLabel("annotated slices: none")
+        self.annotated_label.setWordWrap(True)
+        self.annotated_list = QListWidget()
+        self.annotated_list.setFlow(QListWidget.LeftToRight)
+        self.annotated_list.setWrapping(True)
+        self.annotated_list.setMaximumHeight(50)
+        arow = QHBoxLayout()
+        self.mark_btn = QPushButton("Mark slice annotated")
+        self.mark_btn.setToolTip(
+            "count the current slice as annotated; unpainted voxels are background"
+        )
+        self.unmark_btn = QPushButton("Un-mark slice")
+        self.accept_btn = QPushButton("Accept prediction on slice")
+        for b in (self.mark_btn, self.unmark_btn):
+            arow.addWidget(b)
+        self.minimap = UncertaintyMinimap()
+        ann_lay.addWidget(self.minimap)
+        ann_lay.addWidget(self.annotated_label)
+        ann_lay.addWidget(self.annotated_list)
+        ann_lay.addLayout(arow)
+        ann_lay.addWidget(self.accept_btn)
+
+        self.training = TrainingPanel()
+        self.review = ReviewPanel()
+
+        exp_box = QGroupBox("Export (NIfTI, source geometry)")
+        erow = QHBoxLayout(exp_box)
+        self.export_what = QComboBox()
+        self.export_what.addItems(["labels", "prediction"])
+        self.export_all = QCheckBox("all cases")
+        self.export_btn = QPushButton("Export...")
+        for w in (self.export_what, self.export_all, self.export_btn):
+            erow.addWidget(w)
+
+        for box in (ws_box, cls_box, ann_box, self.training, self.review, exp_box):
+            lay.addWidget(box)
+        lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(400)
+
+        self.open_ws_btn.clicked.connect(lambda: self._choose_workspace())
+        self.add_layers_btn.clicked.connect(lambda: self.add_viewer_images())
+        self.add_files_btn.clicked.connect(lambda: self._choose_files())
+        self.case_table.cellClicked.connect(self._case_clicked)
+        self.class_list.itemChanged.connect(self._class_renamed)
+        self.class_list.currentRowChanged.connect(self._class_selected)
+        self.add_class_btn.clicked.connect(lambda: self.add_class())
+        self.remove_class_btn.clicked.connect(lambda: self.remove_last_class())
+        self.annotated_list.itemClicked.connect(
+            lambda it: self.go_to(self.current_case, int(it.text())) if self.current_case else None
+        )
+        self.mark_btn.clicked.connect(lambda: self.mark_current_slice(True))
+        self.unmark_btn.clicked.connect(lambda: self.mark_current_slice(False))
+        self.accept_btn.clicked.connect(lambda: self.accept_prediction_current_slice())
+        self.training.train_requested.connect(self.start_training)
+        self.training.cancel_requested.connect(self.cancel_job)
+        self.review.predict_requested.connect(self.start_prediction)
+        self.review.suggestion_activated.connect(self.go_to)
+        self.export_btn.clicked.connect(lambda: self._choose_export())
+        self.viewer.layers.events.removing.connect(self._layer_removing)
+        self.minimap.slice_clicked.connect(
+            lambda z: self.go_to(self.current_case, z) if self.current_case else None
+        )
+        self.viewer.dims.events.current_step.connect(self._dims_changed)
+
+    def _dims_changed(self, _event=None) -> None:
+        if self.labels_layer is not None:
+            try:
+                self.minimap.set_current(self.current_slice())
+            except Exception:  # noqa: BLE001 (a repaint hint, never worth an error)
+                pass
+
+    def _refresh_enabled(self) -> None:
+        has_ws = self.workspace is not None
+        has_case = has_ws and self.current_case is not None
+        running = self.runner.is_running()
+        has_model = has_ws and self.workspace.current_model_path() is not None
+        for b in (self.add_layers_btn, self.add_files_btn):
+            b.setEnabled(has_ws)
+        for b in (self.mark_btn, self.unmark_btn, self.export_btn):
+            b.setEnabled(has_case)
+        self.accept_btn.setEnabled(has_case and self.workspace.record(self.current_case).predicted)
+        self.training.set_running(running, has_model)
+        self.training.train_btn.setEnabled(has_ws and not running)
+        self.review.set_running(running, has_model)
+
+    # ================================================================== workspace
+    def _choose_workspace(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Workspace folder (new or existing)")
+        if folder:
+            self.open_workspace(folder)
+
+    @guarded
+    def open_workspace(self, folder: str | Path, class_names: list[str] | None = None) -> Workspace:
+        """Open the workspace in ``folder``, creating it if needed."""
+        self._close_case()
+        folder = Path(folder)
+        is_ws = (folder / "workspace.json").exists() or (folder / "imagesTr").is_dir()
+        self.workspace = Workspace.open(folder) if is_ws else Workspace.create(folder, class_names)
+        self.ws_label.setText(f"workspace: {folder}")
+        self._refresh_classes()
+        self._refresh_cases()
+        if self.workspace.cases:
+            self.open_case(self.workspace.cases[0])
+        self._refresh_enabled()
+        return self.workspace
+
+    def _require_workspace(self) -> Workspace:
+        if self.workspace is None:
+            raise InputFileError("open or create a workspace folder first")
+        return self.workspace
+
+    @guarded
+    def add_viewer_images(self) -> list[str]:
+        """Add every Image layer of the viewer (not yet a case) to the workspace."""
+        import napari
+
+        ws = self._require_workspace()
+        added = []
+        for layer in list(self.viewer.layers):
+            if not isinstance(layer, napari.layers.Image) or layer.metadata.get(CASE_KEY):
+                continue
+            if layer.rgb or layer.ndim != 3 or layer.multiscale:
+                _notify("warning", f"layer {layer.name!r} skipped: only single-channel 3D volumes")
+                continue
+            vol = volume_from_layer_attributes(
+                np.asarray(layer.data),
+                {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate},
+            )
+            name = self._unique_name(sanitize_case_name(layer.name))
+            ws.add_volume(vol, name)
+            layer.metadata[CASE_KEY] = name
+            layer.metadata.setdefault(GEOMETRY_KEY, vol.geometry())
+            added.append(name)
+        self._adopt_class_names()
+        self._refresh_cases()
+        if added and self.current_case is None:
+            self.open_case(added[0])
+        if not added:
+            _notify("info", "no new 3D image layer to add")
+        return added
+
+    def _adopt_class_names(self) -> None:
+        """Take class names offered by a layer (the phantom's) while nothing is labelled."""
+        ws = self.workspace
+        if ws is None or any(ws.annotated_slices(c) for c in ws.cases):
+            return
+        for layer in self.viewer.layers:
+            names = layer.metadata.get("barl_class_names")
+            if names and list(names) != ws.class_names:
+                ws.set_class_names(list(names))
+                self._refresh_classes()
+                return
+
+    def _unique_name(self, name: str) -> str:
+        existing = set(self.workspace.cases) if self.workspace else set()
+        out, i = name, 1
+        while out in existing:
+            i += 1
+            out = f"{name}_{i}"
+        return out
+
+    def _choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Add volumes", "", "Volumes (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd)"
+        )
+        for f in files:
+            self.add_file(f)
+
+    @guarded
+    def add_file(self, path: str | Path) -> str:
+        ws = self._require_workspace()
+        from barl_core.io import strip_extension
+
+        name = ws.add_file(
+            path, self._unique_name(sanitize_case_name(strip_extension(Path(path).name)))
+        )
+        self._refresh_cases()
+        if self.current_case is None:
+            self.open_case(name)
+        return name
+
+    def _refresh_cases(self) -> None:
+        ws = self.workspace
+        self.case_table.setRowCount(0)
+        if ws is None:
+            return
+        for name in ws.cases:
+            r = self.case_table.rowCount()
+            self.case_table.insertRow(r)
+            score = ws.record(name).disagreement_score
+            cells = [name, ws.case_state(name), "" if score is None else f"{score:.4f}"]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if name == self.current_case:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.case_table.setItem(r, c, item)
+        self.case_table.resizeColumnsToContents()
+
+    def _case_clicked(self, row: int, _col: int) -> None:
+        item = self.case_table.item(row, 0)
+        if item is not None:
+            self.open_case(item.text())
+
+    # ================================================================== cases and layers
+    @guarded
+    def open_case(self, name: str) -> None:
+        """Show a case: its image, its labels (autosaved), its prediction if any."""
+        import napari
+
+        ws = self._require_workspace()
+        ws.record(name)
+        if name == self.current_case and self.sync is not None:
+            return
+        self._close_case()
+        image = ws.load_image(name)
+        geo = geometry_kwargs(image, {CASE_KEY: name})
+        img_layer = next(
+            (
+                ly
+                for ly in self.viewer.layers
+                if isinstance(ly, napari.layers.Image) and ly.metadata.get(CASE_KEY) == name
+            ),
+            None,
+        )
+        if img_layer is None:
+            img_layer = self.viewer.add_image(image.array, name=name, colormap="gray", **geo)
+            self._case_layers.append(img_layer)
+        img_layer.visible = True
+        for ly in self.viewer.layers:  # other cases' images out of the way
+            if (
+                ly is not img_layer
+                and isinstance(ly, napari.layers.Image)
+                and ly.metadata.get(CASE_KEY)
+            ):
+                ly.visible = False
+        labels = ws.load_labels(name)
+        lab_layer = self.viewer.add_labels(
+            layer_data_from_labels(labels), name=f"{name} labels", **geo
+        )
+        self._case_layers.append(lab_layer)
+        self.sync = LabelsSync(ws, name, lab_layer, parent=self)
+        self.sync.saved.connect(self._on_saved)
+        self.sync.failed.connect(lambda msg: _notify("error", msg))
+        self.current_case = name
+        self.minimap.set_case(
+            image.shape[0], None, ws.annotated_slices(name), ws.accepted_slices(name)
+        )
+        self._show_prediction()
+        self.viewer.layers.selection.active = lab_layer
+        lab_layer.selected_label = max(1, self.class_list.currentRow())
+        self._refresh_classes()
+        self._on_saved(ws.annotated_slices(name))
+        self._refresh_enabled()
+
+    def _close_case(self) -> None:
+        if self.sync is not None:
+            self.sync.detach()
+            self.sync = None
+        for layer in self._case_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self._case_layers = []
+        self.current_case = None
+        self.minimap.set_case(0, None, ())
+
+    def _layer_removing(self, event) -> None:
+        """Save before the user deletes the labels layer of the current case."""
+        try:
+            layer = self.viewer.layers[event.index]
+        except (IndexError, TypeError, AttributeError):
+            return
+        if self.sync is not None and layer is self.sync.layer:
+            self.sync.detach()
+            self.sync = None
+
+    @property
+    def labels_layer(self):
+        return self.sync.layer if self.sync is not None else None
+
+    def _on_saved(self, slices: list) -> None:
+        self.annotated_list.clear()
+        for z in slices:
+            self.annotated_list.addItem(str(z))
+        self.annotated_label.setText(
+            f"annotated slices ({len(slices)}): {', '.join(map(str, slices)) or 'none'}"
+        )
+        if self.workspace is not None and self.current_case is not None:
+            self.minimap.set_marks(slices, self.workspace.accepted_slices(self.current_case))
+        self._dims_changed()
+        self._refresh_cases()
+
+    def save_now(self) -> list[int] | None:
+        """Flush pending strokes to disk (also done on a timer and on close)."""
+        return self.sync.flush() if self.sync is not None else None
+
+    def current_slice(self) -> int:
+        """Index along axis 0 of the slice the viewer shows for the current case."""
+        layer = self.labels_layer
+        if layer is None:
+            raise InputFileError("open a case first")
+        data_pos = layer.world_to_data(self.viewer.dims.point)
+        z = int(np.round(data_pos[0]))
+        return int(np.clip(z, 0, layer.data.shape[0] - 1))
+
+    @guarded
+    def go_to(self, case: str, z: int) -> None:
+        """Open ``case`` and move the viewer to slice ``z`` (-1: its top suggestion)."""
+        if case != self.current_case:
+            self.open_case(case)
+        if self.current_case != case:
+            return
+        if z < 0:
+            top = self._slice_suggestions()
+            z = top[0].index if top else self.labels_layer.data.shape[0] // 2
+        layer = self.labels_layer
+        shape = layer.data.shape
+        world = layer.data_to_world((float(z), (shape[1] - 1) / 2, (shape[2] - 1) / 2))
+        self.viewer.dims.set_point(0, float(world[0]))
+
+    # ================================================================== classes
+    def _class_names(self) -> list[str]:
+        if self.workspace is not None:
+            return list(self.workspace.class_names)
+        return ["background", "foreground"]
+
+    def _refresh_classes(self) -> None:
+        names = self._class_names()
+        row = self.class_list.currentRow()
+        self.class_list.blockSignals(True)
+        self.class_list.clear()
+        layer = self.labels_layer
+        for i, name in enumerate(names):
+            item = QListWidgetItem(f"{name}")
+            flags = item.flags() | Qt.ItemIsEditable if i > 0 else item.flags() & ~Qt.ItemIsEditable
+            item.setFlags(flags)
+            if layer is not None and i > 0:
+                rgba = np.asarray(layer.get_color(i)) if layer.get_color(i) is not None else None
+                if rgba is not None:
+                    pix = QPixmap(12, 12)
+                    pix.fill(QColor(*(int(255 * c) for c in rgba[:3])))
+                    item.setIcon(QIcon(pix))
+            self.class_list.addItem(item)
+        self.class_list.setCurrentRow(row if 0 < row < len(names) else 1)
+        self.class_list.blockSignals(False)
+
+    @guarded
+    def _class_renamed(self, _item) -> None:
+        names = [self.class_list.item(i).text().strip() for i in range(self.class_list.count())]
+        self._require_workspace().set_class_names(names)
+
+    def _class_selected(self, row: int) -> None:
+        if self.labels_layer is not None and row >= 0:
+            self.labels_layer.selected_label = row
+
+    @guarded
+    def add_class(self, name: str | None = None) -> None:
+        ws = self._require_workspace()
+        names = ws.class_names
+        ws.set_class_names(names + [name or f"class_{len(names)}"])
+        self._refresh_classes()
+
+    @guarded
+    def remove_last_class(self) -> None:
+        ws = self._require_workspace()
+        self.save_now()
+        ws.set_class_names(ws.class_names[:-1])
+        self._refresh_classes()
+
+    # ================================================================== annotation buttons
+    @guarded
+    def mark_current_slice(self, annotated: bool = True) -> None:
+        if self.sync is None:
+            raise InputFileError("open a case first")
+        self.sync.mark(self.current_slice(), annotated)
+
+    @guarded
+    def accept_prediction_current_slice(self) -> None:
+        if self.sync is None:
+            raise InputFileError("open a case first")
+        pred = self.workspace.load_prediction(self.current_case)
+        if pred is None:
+            raise InputFileError("no prediction for this case yet: click Predict first")
+        z = self.current_slice()
+        self.sync.set_slice(z, np.clip(pred[z], 0, self.workspace.num_classes - 1).astype(np.uint8))
+        self.workspace.tag_accepted(self.current_case, z)
+        self._on_saved(self.workspace.annotated_slices(self.current_case))
+
+    # ================================================================== jobs
+    @guarded
+    def start_training(self, fine_tune: bool = False) -> None:
+        """Train (or fine-tune the current model) in a child process."""
+        ws = self._require_workspace()
+        if self.runner.is_running():
+            raise BarlError("a job is already running: wait for it or cancel it")
+        self.save_now()
+        if not any(ws.annotated_slices(c) for c in ws.cases):
+            _notify(
+                "warning",
+                "nothing to learn from yet: paint at least one slice "
+                "(or mark one as all background) before training",
+            )
+            return
+        init_from = ws.current_model_path() if fine_tune else None
+        if fine_tune and (init_from is None or not init_from.exists()):
+            raise BarlError("no current model to fine-tune: train one first")
+        config = self.training.build_config(ws.class_names)
+        from barl_core.jobs import TrainJob
+
+        out_dir = ws.new_run_dir("finetune" if fine_tune else "run")
+        handle = TrainJob.start(config, ws.images_dir, ws.labels_dir, out_dir, init_from=init_from)
+        self._job_out = out_dir
+        self._job_info = {
+            "method": config.method,
+            "iterations": config.iterations,
+            "fine_tuned_from": str(init_from) if init_from else None,
+            "annotated_slices": {c: ws.annotated_slices(c) for c in ws.cases},
+        }
+        self._start_job(handle, "training")
+
+    @guarded
+    def start_prediction(self, all_cases: bool = False) -> None:
+        """Predict the current case (or all cases) with the current model, off-process."""
+        ws = self._require_workspace()
+        if self.runner.is_running():
+            raise BarlError("a job is already running: wait for it or cancel it")
+        model = ws.current_model_path()
+        if model is None or not model.exists():
+            raise BarlError("no trained model yet: train one first")
+        cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
+        if not cases:
+            raise InputFileError("open a case first")
+        from barl_core.jobs import PredictJob
+
+        out_dir = ws.predictions_dir / ".job"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f in out_dir.iterdir():
+            if f.is_file():
+                f.unlink()
+        handle = PredictJob.start(model, [ws.image_path(c) for c in cases], out_dir)
+        self._job_cases, self._job_out = list(cases), out_dir
+        self._start_job(handle, "prediction")
+
+    def _start_job(self, handle, kind: str) -> None:
+        self._job_kind = kind
+        if kind == "training":
+            self.training.start_display("training")
+        else:
+            self.review.progress.setValue(0)
+            self.review.status.setText("prediction: starting...")
+        self.runner.start(handle, kind)
+        self._refresh_enabled()
+
+    def cancel_job(self) -> None:
+        self.runner.cancel()
+
+    def is_busy(self) -> bool:
+        return self.runner.is_running()
+
+    def _on_job_update(self, upd) -> None:
+        if self._job_kind == "training":
+            self.training.show_update(upd, "training")
+        else:
+            total = getattr(upd, "total", 0) or 0
+            if total:
+                self.review.progress.setValue(int(100 * min(upd.iteration, total) / total))
+            msg = getattr(upd, "message", "") or ""
+            self.review.status.setText(f"prediction: {msg or f'{upd.iteration}/{total}'}")
+
+    @guarded
+    def _on_job_finished(self, upd) -> None:
+        kind = self._job_kind
+        try:
+            if upd is None or upd.kind == "error":
+                msg = getattr(upd, "message", None) or f"the {kind} process ended unexpectedly"
+                if "out of memory" in msg.lower():
+                    msg += " (try a smaller patch size or the CPU device)"
+                self._end_display(kind, f"{kind} failed", False)
+                _notify("error", f"{kind} failed: {msg}")
+            elif upd.kind == "cancelled":
+                self._end_display(kind, f"{kind} cancelled", False)
+                if kind == "training":
+                    self._adopt_model(upd, cancelled=True)
+            elif kind == "training":
+                self._adopt_model(upd, cancelled=False)
+                self._end_display(kind, "training done", True)
+                if self.training.predict_after.isChecked() and self.current_case:
+                    self._refresh_enabled()
+                    self.start_prediction(False)
+                    return
+            else:
+                self._collect_predictions()
+                self._end_display(kind, "prediction done", True)
+        finally:
+            self._refresh_enabled()
+
+    def _end_display(self, kind: str, text: str, complete: bool) -> None:
+        if kind == "training":
+            self.training.end_display(text, complete)
+        else:
+            if complete:
+                self.review.progress.setValue(100)
+            self.review.status.setText(text)
+
+    def _adopt_model(self, upd, cancelled: bool) -> None:
+        path = Path(upd.result_path) if getattr(upd, "result_path", None) else None
+        if path is not None and path.is_dir():
+            path = path / "model.pt"
+        if path is None or not path.exists():
+            cands = (
+                sorted(self._job_out.rglob("*.pt"), key=lambda p: p.stat().st_mtime)
+                if self._job_out
+                else []
+            )
+            path = cands[-1] if cands else None
+        if path is None:
+            if not cancelled:
+                raise BarlError("training finished but wrote no model file")
+            return
+        self.workspace.add_model(path, dict(self._job_info, cancelled=cancelled))
+        _notify(
+            "info",
+            f"model ready: {path.name}"
+            + (" (last checkpoint of a cancelled run)" if cancelled else ""),
+        )
+
+    def _collect_predictions(self) -> None:
+        ws, out = self.workspace, self._job_out
+        for case in self._job_cases:
+            lab_path = _find_output(out, case, ("", "_pred", "_prediction", "_labels", "_seg"))
+            dis_path = _find_output(out, case, ("_disagreement", "_dis"))
+            if lab_path is None:
+                _notify("warning", f"no prediction was written for case {case!r}")
+                continue
+            dis = read_volume(dis_path).array if dis_path is not None else None
+            ws.set_prediction(case, read_volume(lab_path).array, dis)
+        self._refresh_cases()
+        self._show_prediction()
+
+    # ================================================================== review
+    def _show_prediction(self) -> None:
+        """(Re)build the prediction and disagreement layers and the suggestions."""
+        for name in (PREDICTION_LAYER, DISAGREEMENT_LAYER):
+            for layer in [ly for ly in self.viewer.layers if ly.name == name]:
+                self.viewer.layers.remove(layer)
+                if layer in self._case_layers:
+                    self._case_layers.remove(layer)
+        ws, case = self.workspace, self.current_case
+        if ws is None or case is None:
+            return
+        pred = ws.load_prediction(case)
+        if pred is None:
+            self.minimap.set_case(
+                ws.reference(case).shape[0],
+                None,
+                ws.annotated_slices(case),
+                ws.accepted_slices(case),
+            )
+            self.review.set_suggestions(case, [], [])
+            self.review.status.setText("no prediction for this case yet")
+            return
+        geo = geometry_kwargs(ws.reference(case), {CASE_KEY: case})
+        pred_layer = self.viewer.add_labels(
+            pred.astype(np.uint8), name=PREDICTION_LAYER, opacity=0.45, **geo
+        )
+        self._case_layers.append(pred_layer)
+        dis = ws.load_disagreement(case)
+        self.minimap.set_case(
+            pred.shape[0],
+            None if dis is None else slice_profile(dis),
+            ws.annotated_slices(case),
+            ws.accepted_slices(case),
+        )
+        if dis is not None:
+            hi = float(np.percentile(dis, 99.5))
+            hi = hi if hi > 0 else float(dis.max()) or 1.0
+            dis_layer = self.viewer.add_image(
+                dis,
+                name=DISAGREEMENT_LAYER,
+                colormap="inferno",
+                blending="additive",
+                contrast_limits=(0.0, hi),
+                opacity=0.8,
+                **geo,
+            )
+            self._case_layers.append(dis_layer)
+        if self.labels_layer is not None:  # keep painting on top and active
+            self.viewer.layers.move(
+                self.viewer.layers.index(self.labels_layer), len(self.viewer.layers)
+            )
+            self.viewer.layers.selection.active = self.labels_layer
+        self._update_suggestions()
+
+    def _slice_suggestions(self) -> list:
+        from barl_core.suggest import suggest_slices
+
+        ws, case = self.workspace, self.current_case
+        dis = ws.load_disagreement(case) if ws and case else None
+        if dis is None:
+            return []
+        return list(suggest_slices(dis, ws.load_labels(case), axis=0, top_k=5, min_gap=2))
+
+    def _update_suggestions(self) -> None:
+        from barl_core.suggest import suggest_cases
+
+        slices = self._slice_suggestions()
+        scores = self.workspace.disagreement_scores()
+        ws = self.workspace
+        n_annotated = {c: len(ws.annotated_slices(c)) for c in scores}
+        cases = list(suggest_cases(scores, n_annotated, top_k=5)) if len(scores) > 1 else []
+        self.review.set_suggestions(self.current_case, slices, cases)
+        score = self.workspace.record(self.current_case).disagreement_score
+        self.review.status.setText(
+            f"{self.current_case}: mean disagreement {score:.4f}"
+            if score is not None
+            else f"{self.current_case}: predicted"
+        )
+
+    # ================================================================== export
+    def _choose_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder")
+        if folder:
+            self.export(folder, self.export_what.currentText(), self.export_all.isChecked())
+
+    @guarded
+    def export(
+        self, folder: str | Path, what: str = "labels", all_cases: bool = False
+    ) -> list[Path]:
+        """Write labels (255 = not annotated) or predictions as NIfTI on the source grid."""
+        ws = self._require_workspace()
+        self.save_now()
+        cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
+        folder = Path(folder)
+        written = []
+        for case in cases:
+            if what == "labels":
+                data = ws.load_labels(case)
+            else:
+                data = ws.load_prediction(case)
+                if data is None:
+                    _notify("warning", f"case {case!r} has no prediction: skipped")
+                    continue
+            written.append(write_labels(data, ws.reference(case), folder / f"{case}_{what}.nii.gz"))
+        if written:
+            _notify("info", f"exported {len(written)} file(s) to {folder}")
+        return written
+
+    # ================================================================== lifetime
+    def shutdown(self) -> None:
+        """Save labels and stop a running job (called on close)."""
+        if self.sync is not None:
+            self.sync.flush()
+        if self.runner.is_running():
+            self.runner.cancel()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        # napari hides dock widgets when its window closes: save then too
+        if self.sync is not None:
+            self.sync.flush()
+        super().hideEvent(event)
+
+
+def _find_output(folder: Path | None, case: str, suffixes: tuple[str, ...]) -> Path | None:
+    if folder is None:
+        return None
+    for suffix in suffixes:
+        for ext in (".nii.gz", ".nii", ".nrrd", ".mha"):
+            for cand in (
+                folder / f"{case}{suffix}{ext}",
+                folder / case / f"{suffix.lstrip('_') or 'labels'}{ext}",
+            ):
+                if cand.exists():
+                    return cand
+    return None

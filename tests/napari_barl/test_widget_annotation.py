@@ -1,0 +1,171 @@
+"""The dock widget's workspace and annotation path, driven as a user would."""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType, SimpleNamespace
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+from barl_core.workspace import IGNORE_INDEX, Workspace
+from napari_barl._widget import BarlWidget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    viewer.add_image(
+        rng.normal(size=(12, 20, 16)).astype(np.float32),
+        name="scan one",
+        scale=(2.0, 0.5, 0.5),
+        translate=(4.0, -3.0, 1.0),
+    )
+    w = BarlWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_workspace(tmp_path / "ws")
+    assert w.add_viewer_images() == ["scan_one"]
+    yield w
+    w.shutdown()
+
+
+def _go(w, z):
+    w.go_to(w.current_case, z)
+    assert w.current_slice() == z
+    assert w.viewer.dims.current_step[0] == z
+
+
+def test_paint_autosave_and_reopen(widget, qtbot, tmp_path):
+    w = widget
+    layer = w.labels_layer
+    assert layer is not None and w.current_case == "scan_one"
+    _go(w, 3)
+    layer.brush_size = 3
+    layer.paint((3, 10, 8), 1)  # a real brush stroke: emits the paint event
+    assert w.sync.dirty
+    qtbot.waitUntil(lambda: not w.sync.dirty, timeout=5000)  # debounced autosave
+    ws = Workspace.open(tmp_path / "ws")
+    assert ws.annotated_slices("scan_one") == [3]
+    lab = ws.load_labels("scan_one")
+    assert lab[3, 10, 8] == 1 and (lab[3] != IGNORE_INDEX).all()
+    assert (lab[4] == IGNORE_INDEX).all()
+
+    # mark / un-mark through the buttons at the current slice
+    _go(w, 7)
+    w.mark_btn.click()
+    assert Workspace.open(tmp_path / "ws").annotated_slices("scan_one") == [3, 7]
+    _go(w, 3)
+    w.unmark_btn.click()
+    assert Workspace.open(tmp_path / "ws").annotated_slices("scan_one") == [7]
+    assert layer.data[3].max() == 0
+    assert "1 slice annotated" in w.case_table.item(0, 1).text()
+
+    # the minimap marks annotated slices and jumps where it is clicked
+    assert w.minimap.annotated == {7} and w.minimap.n_slices == 12
+    x = int((5 + 0.5) * w.minimap.width() / 12)
+    qtbot.mouseClick(w.minimap, Qt.LeftButton, pos=QPoint(x, 10))
+    assert w.viewer.dims.current_step[0] == 5 and w.minimap.current == 5
+
+    # painting then closing before the timer fires loses nothing
+    _go(w, 9)
+    layer.paint((9, 5, 5), 1)
+    w.close()
+    assert Workspace.open(tmp_path / "ws").annotated_slices("scan_one") == [7, 9]
+
+    # a fresh widget on the same folder shows the labels again
+    w2 = BarlWidget(w.viewer)
+    w2.open_workspace(tmp_path / "ws")
+    assert w2.labels_layer.data[9, 5, 5] == 1
+    assert [w2.annotated_list.item(i).text() for i in range(w2.annotated_list.count())] == [
+        "7",
+        "9",
+    ]
+    w2.shutdown()
+
+
+def test_errors_become_notifications(widget, monkeypatch):
+    shown = []
+    import napari.utils.notifications as nt
+
+    monkeypatch.setattr(nt, "show_error", lambda m: shown.append(("error", m)))
+    monkeypatch.setattr(nt, "show_warning", lambda m: shown.append(("warning", m)))
+    w = widget
+    w.start_training(False)  # nothing annotated yet
+    assert shown and shown[-1][0] == "warning" and "paint" in shown[-1][1]
+    w.start_prediction(False)  # no model
+    assert shown[-1][0] == "error" and "model" in shown[-1][1]
+    w.labels_layer.data[2, 0, 0] = 9  # not a class: refused, not lost
+    w.sync.schedule()
+    w.save_now()
+    assert shown[-1][0] == "error" and "not classes" in shown[-1][1]
+    assert w.labels_layer.data[2, 0, 0] == 9
+    w.labels_layer.data[2, 0, 0] = 0
+    w.open_workspace(w.workspace.folder / "imagesTr" / "scan_one.nii.gz")  # a file, not a folder
+    assert shown[-1][0] == "error"
+
+
+class _ScriptedHandle:
+    """Stands in for a child-process job: replays updates, one batch per poll."""
+
+    def __init__(self, batches):
+        self.batches = list(batches)
+        self.cancelled = False
+
+    def poll(self):
+        return self.batches.pop(0) if self.batches else []
+
+    def is_running(self):
+        return bool(self.batches)
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def _update(kind, iteration=0, total=4, message="", loss=None):
+    return SimpleNamespace(
+        kind=kind,
+        iteration=iteration,
+        total=total,
+        losses={} if loss is None else {"total": loss},
+        its_per_s=2.0,
+        eta_s=1.0,
+        message=message,
+        result_path=None,
+    )
+
+
+def test_training_failure_is_reported_and_labels_kept(widget, qtbot, monkeypatch):
+    shown = []
+    import napari.utils.notifications as nt
+
+    monkeypatch.setattr(nt, "show_error", lambda m: shown.append(m))
+    handles = []
+
+    def fake_start(config, images_dir, labels_dir, out_dir, init_from=None):
+        assert config.iterations == widget.training.iterations.value()
+        h = _ScriptedHandle(
+            [
+                [_update("progress", 1, loss=1.0)],
+                [_update("progress", 2, loss=0.8)],
+                [_update("error", message="CUDA out of memory. Tried to allocate 2 GiB")],
+            ]
+        )
+        handles.append(h)
+        return h
+
+    fake = ModuleType("barl_core.jobs")
+    fake.TrainJob = SimpleNamespace(start=fake_start)
+    monkeypatch.setitem(sys.modules, "barl_core.jobs", fake)
+    w = widget
+    w.sync.mark(4, True)
+    w.start_training(False)
+    assert w.is_busy() and not w.training.train_btn.isEnabled()
+    qtbot.waitUntil(lambda: not w.is_busy(), timeout=5000)
+    assert any("out of memory" in m and "smaller patch" in m for m in shown)
+    assert w.training.loss_plot.values == [1.0, 0.8]
+    assert w.training.train_btn.isEnabled()
+    assert w.workspace.annotated_slices("scan_one") == [4]

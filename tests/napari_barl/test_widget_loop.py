@@ -1,0 +1,103 @@
+"""The whole radiologist loop through the dock widget: paint, train, review, export."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from barl_core.workspace import Workspace
+from napari_barl._widget import DISAGREEMENT_LAYER, PREDICTION_LAYER, BarlWidget
+
+pytestmark = pytest.mark.gui
+
+
+def _ras_affine(spacing_zyx, origin_xyz, direction) -> np.ndarray:
+    """NIfTI affine expected for an ITK (LPS) geometry, written out independently."""
+    d = np.asarray(direction, float).reshape(3, 3)
+    m = np.eye(4)
+    m[:3, :3] = d @ np.diag(np.asarray(spacing_zyx, float)[::-1])
+    m[:3, 3] = origin_xyz
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ m
+
+
+def _paint_slice(layer, z, values) -> None:
+    """Put strokes on slice z the way napari's brush records them (history atom + event)."""
+    idx = np.nonzero(values)
+    full = (np.full(idx[0].shape, z), *idx)
+    old = layer.data[full].copy()
+    layer.data[full] = values[idx]
+    layer.refresh()
+    layer.events.paint(value=[(full, old, values[idx])])
+
+
+def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-barl", "phantom_small")
+    image_layer, truth = viewer.layers["CBCT phantom"], viewer.layers["ground truth"]
+    source = image_layer.metadata["barl_geometry"]
+    w = BarlWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_workspace(tmp_path / "ws")
+    [case] = w.add_viewer_images()
+    assert w.workspace.class_names == ["background", "bone", "tooth", "lesion"]
+    assert w.class_list.count() == 4
+
+    # paint two slices (copying the ground truth in, as a user would with the brush)
+    for z in (10, 21):
+        w.go_to(case, z)
+        assert viewer.dims.current_step[0] == z
+        _paint_slice(w.labels_layer, z, np.asarray(truth.data[z]))
+    qtbot.waitUntil(lambda: not w.sync.dirty, timeout=5000)
+    assert Workspace.open(tmp_path / "ws").annotated_slices(case) == [10, 21]
+
+    # a tiny model through the widget's own controls
+    tp = w.training
+    tp.iterations.setValue(4)
+    for sb, v in zip(tp.patch, (16, 32, 32), strict=True):
+        sb.setValue(v)
+    tp.base_channels.setValue(4)
+    tp.device_box.setCurrentText("CPU")
+    qtbot.mouseClick(tp.train_btn, Qt.LeftButton)
+    assert w.is_busy() and tp.cancel_btn.isEnabled()
+    qtbot.waitUntil(
+        lambda: DISAGREEMENT_LAYER in viewer.layers and not w.is_busy(), timeout=240_000
+    )
+
+    pred, dis = viewer.layers[PREDICTION_LAYER], viewer.layers[DISAGREEMENT_LAYER]
+    assert pred.data.shape == image_layer.data.shape
+    assert dis.colormap.name == "inferno" and dis.blending == "additive"
+    np.testing.assert_allclose(dis.scale, image_layer.scale)
+    assert tp.progress.value() == 100
+    assert w.workspace.current_model_path().exists()
+    assert w.workspace.case_state(case) == "predicted"
+    assert w.case_table.item(0, 2).text() != ""
+
+    # click the top suggestion: the viewer moves to that slice
+    lst = w.review.suggestions
+    assert lst.count() >= 1
+    item = lst.item(min(1, lst.count() - 1))
+    target = item.data(Qt.UserRole)[1]
+    assert target not in (10, 21)  # never suggests an annotated slice
+    w.go_to(case, 0)
+    rect = lst.visualItemRect(item)
+    qtbot.mouseClick(lst.viewport(), Qt.LeftButton, pos=rect.center())
+    assert viewer.dims.current_step[0] == target
+
+    # accept the prediction on that slice: it becomes annotated
+    w.accept_btn.click()
+    assert target in Workspace.open(tmp_path / "ws").annotated_slices(case)
+
+    # export both, read back with nibabel, compare with the source geometry
+    out = tmp_path / "export"
+    written = w.export(out, "prediction") + w.export(out, "labels")
+    assert [p.name for p in written] == [f"{case}_prediction.nii.gz", f"{case}_labels.nii.gz"]
+    expected = _ras_affine(source["spacing"], source["origin"], source["direction"])
+    for p in written:
+        img = nib.load(p)
+        np.testing.assert_allclose(img.affine, expected, atol=1e-4)
+        assert img.shape == image_layer.data.shape[::-1]
+    exported = np.asarray(nib.load(written[0]).dataobj).transpose(2, 1, 0)
+    np.testing.assert_array_equal(exported, pred.data)
+    w.shutdown()
