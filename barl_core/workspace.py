@@ -9,7 +9,11 @@ On disk a workspace is an MSD-style folder, so the engine's dataset loader and t
       labelsTr/<case>.nii.gz          sparse labels: classes on annotated slices, 255 elsewhere
       predictions/<case>.nii.gz       the latest prediction (class map)
       predictions/<case>_disagreement.nii.gz
-      models/                         training runs (checkpoints)
+      predictions/<case>_confidence.npz   agreement confidence (float16) for proposals
+      predictions/versions/<vid>/<case>.nii.gz  the prediction of each model version
+      models/                         training runs (checkpoints), versions.json, validation.json
+      provenance/<case>.json          how each slice was made (see barl_core.provenance)
+      history/<case>/zNNNN_vK.npz     every saved version of every slice (undo across restarts)
       workspace.json                  class names, cases, prediction status, model history
 
 Why the label file is the source of truth: an annotated slice is exactly a slice of
@@ -31,6 +35,7 @@ import numpy as np
 
 from .errors import BarlError, GeometryMismatchError, InputFileError, LabelValueError
 from .io import Volume, atomic_path, read_volume, strip_extension, write_labels, write_volume
+from .provenance import ProvenanceStore, slice_dice
 from .suggest import case_score
 
 __all__ = [
@@ -113,6 +118,10 @@ class Workspace:
         self.current_model: str | None = None
         self.model_history: list[ModelRecord] = []
         self._geometry_cache: dict[str, Volume] = {}
+        self._label_cache: dict[str, np.ndarray] = {}
+        self._versions = None
+        self._validation = None
+        self.provenance = ProvenanceStore(self.folder)
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -218,6 +227,13 @@ class Workspace:
     def disagreement_path(self, name: str) -> Path:
         return self.predictions_dir / f"{validate_case_name(name)}_disagreement{_EXT}"
 
+    def confidence_path(self, name: str) -> Path:
+        return self.predictions_dir / f"{validate_case_name(name)}_confidence.npz"
+
+    def version_prediction_path(self, version: str, name: str) -> Path:
+        """Where the prediction of model version ``version`` on case ``name`` is kept."""
+        return self.predictions_dir / "versions" / validate_case_name(version) / f"{name}{_EXT}"
+
     # ------------------------------------------------------------------ cases
     @property
     def cases(self) -> list[str]:
@@ -259,6 +275,7 @@ class Workspace:
             self.label_path(name),
             self.prediction_path(name),
             self.disagreement_path(name),
+            self.confidence_path(name),
         ):
             p.unlink(missing_ok=True)
         del self._cases[name]
@@ -300,13 +317,34 @@ class Workspace:
             raise GeometryMismatchError(
                 f"{lp}: label grid {vol.shape} does not match its image {ref.shape}"
             )
-        return vol.array.astype(np.uint8, copy=False)
+        out = vol.array.astype(np.uint8, copy=False)
+        self._label_cache[name] = out.copy()
+        return out
 
-    def save_labels(self, name: str, labels: np.ndarray) -> list[int]:
+    def _previous_labels(self, name: str) -> np.ndarray:
+        if name not in self._label_cache:
+            self._label_cache[name] = self.load_labels(name)
+        return self._label_cache[name]
+
+    def save_labels(
+        self,
+        name: str,
+        labels: np.ndarray,
+        *,
+        how: dict[int, str] | None = None,
+        model_version: str | None = None,
+        proposals: dict[int, np.ndarray] | None = None,
+        note: str = "",
+    ) -> list[int]:
         """Write the sparse labels atomically; return the annotated slices (axis 0).
 
         An all-ignore map removes the label file, so that the case counts as
         unlabelled for training (the dataset loader sees no label file).
+
+        Every slice that changed gets a provenance event and a history version
+        (:mod:`barl_core.provenance`): ``how[z]`` when given (``accepted`` with
+        ``proposals[z]``, ``reverted``...), otherwise classified from its past
+        (``drawn``, ``edited-from-proposal`` with the Dice to the proposal, ``unmarked``).
         """
         rec = self.record(name)
         ref = self.reference(name)
@@ -322,15 +360,59 @@ class Workspace:
                 f"case {name!r}: label values {values} are not classes "
                 f"(0..{self.num_classes - 1}: {', '.join(self.class_names)})"
             )
+        previous = self._previous_labels(name)
         annotated = _annotated(labels)
         if annotated:
             write_labels(labels.astype(np.uint8, copy=False), ref, self.label_path(name))
         else:
             self.label_path(name).unlink(missing_ok=True)
+        self._label_cache[name] = labels.astype(np.uint8, copy=True)
+        self._record_changes(name, previous, labels, how or {}, model_version, proposals or {}, note)
         rec.annotated_slices = annotated
         rec.accepted_slices = [z for z in rec.accepted_slices if z in annotated]
         self._save_state()
         return annotated
+
+    def _record_changes(self, name, previous, labels, how, model_version, proposals, note) -> None:
+        flat_old = previous.reshape(previous.shape[0], -1)
+        flat_new = labels.reshape(labels.shape[0], -1)
+        changed = np.flatnonzero((flat_old != flat_new).any(axis=1))
+        for z in (int(v) for v in changed):
+            new = labels[z]
+            if z in how:
+                kind, proposal = how[z], proposals.get(z)
+                dice = None if proposal is None else slice_dice(proposal, new, self.num_classes)
+            else:
+                kind, dice, proposal = self.provenance.classify(name, z, new, self.num_classes)
+            self.provenance.record(name, z, new, kind, model_version=model_version,
+                                   proposal=proposal, dice_to_proposal=dice, note=note)
+
+    def revert_slice(self, name: str, z: int, version: int) -> list[int]:
+        """Put slice ``z`` back as it was at history ``version`` (recorded as ``reverted``).
+
+        The undo survives restarts: every version lives in ``history/``.
+        """
+        labels = self.load_labels(name)
+        z = _check_slice(z, labels.shape[0])
+        labels[z] = self.provenance.load_version(name, z, version)
+        proposal = self.provenance.load_proposal(name, z, version)
+        rec = self.record(name)
+        was_accepted = next(
+            (e.how == "accepted" for e in self.provenance.events(name, z) if e.version == version),
+            False,
+        )
+        slices = self.save_labels(name, labels, how={z: "reverted"}, note=f"reverted to v{version}",
+                                  proposals={} if proposal is None else {z: proposal})
+        rec.accepted_slices = [s for s in rec.accepted_slices if s != z]
+        if was_accepted:
+            self.tag_accepted(name, z)
+        self._save_state()
+        return slices
+
+    def reject_proposal(self, name: str, z: int, model_version: str | None = None) -> None:
+        """Remember that the human turned down the model's proposal on slice ``z``."""
+        self.record(name)
+        self.provenance.record(name, int(z), None, "rejected", model_version=model_version)
 
     def annotated_slices(self, name: str) -> list[int]:
         """Slices (axis 0) that hold labels, sorted."""
@@ -349,7 +431,7 @@ class Workspace:
             sl[sl == IGNORE_INDEX] = 0
         else:
             sl[...] = IGNORE_INDEX
-        return self.save_labels(name, labels)
+        return self.save_labels(name, labels, how={z: "marked"} if annotated else None)
 
     # ------------------------------------------------------------------ predictions
     def set_prediction(
@@ -359,6 +441,8 @@ class Workspace:
         disagreement: np.ndarray | None = None,
         *,
         model: str | None = None,
+        confidence: np.ndarray | None = None,
+        version: str | None = None,
     ) -> float | None:
         """Store a prediction (and its disagreement map); return the case's disagreement score.
 
@@ -368,6 +452,21 @@ class Workspace:
         rec = self.record(name)
         ref = self.reference(name)
         write_labels(np.asarray(labels), ref, self.prediction_path(name))
+        if version is not None:
+            vp = self.version_prediction_path(version, name)
+            vp.parent.mkdir(parents=True, exist_ok=True)
+            write_labels(np.asarray(labels), ref, vp)
+        conf_path = self.confidence_path(name)
+        if confidence is not None:
+            from .agreement import save_confidence
+
+            if np.shape(confidence) != ref.shape:
+                raise GeometryMismatchError(
+                    f"confidence of shape {np.shape(confidence)} does not match case {name!r}"
+                )
+            save_confidence(conf_path, confidence)
+        else:
+            conf_path.unlink(missing_ok=True)
         score = None
         if disagreement is not None:
             dis = np.asarray(disagreement, dtype=np.float32)
@@ -395,6 +494,19 @@ class Workspace:
             return None
         return read_volume(p).array.astype(np.float32, copy=False)
 
+    def load_confidence(self, name: str) -> np.ndarray | None:
+        """The agreement confidence of the latest prediction (float16), if it has one."""
+        p = self.confidence_path(name)
+        if not self.record(name).predicted or not p.exists():
+            return None
+        from .agreement import load_confidence
+
+        return load_confidence(p)
+
+    def load_version_prediction(self, version: str, name: str) -> np.ndarray | None:
+        p = self.version_prediction_path(version, name)
+        return read_volume(p).array if p.exists() else None
+
     def accept_prediction_on_slice(self, name: str, z: int) -> list[int]:
         """Copy the prediction's slice ``z`` into the labels (it becomes annotated)."""
         pred = self.load_prediction(name)
@@ -403,7 +515,7 @@ class Workspace:
         labels = self.load_labels(name)
         z = _check_slice(z, labels.shape[0])
         labels[z] = np.clip(pred[z], 0, self.num_classes - 1).astype(np.uint8)
-        slices = self.save_labels(name, labels)
+        slices = self.save_labels(name, labels, how={z: "accepted"}, proposals={z: labels[z]})
         self.tag_accepted(name, z)
         return slices
 
@@ -449,6 +561,45 @@ class Workspace:
         self.model_history.append(ModelRecord(path=rel, created=time.time(), info=dict(info or {})))
         self.current_model = rel
         self._save_state()
+
+    @property
+    def versions(self):
+        """The model versions (:class:`barl_core.versions.VersionStore`), ``models/versions.json``."""
+        if getattr(self, "_versions", None) is None:
+            from .versions import VersionStore
+
+            self._versions = VersionStore(self.models_dir / "versions.json")
+        return self._versions
+
+    @property
+    def validation(self):
+        """The frozen validation split (:class:`barl_core.validation.FrozenValidation`)."""
+        if getattr(self, "_validation", None) is None:
+            from .validation import FrozenValidation
+
+            self._validation = FrozenValidation(self.models_dir / "validation.json")
+        return self._validation
+
+    def add_version(self, path: str | os.PathLike, **kwargs):
+        """Record a training run as a model version and make it the current model."""
+        parent = self.current_version()
+        v = self.versions.add(self._rel(Path(path)), parent=parent.id if parent else None, **kwargs)
+        self.add_model(path, {"version": v.id})
+        return v
+
+    def current_version(self):
+        """The :class:`~barl_core.versions.ModelVersion` of the current model, if it is one."""
+        return self.versions.by_path(self.current_model)
+
+    def rollback(self, version: str) -> Path:
+        """Make model version ``version`` the working model again (nothing is deleted)."""
+        v = self.versions.get(version)
+        p = Path(v.path) if Path(v.path).is_absolute() else self.folder / v.path
+        if not p.exists():
+            raise InputFileError(f"the checkpoint of version {version} is gone: {p}")
+        self.current_model = v.path
+        self._save_state()
+        return p
 
     def current_model_path(self) -> Path | None:
         if not self.current_model:

@@ -101,8 +101,12 @@ class LabelsSync(QObject):
         self.dirty = True
         self._timer.start()
 
-    def flush(self) -> list[int] | None:
-        """Save now if anything changed; return the annotated slices (None on failure)."""
+    def flush(self, **provenance) -> list[int] | None:
+        """Save now if anything changed; return the annotated slices (None on failure).
+
+        ``provenance`` (``how``, ``proposals``, ``model_version``, ``note``) goes to
+        :meth:`barl_core.workspace.Workspace.save_labels`, which records each changed slice.
+        """
         self._timer.stop()
         if not self.dirty:
             return sorted(self.annotated)
@@ -111,7 +115,7 @@ class LabelsSync(QObject):
         self.annotated |= {int(z) for z in np.flatnonzero((flat != 0).any(axis=1))}
         try:
             slices = self.workspace.save_labels(
-                self.case, labels_from_layer_data(data, self.annotated)
+                self.case, labels_from_layer_data(data, self.annotated), **provenance
             )
         except BarlError as exc:
             self.failed.emit(f"labels of {self.case!r} not saved: {exc}")
@@ -132,15 +136,39 @@ class LabelsSync(QObject):
             self.layer.data[z] = 0
             self.layer.refresh()
         self.dirty = True
-        return self.flush()
+        return self.flush(how={z: "marked"} if annotated else None)
 
-    def set_slice(self, z: int, values: np.ndarray) -> list[int] | None:
-        """Replace slice ``z`` (e.g. with the prediction) and count it as annotated."""
-        self.layer.data[int(z)] = values
+    def set_slice(
+        self,
+        z: int,
+        values: np.ndarray,
+        *,
+        how: str | None = None,
+        proposal: np.ndarray | None = None,
+        model_version: str | None = None,
+    ) -> list[int] | None:
+        """Replace slice ``z`` (e.g. with the prediction) and count it as annotated.
+
+        ``how``/``proposal`` record where the values came from (e.g. ``accepted`` with the
+        model's proposal), see :mod:`barl_core.provenance`.
+        """
+        z = int(z)
+        self.layer.data[z] = values
         self.layer.refresh()
-        self.annotated.add(int(z))
+        self.annotated.add(z)
         self.dirty = True
-        return self.flush()
+        return self.flush(
+            how={z: how} if how else None,
+            proposals={z: proposal} if proposal is not None else None,
+            model_version=model_version,
+        )
+
+    def reload_slice(self, z: int) -> None:
+        """Show slice ``z`` as the workspace has it (after a revert done on disk)."""
+        z = int(z)
+        self.layer.data[z] = layer_data_from_labels(self.workspace.load_labels(self.case)[z])
+        self.layer.refresh()
+        self.annotated = set(self.workspace.annotated_slices(self.case))
 
     def detach(self) -> None:
         """Save what is pending and stop listening to the layer."""

@@ -44,6 +44,7 @@ from ._annotation import LabelsSync, layer_data_from_labels
 from ._layers import GEOMETRY_KEY, geometry_kwargs, volume_from_layer_attributes
 from ._minimap import UncertaintyMinimap, slice_profile
 from ._progress import JobRunner
+from ._quality import QualityController
 from ._review_panel import ReviewPanel
 from ._training_panel import TrainingPanel
 
@@ -107,6 +108,7 @@ class BarlWidget(QWidget):
         self._job_cases: list[str] = []
         self._job_out: Path | None = None
         self._job_info: dict = {}
+        self._eval_version: str | None = None
         self.runner = JobRunner(parent=self)
         self.runner.update.connect(self._on_job_update)
         self.runner.finished.connect(self._on_job_finished)
@@ -190,7 +192,14 @@ class BarlWidget(QWidget):
         for w in (self.export_what, self.export_all, self.export_btn):
             erow.addWidget(w)
 
-        for box in (ws_box, cls_box, ann_box, self.training, self.review, exp_box):
+        self.quality = QualityController(self)
+        q_box = QGroupBox("Proposals, history, versions, audit")
+        q_box.setCheckable(True)  # collapsible: unchecking hides the tabs
+        q_box.setChecked(True)
+        q_lay = QVBoxLayout(q_box)
+        q_lay.addWidget(self.quality.tabs)
+        q_box.toggled.connect(self.quality.tabs.setVisible)
+        for box in (ws_box, cls_box, ann_box, q_box, self.training, self.review, exp_box):
             lay.addWidget(box)
         lay.addStretch(1)
         scroll = QScrollArea()
@@ -230,6 +239,8 @@ class BarlWidget(QWidget):
         if self.labels_layer is not None:
             try:
                 self.minimap.set_current(self.current_slice())
+                self.quality.update_status()
+                self.quality.refresh_history()
             except Exception:  # noqa: BLE001 (a repaint hint, never worth an error)
                 pass
 
@@ -263,6 +274,7 @@ class BarlWidget(QWidget):
         self.ws_label.setText(f"workspace: {folder}")
         self._refresh_classes()
         self._refresh_cases()
+        self.quality.refresh_versions()
         if self.workspace.cases:
             self.open_case(self.workspace.cases[0])
         self._refresh_enabled()
@@ -426,6 +438,8 @@ class BarlWidget(QWidget):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self._case_layers = []
+        self.quality.proposal = None
+        self.quality._compare_layers = []
         self.current_case = None
         self.minimap.set_case(0, None, ())
 
@@ -452,6 +466,10 @@ class BarlWidget(QWidget):
         )
         if self.workspace is not None and self.current_case is not None:
             self.minimap.set_marks(slices, self.workspace.accepted_slices(self.current_case))
+            if self.quality.proposal is not None:
+                hidden = [z for z in slices if (self.quality.proposal[z] != 255).any()]
+                if hidden:  # newly annotated slices: their proposal goes away
+                    self.quality.refresh_proposals()
         self._dims_changed()
         self._refresh_cases()
 
@@ -547,7 +565,10 @@ class BarlWidget(QWidget):
         if pred is None:
             raise InputFileError("no prediction for this case yet: click Predict first")
         z = self.current_slice()
-        self.sync.set_slice(z, np.clip(pred[z], 0, self.workspace.num_classes - 1).astype(np.uint8))
+        values = np.clip(pred[z], 0, self.workspace.num_classes - 1).astype(np.uint8)
+        version = self.workspace.current_version()
+        self.sync.set_slice(z, values, how="accepted", proposal=values,
+                            model_version=version.id if version else None)
         self.workspace.tag_accepted(self.current_case, z)
         self._on_saved(self.workspace.annotated_slices(self.current_case))
 
@@ -572,38 +593,45 @@ class BarlWidget(QWidget):
         config = self.training.build_config(ws.class_names)
         from barl_core.jobs import TrainJob
 
+        train_labels, snapshot = self.quality.prepare_training()
         out_dir = ws.new_run_dir("finetune" if fine_tune else "run")
-        handle = TrainJob.start(config, ws.images_dir, ws.labels_dir, out_dir, init_from=init_from)
+        handle = TrainJob.start(config, ws.images_dir, train_labels, out_dir, init_from=init_from)
         self._job_out = out_dir
-        self._job_info = {
-            "method": config.method,
-            "iterations": config.iterations,
-            "fine_tuned_from": str(init_from) if init_from else None,
-            "annotated_slices": {c: ws.annotated_slices(c) for c in ws.cases},
-        }
+        self._job_info = dict(
+            snapshot,
+            config=config.to_dict(),
+            note=f"fine-tuned from {init_from.parent.name}" if init_from else "trained from scratch",
+        )
         self._start_job(handle, "training")
 
     @guarded
-    def start_prediction(self, all_cases: bool = False) -> None:
-        """Predict the current case (or all cases) with the current model, off-process."""
+    def start_prediction(self, all_cases: bool = False, cases: list[str] | None = None) -> None:
+        """Predict the current case (or all cases) with the current model, off-process.
+
+        Each prediction also keeps the branches' agreement confidence (for proposals) and
+        is filed under the current model version (for comparisons and validation).
+        """
         ws = self._require_workspace()
         if self.runner.is_running():
             raise BarlError("a job is already running: wait for it or cancel it")
         model = ws.current_model_path()
         if model is None or not model.exists():
             raise BarlError("no trained model yet: train one first")
-        cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
+        if cases is None:
+            cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
         if not cases:
             raise InputFileError("open a case first")
-        from barl_core.jobs import PredictJob
+        from barl_core.agreement import AgreementPredictJob
 
         out_dir = ws.predictions_dir / ".job"
         out_dir.mkdir(parents=True, exist_ok=True)
         for f in out_dir.iterdir():
             if f.is_file():
                 f.unlink()
-        handle = PredictJob.start(model, [ws.image_path(c) for c in cases], out_dir)
+        handle = AgreementPredictJob.start(model, [ws.image_path(c) for c in cases], out_dir)
         self._job_cases, self._job_out = list(cases), out_dir
+        version = ws.current_version()
+        self._eval_version = version.id if version else None
         self._start_job(handle, "prediction")
 
     def _start_job(self, handle, kind: str) -> None:
@@ -649,9 +677,12 @@ class BarlWidget(QWidget):
             elif kind == "training":
                 self._adopt_model(upd, cancelled=False)
                 self._end_display(kind, "training done", True)
+                cases = self.quality.evaluation_cases()
                 if self.training.predict_after.isChecked() and self.current_case:
+                    cases = sorted(set(cases) | {self.current_case})
+                if cases:  # also scores the new version on the frozen validation slices
                     self._refresh_enabled()
-                    self.start_prediction(False)
+                    self.start_prediction(False, cases=cases)
                     return
             else:
                 self._collect_predictions()
@@ -682,7 +713,11 @@ class BarlWidget(QWidget):
             if not cancelled:
                 raise BarlError("training finished but wrote no model file")
             return
-        self.workspace.add_model(path, dict(self._job_info, cancelled=cancelled))
+        info = dict(self._job_info)
+        if cancelled:
+            info["note"] = info.get("note", "") + " (cancelled: last checkpoint)"
+        self.workspace.add_version(path, **info)
+        self.quality.refresh_versions()
         _notify(
             "info",
             f"model ready: {path.name}"
@@ -698,7 +733,19 @@ class BarlWidget(QWidget):
                 _notify("warning", f"no prediction was written for case {case!r}")
                 continue
             dis = read_volume(dis_path).array if dis_path is not None else None
-            ws.set_prediction(case, read_volume(lab_path).array, dis)
+            conf_path = out / f"{case}_confidence.npz"
+            conf = None
+            if conf_path.exists():
+                from barl_core.agreement import load_confidence
+
+                conf = load_confidence(conf_path)
+            vid = self._eval_version
+            score = ws.set_prediction(case, read_volume(lab_path).array, dis, confidence=conf,
+                                      version=vid)
+            if vid is not None:
+                ws.versions.set_disagreement(vid, case, score)
+        if self._eval_version is not None:
+            self.quality.evaluate_version(self._eval_version)
         self._refresh_cases()
         self._show_prediction()
 
@@ -755,6 +802,7 @@ class BarlWidget(QWidget):
             )
             self.viewer.layers.selection.active = self.labels_layer
         self._update_suggestions()
+        self.quality.refresh_proposals()
 
     def _slice_suggestions(self) -> list:
         from barl_core.suggest import suggest_slices

@@ -73,6 +73,11 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path):
     assert w.workspace.current_model_path().exists()
     assert w.workspace.case_state(case) == "predicted"
     assert w.case_table.item(0, 2).text() != ""
+    # the run became model version v1 with its data snapshot, and proposals are shown
+    v = w.workspace.current_version()
+    assert v.id == "v1" and v.training_slices == {case: [10, 21]} and v.config["iterations"] == 4
+    assert w.workspace.version_prediction_path("v1", case).exists()
+    assert "proposal" in viewer.layers and w.workspace.load_confidence(case) is not None
 
     # click the top suggestion: the viewer moves to that slice
     lst = w.review.suggestions

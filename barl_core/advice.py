@@ -1,0 +1,153 @@
+""" "Label more or stop?": a plain answer from the learning curve, disagreement and correction effort.
+
+The rules are deliberately simple so a user can check them (first match wins):
+
+1. **No model yet** -> with fewer than ``min_slices`` annotated slices: *label N more*
+   (N = the shortfall); otherwise *train now*.
+2. **New labels unused** -> ``unused_slices >= retrain_after`` annotated slices that the
+   current version did not train on: *fine-tune now*.
+3. **Good enough** -> frozen-validation Dice ``>= target_dice``, the last gain on the learning
+   curve ``< plateau_gain`` (or only one point), the humans barely correct the proposals
+   (mean proposal-vs-final Dice over the last ``window`` corrections ``>= correction_ok``, or
+   no corrections yet) and disagreement not rising: *export*.
+4. **Otherwise** -> *label N more* slices, the top suggestions. N is estimated from the slope of
+   the learning curve (Dice gained per slice): ``ceil((target - dice) / slope)`` clipped to
+   ``[min_batch, max_batch]``; ``default_batch`` when the slope is unknown or not positive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["AdviceConfig", "Advice", "advise"]
+
+
+@dataclass
+class AdviceConfig:
+    """Thresholds of the rules (see the module docstring)."""
+
+    min_slices: int = 5
+    retrain_after: int = 3
+    target_dice: float = 0.85
+    plateau_gain: float = 0.01
+    correction_ok: float = 0.9
+    window: int = 5
+    min_batch: int = 2
+    max_batch: int = 20
+    default_batch: int = 5
+
+
+@dataclass
+class Advice:
+    """What to do next: ``action`` is ``"label-more"``, ``"train"``, ``"fine-tune"`` or ``"export"``."""
+
+    action: str
+    message: str
+    n_slices: int = 0
+    slices: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)
+
+
+def advise(
+    curve: list[tuple[int, float]],
+    *,
+    n_annotated: int,
+    unused_slices: int = 0,
+    has_model: bool = False,
+    disagreement_trend: list[float] | None = None,
+    correction_dice: list[float] | None = None,
+    suggestions: list | None = None,
+    cfg: AdviceConfig | None = None,
+) -> Advice:
+    """Apply the rules.
+
+    Parameters
+    ----------
+    curve : list of (annotated slices, frozen-validation Dice)
+        One point per model version with a score, oldest first.
+    n_annotated : int
+        Annotated slices in the workspace now.
+    unused_slices : int
+        Annotated slices the current model did not train on (new since it was trained).
+    has_model : bool
+    disagreement_trend : list of float
+        Mean disagreement per version, oldest first.
+    correction_dice : list of float
+        Dice between proposal and final of accepted/edited slices, oldest first.
+    suggestions : list
+        Ranked slices to annotate next (e.g. ``(case, z)`` or ``SliceSuggestion``).
+    """
+    cfg = cfg or AdviceConfig()
+    suggestions = list(suggestions or [])
+    if not has_model:
+        if n_annotated < cfg.min_slices:
+            n = cfg.min_slices - n_annotated
+            return Advice(
+                "label-more",
+                f"Label {n} more slice(s) before the first training "
+                f"(have {n_annotated}, want {cfg.min_slices}).",
+                n,
+                suggestions[:n],
+                ["no model yet"],
+            )
+        return Advice(
+            "train",
+            f"{n_annotated} slices annotated: train a first model now.",
+            reasons=["no model yet"],
+        )
+    if unused_slices >= cfg.retrain_after:
+        return Advice(
+            "fine-tune",
+            f"{unused_slices} annotated slice(s) are not in the current model yet: fine-tune now.",
+            reasons=[f"{unused_slices} unused slices"],
+        )
+    reasons = []
+    dice = curve[-1][1] if curve else None
+    gain = curve[-1][1] - curve[-2][1] if len(curve) >= 2 else None
+    recent = (correction_dice or [])[-cfg.window :]
+    effort_ok = not recent or float(np.mean(recent)) >= cfg.correction_ok
+    trend = disagreement_trend or []
+    rising = len(trend) >= 2 and trend[-1] > trend[-2] * 1.05
+    if dice is None:
+        reasons.append("no frozen-validation score yet (too few annotated slices held out)")
+    else:
+        reasons.append(f"validation Dice {dice:.3f} (target {cfg.target_dice})")
+        if gain is not None:
+            reasons.append(f"last gain {gain:+.3f}")
+    if recent:
+        reasons.append(f"proposals kept at Dice {np.mean(recent):.3f} by the human")
+    if trend:
+        reasons.append("disagreement " + ("rising" if rising else "not rising"))
+    if (
+        dice is not None
+        and dice >= cfg.target_dice
+        and (gain is None or gain < cfg.plateau_gain)
+        and effort_ok
+        and not rising
+    ):
+        return Advice(
+            "export",
+            f"Good enough: validation Dice {dice:.3f} and the curve has "
+            "flattened. Export the masks.",
+            reasons=reasons,
+        )
+    n = cfg.default_batch
+    if dice is not None and len(curve) >= 2:
+        dn = curve[-1][0] - curve[-2][0]
+        slope = gain / dn if dn > 0 and gain is not None else 0.0
+        if slope > 0:
+            need = max(cfg.target_dice - dice, 0.0) / slope
+            n = int(np.clip(math.ceil(need), cfg.min_batch, cfg.max_batch))
+    which = suggestions[:n]
+    return Advice(
+        "label-more",
+        f"Label {n} more slice(s)"
+        + (", starting with the suggested ones" if which else "")
+        + ", then fine-tune.",
+        n,
+        which,
+        reasons,
+    )

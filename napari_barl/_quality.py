@@ -1,0 +1,395 @@
+"""Glue of issue 7's features to the dock widget: proposals, history, versions, advice, audit.
+
+All decisions live in barl_core (:mod:`~barl_core.proposals`, :mod:`~barl_core.provenance`,
+:mod:`~barl_core.validation`, :mod:`~barl_core.versions`, :mod:`~barl_core.advice`,
+:mod:`~barl_core.audit`); this controller only reads the widget's state, calls them and shows
+the result in :class:`~napari_barl._quality_panels.QualityTabs` and in layers.
+
+Keys (bound on the viewer, so they work whatever layer is selected):
+``Shift-A`` accepts the proposal on the current slice, ``Shift-R`` rejects it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QObject, Qt
+from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem
+
+from barl_core.errors import BarlError, InputFileError
+from barl_core.proposals import NEEDS_HUMAN, fill_proposal, gate
+
+from ._layers import geometry_kwargs
+from ._quality_panels import ACCEPT_KEY, REJECT_KEY, QualityTabs
+
+__all__ = ["QualityController", "PROPOSAL_LAYER", "NEEDS_HUMAN_LAYER"]
+
+PROPOSAL_LAYER = "proposal"
+NEEDS_HUMAN_LAYER = "needs a human"
+_ROLE = Qt.UserRole
+
+
+class QualityController(QObject):
+    """Drives the quality tabs for a :class:`~napari_barl._widget.BarlWidget`."""
+
+    def __init__(self, widget):
+        super().__init__(widget)
+        self.w = widget
+        self.tabs = QualityTabs()
+        self.proposal: np.ndarray | None = None
+        self._compare_layers: list = []
+        t = self.tabs
+        self.accept_current = _guard(self.accept_current)
+        self.reject_current = _guard(self.reject_current)
+        self.revert_selected = _guard(self.revert_selected)
+        self.rollback = _guard(self.rollback)
+        self.compare = _guard(self.compare)
+        self.advise = _guard(self.advise)
+        self.export_audit = _guard(self.export_audit)
+        t.threshold.valueChanged.connect(lambda _v: self.refresh_proposals())
+        t.accept_btn.clicked.connect(lambda: self.accept_current())
+        t.reject_btn.clicked.connect(lambda: self.reject_current())
+        t.revert_btn.clicked.connect(lambda: self.revert_selected())
+        t.rollback_btn.clicked.connect(lambda: self.rollback())
+        t.compare_btn.clicked.connect(
+            lambda: self.compare(t.compare_a.currentText(), t.compare_b.currentText())
+        )
+        t.advice_btn.clicked.connect(lambda: self.advise())
+        t.audit_btn.clicked.connect(self._choose_audit_folder)
+        viewer = widget.viewer
+        viewer.bind_key(ACCEPT_KEY, lambda _v: self.accept_current(), overwrite=True)
+        viewer.bind_key(REJECT_KEY, lambda _v: self.reject_current(), overwrite=True)
+
+    # ------------------------------------------------------------------ helpers
+    def _ws_case(self):
+        ws, case = self.w.workspace, self.w.current_case
+        if ws is None or case is None or self.w.sync is None:
+            raise InputFileError("open a case first")
+        return ws, case
+
+    def _version_id(self) -> str | None:
+        v = self.w.workspace.current_version() if self.w.workspace else None
+        return v.id if v else None
+
+    def _remove_layers(self, names) -> None:
+        viewer = self.w.viewer
+        for layer in [ly for ly in viewer.layers if ly.name in names]:
+            viewer.layers.remove(layer)
+            if layer in self.w._case_layers:
+                self.w._case_layers.remove(layer)
+
+    def _add_labels(self, data, name, **kwargs):
+        ws, case = self.w.workspace, self.w.current_case
+        geo = geometry_kwargs(ws.reference(case), {"barl_case": case})
+        layer = self.w.viewer.add_labels(data, name=name, **geo, **kwargs)
+        self.w._case_layers.append(layer)
+        return layer
+
+    def _keep_labels_on_top(self) -> None:
+        layer = self.w.labels_layer
+        if layer is not None and layer in self.w.viewer.layers:
+            self.w.viewer.layers.move(self.w.viewer.layers.index(layer), len(self.w.viewer.layers))
+            self.w.viewer.layers.selection.active = layer
+
+    # ------------------------------------------------------------------ proposals
+    def refresh_proposals(self) -> None:
+        """Gate the current case's prediction and show the proposal and "needs a human" layers."""
+        self._remove_layers({PROPOSAL_LAYER, NEEDS_HUMAN_LAYER})
+        self.proposal = None
+        ws, case = self.w.workspace, self.w.current_case
+        if ws is None or case is None or self.w.sync is None:
+            return
+        pred, conf = ws.load_prediction(case), ws.load_confidence(case)
+        if pred is None or conf is None:
+            self.tabs.proposal_status.setText("no proposals: predict this case first")
+            return
+        skip = set(ws.annotated_slices(case)) | ws.provenance.rejected(case)
+        self.proposal = gate(pred, conf, self.tabs.threshold.value(), skip_slices=skip)
+        shown = np.where(self.proposal == NEEDS_HUMAN, 0, self.proposal).astype(np.uint8)
+        needs = (self.proposal == NEEDS_HUMAN).astype(np.uint8)
+        if skip:
+            needs[sorted(skip)] = 0
+        self._add_labels(shown, PROPOSAL_LAYER, opacity=0.5)
+        layer = self._add_labels(needs, NEEDS_HUMAN_LAYER, opacity=0.6)
+        try:
+            from napari.utils.colormaps import DirectLabelColormap
+
+            layer.colormap = DirectLabelColormap(
+                color_dict={None: "transparent", 0: "transparent", 1: "magenta"}
+            )
+        except Exception:  # noqa: BLE001 (a colour is a nicety)
+            pass
+        self._keep_labels_on_top()
+        self.update_status()
+
+    def update_status(self) -> None:
+        if self.proposal is None or self.w.sync is None:
+            return
+        ws, case = self.w.workspace, self.w.current_case
+        z = self.w.current_slice()
+        if z in ws.annotated_slices(case):
+            text = f"slice {z}: annotated (no proposal)"
+        elif z in ws.provenance.rejected(case):
+            text = f"slice {z}: proposal rejected - draw it yourself"
+        else:
+            cov = float(np.mean(self.proposal[z] != NEEDS_HUMAN))
+            text = (
+                f"slice {z}: {100 * cov:.0f}% proposed with agreement >= "
+                f"{self.tabs.threshold.value():.2f}; magenta needs a human. "
+                f"{ACCEPT_KEY} accepts, {REJECT_KEY} rejects."
+            )
+        self.tabs.proposal_status.setText(text)
+
+    def accept_current(self) -> list[int] | None:
+        """Accept the proposal on the current slice (recorded as model-proposed, human-accepted)."""
+        ws, case = self._ws_case()
+        z = self.w.current_slice()
+        pred, conf = ws.load_prediction(case), ws.load_confidence(case)
+        if pred is None or conf is None:
+            raise InputFileError("no proposal for this case: predict it first")
+        if z in ws.annotated_slices(case):
+            raise BarlError(f"slice {z} is already annotated: edit it, or un-mark it first")
+        proposal = gate(pred[z][None], conf[z][None], self.tabs.threshold.value())[0]
+        values = fill_proposal(proposal, pred[z], ws.num_classes)
+        slices = self.w.sync.set_slice(
+            z, values, how="accepted", proposal=proposal, model_version=self._version_id()
+        )
+        ws.tag_accepted(case, z)
+        self.w._on_saved(ws.annotated_slices(case))
+        self.refresh_proposals()
+        return slices
+
+    def reject_current(self) -> None:
+        ws, case = self._ws_case()
+        z = self.w.current_slice()
+        if ws.load_prediction(case) is None:
+            raise InputFileError("no proposal for this case: predict it first")
+        ws.reject_proposal(case, z, self._version_id())
+        self.refresh_proposals()
+        self.refresh_history()
+
+    # ------------------------------------------------------------------ history
+    def refresh_history(self) -> None:
+        lst = self.tabs.history_list
+        lst.clear()
+        ws, case = self.w.workspace, self.w.current_case
+        if ws is None or case is None or self.w.sync is None:
+            return
+        z = self.w.current_slice()
+        self.tabs.history_label.setText(f"slice {z} of {case}")
+        for ev in ws.provenance.events(case, z):
+            when = time.strftime("%H:%M:%S", time.localtime(ev.time))
+            text = f"{'v' + str(ev.version) if ev.version else '--'}  {ev.how}  {when}"
+            if ev.model_version:
+                text += f"  model {ev.model_version}"
+            if ev.dice_to_proposal is not None:
+                text += f"  Dice to proposal {ev.dice_to_proposal:.2f}"
+            item = QListWidgetItem(text)
+            item.setData(_ROLE, ev.version)
+            lst.addItem(item)
+
+    def revert_selected(self, version: int | None = None) -> None:
+        """Revert the current slice to ``version`` (default: the selected history entry)."""
+        ws, case = self._ws_case()
+        if version is None:
+            item = self.tabs.history_list.currentItem()
+            version = item.data(_ROLE) if item is not None else None
+        if not version:
+            raise InputFileError("select a version (v1, v2...) of this slice first")
+        z = self.w.current_slice()
+        self.w.save_now()
+        ws.revert_slice(case, z, int(version))
+        self.w.sync.reload_slice(z)
+        self.w._on_saved(ws.annotated_slices(case))
+        self.refresh_proposals()
+
+    # ------------------------------------------------------------------ versions
+    def refresh_versions(self) -> None:
+        t = self.tabs
+        ws = self.w.workspace
+        t.version_table.setRowCount(0)
+        for box in (t.compare_a, t.compare_b):
+            box.clear()
+        if ws is None:
+            return
+        current = self._version_id()
+        for v in ws.versions.versions:
+            r = t.version_table.rowCount()
+            t.version_table.insertRow(r)
+            cells = [
+                v.id + (" *" if v.id == current else ""),
+                str(v.n_annotated),
+                "" if v.val_dice is None else f"{v.val_dice:.3f}",
+                v.parent or "",
+                Path(v.path).parent.name,
+            ]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(_ROLE, v.id)
+                t.version_table.setItem(r, c, item)
+            t.compare_a.addItem(v.id)
+            t.compare_b.addItem(v.id)
+        n = len(ws.versions.versions)
+        if n >= 2:
+            t.compare_a.setCurrentIndex(n - 2)
+            t.compare_b.setCurrentIndex(n - 1)
+
+    def rollback(self, version: str | None = None) -> None:
+        """Make ``version`` (default: the selected row) the working model."""
+        ws = self.w._require_workspace()
+        if version is None:
+            items = self.tabs.version_table.selectedItems()
+            version = items[0].data(_ROLE) if items else None
+        if not version:
+            raise InputFileError("select a version to roll back to")
+        path = ws.rollback(version)
+        self.refresh_versions()
+        self.w._refresh_enabled()
+        from ._widget import _notify
+
+        _notify("info", f"working model is now {version} ({path.parent.name}); predict to see it")
+
+    def compare(self, a: str, b: str) -> dict:
+        """Dice between versions ``a`` and ``b`` on the current slice; show both as layers."""
+        ws, case = self._ws_case()
+        pa, pb = ws.load_version_prediction(a, case), ws.load_version_prediction(b, case)
+        for vid, p in ((a, pa), (b, pb)):
+            if p is None:
+                raise InputFileError(
+                    f"version {vid} has not predicted {case!r}: roll back to it and predict"
+                )
+        from barl_core.versions import compare_slices
+
+        z = self.w.current_slice()
+        res = compare_slices(pa[z], pb[z], ws.num_classes)
+        self._remove_layers({ly.name for ly in self._compare_layers})
+        self._compare_layers = [
+            self._add_labels(pa.astype(np.uint8), f"version {a}", opacity=0.5, visible=True),
+            self._add_labels(pb.astype(np.uint8), f"version {b}", opacity=0.5, visible=True),
+        ]
+        self._keep_labels_on_top()
+        self.tabs.compare_label.setText(
+            f"slice {z}: Dice {res['dice']:.3f} between {a} and {b}; "
+            f"{100 * res['changed_fraction']:.1f}% of voxels differ"
+        )
+        return res
+
+    # ------------------------------------------------------------------ training glue
+    def prepare_training(self) -> tuple[Path, dict]:
+        """Freeze new validation slices and write the training label folder (validation = 255)."""
+        from barl_core.validation import materialize_training_labels
+
+        ws = self.w._require_workspace()
+        annotated = {c: ws.annotated_slices(c) for c in ws.cases}
+        ws.validation.update(annotated)
+        out = ws.models_dir / ".train_labels"
+        train = materialize_training_labels(ws, ws.validation, out)
+        if not train:
+            raise BarlError(
+                "every annotated slice is held out for validation: annotate more slices"
+            )
+        return out, {
+            "data_snapshot": {c: z for c, z in annotated.items() if z},
+            "training_slices": train,
+            "validation_slices": ws.validation.validation_slices(annotated),
+        }
+
+    def evaluation_cases(self) -> list[str]:
+        ws = self.w.workspace
+        return sorted(
+            ws.validation.validation_slices({c: ws.annotated_slices(c) for c in ws.cases})
+        )
+
+    def evaluate_version(self, vid: str) -> dict | None:
+        """Score version ``vid`` on the frozen validation slices (from its stored predictions)."""
+        from barl_core.validation import evaluate
+
+        ws = self.w.workspace
+        v = ws.versions.get(vid)
+        preds, labels = {}, {}
+        for case in v.validation_slices:
+            p = ws.load_version_prediction(vid, case)
+            if p is not None:
+                preds[case], labels[case] = p, ws.load_labels(case)
+        metrics = evaluate(preds, labels, v.validation_slices, ws.class_names)
+        ws.versions.set_metrics(vid, metrics)
+        self.refresh_versions()
+        return metrics
+
+    # ------------------------------------------------------------------ advice and audit
+    def advise(self):
+        from barl_core.advice import advise
+
+        ws = self.w._require_workspace()
+        self.w.save_now()
+        v = ws.current_version()
+        annotated = {c: set(ws.annotated_slices(c)) for c in ws.cases}
+        n_annotated = sum(len(z) for z in annotated.values())
+        unused = 0
+        if v is not None:
+            seen = {c: set(z) for c, z in v.data_snapshot.items()}
+            unused = sum(len(z - seen.get(c, set())) for c, z in annotated.items())
+        suggestions = []
+        if self.w.current_case is not None:
+            suggestions = [(self.w.current_case, int(s.index)) for s in self.w._slice_suggestions()]
+        curve = [(n, d) for _vid, n, d in ws.versions.learning_curve()]
+        adv = advise(
+            curve,
+            n_annotated=n_annotated,
+            unused_slices=unused,
+            has_model=ws.current_model_path() is not None,
+            disagreement_trend=ws.versions.disagreement_trend(),
+            correction_dice=ws.provenance.correction_dice(ws.cases),
+            suggestions=suggestions,
+        )
+        which = ", ".join(f"{c} slice {z}" for c, z in adv.slices)
+        text = adv.message + (f"\nNext: {which}" if which else "")
+        if adv.reasons:
+            text += "\n(" + "; ".join(adv.reasons) + ")"
+        self.tabs.advice_label.setText(text)
+        return adv
+
+    def _choose_audit_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.w, "Export audit bundle to folder")
+        if folder:
+            self.export_audit(folder, self.w.export_all.isChecked())
+
+    def export_audit(self, folder: str | Path, all_cases: bool = False) -> list:
+        from barl_core.audit import export_bundle
+
+        ws = self.w._require_workspace()
+        self.w.save_now()
+        cases = ws.cases if all_cases else ([self.w.current_case] if self.w.current_case else [])
+        if not cases:
+            raise InputFileError("open a case first")
+        bundles = [export_bundle(ws, c, folder) for c in cases]
+        self.tabs.audit_label.setText(f"audit bundle(s) written to {folder}")
+        from ._widget import _notify
+
+        _notify("info", f"exported {len(bundles)} audit bundle(s) to {folder}")
+        return bundles
+
+
+def _guard(method):
+    """Wrap a bound method like the widget's slots: BarlError -> notification."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        from ._widget import _notify
+
+        try:
+            return method(*args, **kwargs)
+        except BarlError as exc:
+            _notify("error", str(exc))
+        except Exception as exc:  # noqa: BLE001 (the GUI must survive its own bugs)
+            import logging
+            import traceback
+
+            logging.getLogger(__name__).error("napari-barl: %s", traceback.format_exc())
+            _notify("error", f"napari-barl: unexpected {exc.__class__.__name__}: {exc}")
+        return None
+
+    return wrapper
