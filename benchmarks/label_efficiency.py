@@ -634,6 +634,8 @@ def _estimate(todo: Sequence[RunSpec], ds: Dataset, args: argparse.Namespace) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.work_dir:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     run(args)
     return 0
 
