@@ -190,7 +190,7 @@ def _agreement_child(
 ) -> None:
     from . import jobs
 
-    jobs._child_setup(updates)
+    jobs.child_setup(updates)
     n = len(image_paths)
     try:
         from .errors import CancelledError
@@ -213,8 +213,8 @@ def _agreement_child(
         except CancelledError as exc:
             final = jobs.ProgressUpdate("cancelled", total=n, message=str(exc), result_path=out_dir)
     except BaseException as exc:  # noqa: BLE001 - everything travels to the parent
-        final = jobs._error_update(exc)
-    jobs._child_finish(updates, final)
+        final = jobs.error_update(exc)
+    jobs.child_finish(updates, final)
 
 
 class AgreementPredictJob:
@@ -233,4 +233,4 @@ class AgreementPredictJob:
         from . import jobs
 
         args = (str(model_path), [str(p) for p in image_paths], str(out_dir), str(device))
-        return jobs._start(_agreement_child, args, "prediction", grace_s)
+        return jobs.start_job(_agreement_child, args, "prediction", grace_s)

@@ -42,6 +42,10 @@ __all__ = [
     "PredictJob",
     "UPDATE_KINDS",
     "FINAL_KINDS",
+    "start_job",
+    "child_setup",
+    "child_finish",
+    "error_update",
 ]
 
 UPDATE_KINDS = ("progress", "message", "done", "error", "cancelled")
@@ -298,7 +302,27 @@ class _TrainHandle(JobHandle):
         return str(ckpts[-1]) if ckpts else None
 
 
-def _start(target: Any, args: tuple, kind: str, grace_s: float, handle_cls: type = JobHandle, **extra: Any) -> JobHandle:
+def start_job(target: Any, args: tuple, kind: str, grace_s: float, handle_cls: type = JobHandle,
+              **extra: Any) -> JobHandle:
+    """Start ``target(updates, event, *args)`` in a child process and return its handle.
+
+    The one way every job of this package (and of :mod:`barl_core.agreement`) reaches a child,
+    so that all of them share the spawn context, the queue/event protocol and the handle.
+
+    Parameters
+    ----------
+    target
+        A module-level function (spawn pickles it by name) that starts with
+        :func:`child_setup` and ends with :func:`child_finish`.
+    args
+        Picklable arguments after the update queue and the cancel event.
+    kind
+        ``"training"`` or ``"prediction"``: the handle's ``kind`` and the process name.
+    grace_s
+        Seconds a cancelled child gets before it is terminated.
+    handle_cls, **extra
+        A :class:`JobHandle` subclass and its extra keyword arguments.
+    """
     ctx = _context()
     updates = ctx.Queue()
     event = ctx.Event()
@@ -344,7 +368,7 @@ class TrainJob:
             None if init_from is None else str(init_from),
             bool(resume),
         )
-        return _start(_train_child, args, "training", grace_s, _TrainHandle, out_dir=Path(out_dir))
+        return start_job(_train_child, args, "training", grace_s, _TrainHandle, out_dir=Path(out_dir))
 
 
 class PredictJob:
@@ -378,11 +402,12 @@ class PredictJob:
             float(overlap),
             num_threads,
         )
-        return _start(_predict_child, args, "prediction", grace_s)
+        return start_job(_predict_child, args, "prediction", grace_s)
 
 
 # --------------------------------------------------------------------------- child side
-def _child_setup(updates: Any) -> None:
+def child_setup(updates: Any) -> None:
+    """First call of a job's child function: the child ignores Ctrl-C (the parent decides)."""
     # Ctrl-C in the terminal reaches the whole process group: the parent decides, not us.
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -390,7 +415,8 @@ def _child_setup(updates: Any) -> None:
         pass
 
 
-def _child_finish(updates: Any, final: ProgressUpdate) -> None:
+def child_finish(updates: Any, final: ProgressUpdate) -> None:
+    """Last call of a job's child function: send ``final`` and flush the queue before exiting."""
     try:
         updates.put(final)
     finally:
@@ -398,7 +424,8 @@ def _child_finish(updates: Any, final: ProgressUpdate) -> None:
         updates.join_thread()  # flush before the process exits
 
 
-def _error_update(exc: BaseException) -> ProgressUpdate:
+def error_update(exc: BaseException) -> ProgressUpdate:
+    """The ``error`` update for ``exc``: a BarlError's own message, else a short traceback."""
     from .errors import BarlError
 
     name = type(exc).__name__
@@ -415,9 +442,9 @@ def _error_update(exc: BaseException) -> ProgressUpdate:
 
 def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_dir: str | None,
                  out_dir: str, init_from: str | None, resume: bool) -> None:
-    _child_setup(updates)
+    child_setup(updates)
     if event.is_set():  # cancelled before we even started: nothing to save
-        _child_finish(updates, ProgressUpdate("cancelled", message="cancelled before training started"))
+        child_finish(updates, ProgressUpdate("cancelled", message="cancelled before training started"))
         return
     final: ProgressUpdate
     try:
@@ -449,15 +476,15 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
         if isinstance(exc, CancelledError):
             final = ProgressUpdate("cancelled", message=str(exc))
         else:
-            final = _error_update(exc)
-    _child_finish(updates, final)
+            final = error_update(exc)
+    child_finish(updates, final)
 
 
 def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[str], out_dir: str,
                    disagreement_dir: str | None, device: str, overlap: float, num_threads: int | None) -> None:
-    _child_setup(updates)
+    child_setup(updates)
     if event.is_set():
-        _child_finish(updates, ProgressUpdate("cancelled", message="cancelled before prediction started"))
+        child_finish(updates, ProgressUpdate("cancelled", message="cancelled before prediction started"))
         return
     final: ProgressUpdate
     n = len(image_paths)
@@ -487,5 +514,5 @@ def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[
         except CancelledError as exc:
             final = ProgressUpdate("cancelled", total=n, message=str(exc), result_path=str(out_dir))
     except BaseException as exc:  # noqa: BLE001
-        final = _error_update(exc)
-    _child_finish(updates, final)
+        final = error_update(exc)
+    child_finish(updates, final)

@@ -231,10 +231,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    common.ensure_parent(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,28 +245,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Active-learning benchmark: Dice vs annotated slices for the disagreement, "
         "entropy and random slice-selection strategies.",
     )
-    p.add_argument("--data", type=Path, default=common.SHARED_DATA / "hippocampus",
-                   help="MSD folder with imagesTr/ and labelsTr/ (default: ../shared/data/hippocampus)")
-    p.add_argument("--n-test", type=int, default=40, help="test cases of the fixed split (default 40)")
+    common.add_dataset_arguments(p)
     p.add_argument("--cases", type=int, default=8, help="pool cases that get annotated slices (default 8)")
     p.add_argument("--k", type=int, default=4, help="slices revealed per round (default 4)")
     p.add_argument("--rounds", type=int, default=5, help="selection rounds after the start (default 5)")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"subset of {','.join(STRATEGIES)}")
     p.add_argument("--method", default="barl", help="training method (needs two branches for disagreement)")
-    p.add_argument("--seeds", default="0,1", help="training seeds (default 0,1)")
     p.add_argument("--iterations", type=int, default=None, help=f"round-0 training (default {DEFAULT_ITERATIONS})")
     p.add_argument("--finetune-iterations", type=int, default=None,
                    help=f"per round, from the previous model (default {DEFAULT_FINETUNE})")
-    p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None)
-    p.add_argument("--base-channels", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=Path, default=common.RESULTS_DIR / "active_learning.json")
-    p.add_argument("--plot", type=common.optional_path, default=common.RESULTS_DIR / "active_learning.png",
-                   help="PNG plot ('' for none)")
-    p.add_argument("--resume", action="store_true", help="keep (strategy, seed) runs already in --out")
-    p.add_argument("--work-dir", type=Path, default=None)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes for a quick check (tests)")
+    common.add_model_arguments(p)
+    common.add_device_arguments(p)
+    common.add_output_arguments(p, "active_learning", resume_help="keep (strategy, seed) runs already in --out")
     args = p.parse_args(argv)
     if args.smoke:
         args.iterations = args.iterations or 2

@@ -12,6 +12,7 @@ axial slices with the rest set to the ignore value 255) and an unlabelled case h
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -57,6 +58,11 @@ __all__ = [
     "set_threads",
     "ensure_parent",
     "optional_path",
+    "save_figure",
+    "add_dataset_arguments",
+    "add_model_arguments",
+    "add_device_arguments",
+    "add_output_arguments",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -651,7 +657,74 @@ def optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
 
+def save_figure(fig: Any, path: str | os.PathLike) -> None:
+    """Lay out, write (120 dpi, parent folders made) and close a matplotlib figure.
+
+    Closing matters: a long benchmark draws several plots and pyplot keeps every open figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    ensure_parent(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def ensure_parent(path: str | os.PathLike) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# Command-line options shared by the benchmark scripts
+# --------------------------------------------------------------------------------------------
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``--data``, ``--n-test`` and ``--seeds``.
+
+    The Dice benchmarks must agree on the data folder, the fixed test split and the seeds, or their
+    numbers are not comparable; one definition keeps the defaults from drifting apart.
+    """
+    p.add_argument("--data", type=Path, default=SHARED_DATA / "hippocampus",
+                   help="MSD folder with imagesTr/ and labelsTr/ (default: ../shared/data/hippocampus)")
+    p.add_argument("--n-test", type=int, default=40, help="test cases of the fixed split (default 40)")
+    p.add_argument("--seeds", default="0,1", help="training seeds (default 0,1)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, patch_help: str | None = None,
+                        base_help: str | None = None, batches: bool = False) -> None:
+    """Add ``--patch Z Y X`` and ``--base-channels`` (and the two batch sizes with ``batches``).
+
+    The defaults are ``None`` so that each script fills in its own (and its ``--smoke`` sizes)
+    after parsing; only the help texts differ between the scripts.
+    """
+    p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None, help=patch_help)
+    p.add_argument("--base-channels", type=int, default=None, help=base_help)
+    if batches:
+        p.add_argument("--batch-labeled", type=int, default=2)
+        p.add_argument("--batch-unlabeled", type=int, default=2)
+
+
+def add_device_arguments(p: argparse.ArgumentParser, *, default: str | None = "cpu",
+                         device_help: str | None = None) -> None:
+    """Add ``--device`` and ``--threads`` (torch threads, see :func:`set_threads`)."""
+    p.add_argument("--device", default=default, help=device_help)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+
+
+def add_output_arguments(p: argparse.ArgumentParser, name: str, *, resume_help: str | None = None,
+                         work_dir_help: str | None = None) -> None:
+    """Add ``--out``, ``--plot``, ``--resume`` (only with ``resume_help``), ``--work-dir`` and ``--smoke``.
+
+    ``name`` is the stem of the default ``benchmarks/results/NAME.json`` and ``NAME.png``, so every
+    script writes where ``benchmarks/report.py`` looks.
+    """
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json")
+    p.add_argument("--plot", type=optional_path, default=RESULTS_DIR / f"{name}.png",
+                   help="PNG plot ('' for none)")
+    if resume_help is not None:
+        p.add_argument("--resume", action="store_true", help=resume_help)
+    p.add_argument("--work-dir", type=Path, default=None, help=work_dir_help)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes for a quick check (tests)")

@@ -359,10 +359,7 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    common.ensure_parent(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,41 +373,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Label-efficiency benchmark: supervised / mean-teacher / cps / barl against the "
         "labelled budget (full and sparse labels), an all-labels upper bound and a BARL ablation.",
     )
-    p.add_argument("--data", type=Path, default=common.SHARED_DATA / "hippocampus",
-                   help="MSD folder with imagesTr/ and labelsTr/ (default: ../shared/data/hippocampus)")
-    p.add_argument("--n-test", type=int, default=40, help="test cases of the fixed split (default 40)")
+    common.add_dataset_arguments(p)
     p.add_argument("--budgets", default="0.05,0.1",
                    help="labelled budgets: fractions of the pool (<1) or case counts (>=1); default 0.05,0.1")
     p.add_argument("--settings", default="full,sparse", help="full and/or sparse (3 axial slices per case)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
-    p.add_argument("--seeds", default="0,1", help="training seeds (default 0,1)")
     p.add_argument("--iterations", type=int, default=None, help=f"per run (default {DEFAULT_ITERATIONS})")
-    p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
-                   help=f"training patch (default {' '.join(map(str, DEFAULT_PATCH))})")
-    p.add_argument("--base-channels", type=int, default=None, help=f"network width (default {DEFAULT_BASE})")
-    p.add_argument("--batch-labeled", type=int, default=2)
-    p.add_argument("--batch-unlabeled", type=int, default=2)
-    p.add_argument("--device", default=None, help="cpu (default), auto, cuda, mps")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    common.add_model_arguments(p, patch_help=f"training patch (default {' '.join(map(str, DEFAULT_PATCH))})",
+                               base_help=f"network width (default {DEFAULT_BASE})", batches=True)
+    common.add_device_arguments(p, default=None, device_help="cpu (default), auto, cuda, mps")
     p.add_argument("--no-upper", action="store_true", help="skip the all-labels upper bound")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=None,
                    help="barl with each of dpr,pcbc,region,instance off, on the largest budget, sparse "
                    "labels (default: on, off with --gpu-protocol)")
     p.add_argument("--ablation-terms", default=",".join(ABLATION_TERMS),
                    help="BARL terms switched off one at a time in the ablation (default all four)")
-    p.add_argument("--out", type=Path, default=common.RESULTS_DIR / "label_efficiency.json")
-    p.add_argument("--plot", type=common.optional_path, default=common.RESULTS_DIR / "label_efficiency.png",
-                   help="PNG plot ('' for none)")
-    p.add_argument("--resume", action="store_true", help="keep runs already in --out and skip them")
+    common.add_output_arguments(p, "label_efficiency", resume_help="keep runs already in --out and skip them",
+                                work_dir_help="where training folders go (default: a temp dir)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="start no new run after this many minutes (the JSON keeps what finished)")
-    p.add_argument("--work-dir", type=Path, default=None, help="where training folders go (default: a temp dir)")
     p.add_argument("--la-root", type=Path, default=None,
                    help="Left Atrium 2018 in the UA-MT h5 layout (train.list/test.list + CASE/mri_norm2.h5)")
     p.add_argument("--gpu-protocol", action="store_true",
                    help="the LA literature protocol: 8 and 16 labelled of 80, patch 112x112x80 (x,y,z), "
                    "base 16, 6000 iterations, device auto, distances in voxels")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes for a quick check (tests)")
     args = p.parse_args(argv)
     _apply_defaults(args)
     return args

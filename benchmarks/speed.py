@@ -474,10 +474,7 @@ def plot(data: dict, path: Path) -> None:
     ax.set_ylabel("ms per training iteration (median)")
     ax.set_title(f"patch {'x'.join(map(str, tr['patch_zyx']))}, base {tr['base_channels']}, "
                  f"batch {tr['batch_labeled']}+{tr['batch_unlabeled']}")
-    fig.tight_layout()
-    common.ensure_parent(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,11 +490,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
     p.add_argument("--methods", default=",".join(METHODS), help="methods timed in the train part")
-    p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
-                   help="training patch (default 24 32 24, as label_efficiency)")
-    p.add_argument("--base-channels", type=int, default=None, help="network width (default 8)")
-    p.add_argument("--batch-labeled", type=int, default=2)
-    p.add_argument("--batch-unlabeled", type=int, default=2)
+    common.add_model_arguments(p, patch_help="training patch (default 24 32 24, as label_efficiency)",
+                               base_help="network width (default 8)", batches=True)
     p.add_argument("--warmup", type=int, default=None, help="iterations dropped (default 3)")
     p.add_argument("--iterations", type=int, default=None, help="timed iterations per method (default 20)")
     p.add_argument("--window", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
@@ -509,13 +503,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed inference repeats (default 3)")
     p.add_argument("--size", type=int, default=None, help="memory part: phantom size^3 (default 512)")
     p.add_argument("--gui-iterations", type=int, default=None, help="training iterations during the GUI part (default 40)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=common.RESULTS_DIR / "speed.json")
-    p.add_argument("--plot", type=common.optional_path, default=common.RESULTS_DIR / "speed.png",
-                   help="PNG plot ('' for none)")
-    p.add_argument("--work-dir", type=Path, default=None)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes for a quick check (tests)")
+    common.add_device_arguments(p)
+    common.add_output_arguments(p, "speed")
     # hidden: the child processes of the memory and GUI parts
     for hidden in ("--_memory-child", "--_phantom-child", "--_gui-child"):
         p.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)

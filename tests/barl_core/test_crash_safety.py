@@ -23,10 +23,8 @@ import pytest
 import torch
 
 from barl_core.checkpoint import load_checkpoint
-from barl_core.config import preset
 from barl_core.data import load_dataset
 from barl_core.io import Volume, read_volume, remove_stale_temporaries
-from barl_core.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.trainer import (
     Trainer,
     dataset_class_names,
@@ -227,29 +225,14 @@ def test_kill_during_checkpoint_write_keeps_the_last_complete_checkpoint(tmp_pat
 
 # --------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash")
-    return make_phantom_dataset(
-        root / "ds",
-        2,
-        config=PhantomConfig(shape=(24, 24, 24)),
-        labelled_cases=1,
-        slices_per_case=3,
-    )
+def dataset(tiny_phantom_dataset):
+    return tiny_phantom_dataset("crash")
 
 
-def test_training_killed_midway_resumes_with_its_count_and_optimizer_state(dataset, tmp_path):
-    cfg = preset(
-        "quick",
-        method="cps",
-        iterations=8,
-        patch_size=(16, 16, 16),
-        batch_labeled=1,
-        batch_unlabeled=1,
-        network={"base_channels": 4, "proj_dim": 8},
-        device="cpu",
-        checkpoint_every=2,
-    )
+def test_training_killed_midway_resumes_with_its_count_and_optimizer_state(
+    dataset, tmp_path, tiny_config
+):
+    cfg = tiny_config(method="cps", iterations=8, checkpoint_every=2)
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps(cfg.to_dict()))
     run = tmp_path / "run"

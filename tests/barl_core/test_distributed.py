@@ -20,39 +20,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from barl_core import distributed
 from barl_core.checkpoint import build_model, load_checkpoint
-from barl_core.config import preset
 from barl_core.data import load_dataset
 from barl_core.errors import TrainingError
 from barl_core.networks import BiBranchNet
-from barl_core.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.trainer import DEBUG_DUMP_ENV, Trainer, dataset_class_names, prepare_training_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
-    return make_phantom_dataset(
-        root / "ds",
-        2,
-        config=PhantomConfig(shape=(24, 24, 24)),
-        labelled_cases=1,
-        slices_per_case=3,
-    )
-
-
-def _cfg(**kw):
-    base = dict(
-        iterations=4,
-        patch_size=(16, 16, 16),
-        batch_labeled=1,
-        batch_unlabeled=1,
-        network={"base_channels": 4, "proj_dim": 8},
-        device="cpu",
-        checkpoint_every=0,
-    )
-    return preset("quick", **{**base, **kw})
+def dataset(tiny_phantom_dataset):
+    return tiny_phantom_dataset("ddp")
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -60,9 +38,11 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize("method", ["barl"])  # the other methods: the one-rank test below
-def test_two_ranks_end_identical_and_rank0_writes_a_normal_model(dataset, tmp_path, method):
+def test_two_ranks_end_identical_and_rank0_writes_a_normal_model(
+    dataset, tmp_path, method, tiny_config
+):
     cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(_cfg(method=method, checkpoint_every=2).to_dict()))
+    cfg_path.write_text(json.dumps(tiny_config(method=method, checkpoint_every=2).to_dict()))
     dump, run = tmp_path / "dump", tmp_path / "run"
     env = {
         **os.environ,
@@ -146,8 +126,10 @@ def one_rank_group(monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["supervised", "mean-teacher", "cps", "barl"])
-def test_every_method_wraps_only_its_trainable_networks(dataset, tmp_path, one_rank_group, method):
-    cfg = _cfg(method=method, iterations=2).with_classes(dataset_class_names(dataset))
+def test_every_method_wraps_only_its_trainable_networks(
+    dataset, tmp_path, one_rank_group, method, tiny_config
+):
+    cfg = tiny_config(method=method, iterations=2).with_classes(dataset_class_names(dataset))
     volumes, stats, names = prepare_training_data(load_dataset(dataset), cfg)
     trainer = Trainer(cfg.with_classes(names), volumes, tmp_path / "run")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import signal
@@ -14,39 +15,50 @@ import torch
 
 from barl_core.checkpoint import load_checkpoint
 from barl_core.cli import main as cli_main
-from barl_core.config import preset
 from barl_core.data import load_dataset
 from barl_core.distributed import DistContext
 from barl_core.errors import TrainingError
 from barl_core.methods import SupervisedMethod
-from barl_core.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.trainer import CancelToken, Trainer, prepare_training_data, train
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliability")
-    return make_phantom_dataset(
-        root / "ds",
-        2,
-        config=PhantomConfig(shape=(32, 32, 32)),
-        labelled_cases=1,
-        slices_per_case=3,
-    )
+def dataset(tiny_phantom_dataset):
+    return tiny_phantom_dataset("reliability", shape=(32, 32, 32))
 
 
-def _cfg(**kw):
-    base = dict(
+@pytest.fixture(scope="module")
+def make_cfg(tiny_config):
+    """Factory: supervised 32^3 runs with batches of 2, so that an out-of-memory retry can halve them."""
+    return functools.partial(
+        tiny_config,
         method="supervised",
         iterations=3,
         patch_size=(32, 32, 32),
         batch_labeled=2,
         batch_unlabeled=2,
-        network={"base_channels": 4, "proj_dim": 8},
-        device="cpu",
-        checkpoint_every=0,
     )
-    return preset("quick", **{**base, **kw})
+
+
+def _cli_train(dataset: Path, iterations: int, *extra: str) -> list[str]:
+    """``barl train`` arguments of a small supervised CPU run on ``dataset``."""
+    return [
+        "train",
+        "--images",
+        str(dataset),
+        "--method",
+        "supervised",
+        "--iterations",
+        str(iterations),
+        "--patch",
+        "16",
+        "16",
+        "16",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 class _FakeOOM:
@@ -74,10 +86,12 @@ class _FakeOOM:
     ],
     ids=["cuda", "mps"],
 )
-def test_one_out_of_memory_halves_the_batch_and_goes_on(dataset, tmp_path, monkeypatch, error):
+def test_one_out_of_memory_halves_the_batch_and_goes_on(
+    dataset, tmp_path, monkeypatch, error, make_cfg
+):
     fake = _FakeOOM(monkeypatch, error, times=1)
     seen = []
-    result = train(_cfg(), dataset, None, tmp_path / "run", callback=seen.append)
+    result = train(make_cfg(), dataset, None, tmp_path / "run", callback=seen.append)
     assert result.status == "completed" and result.iterations_done == 3
     # the failed iteration was retried at half the batch, then training went on with it
     assert fake.shapes == [(2, 1, 32, 32, 32)] + [(1, 1, 32, 32, 32)] * 3
@@ -90,46 +104,25 @@ def test_one_out_of_memory_halves_the_batch_and_goes_on(dataset, tmp_path, monke
 
 
 def test_repeated_out_of_memory_shrinks_to_the_floor_then_fails_clearly(
-    dataset, tmp_path, monkeypatch, capsys
+    dataset, tmp_path, monkeypatch, capsys, make_cfg
 ):
     fake = _FakeOOM(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory."), times=10**6)
     with pytest.raises(TrainingError, match=r"even with patch \(16, 16, 16\) and batch 1:"):
-        train(_cfg(), dataset, None, tmp_path / "run")
+        train(make_cfg(), dataset, None, tmp_path / "run")
     # batch first (2 -> 1), then patch (32 -> 16), then give up: three attempts in all
     assert fake.shapes == [(2, 1, 32, 32, 32), (1, 1, 32, 32, 32), (1, 1, 16, 16, 16)]
     # through the CLI: one clear line and exit code 2, no traceback
     fake.shapes.clear()
-    code = cli_main(
-        [
-            "train",
-            "--images",
-            str(dataset),
-            "--out",
-            str(tmp_path / "cli"),
-            "--method",
-            "supervised",
-            "--iterations",
-            "2",
-            "--patch",
-            "16",
-            "16",
-            "16",
-            "--device",
-            "cpu",
-            "--batch-labeled",
-            "1",
-            "--quiet",
-        ]
-    )
+    code = cli_main(_cli_train(dataset, 2, "--out", str(tmp_path / "cli"), "--batch-labeled", "1"))
     err = capsys.readouterr().err
     assert (
         code == 2 and "barl: error: out of CPU memory even with" in err and "Traceback" not in err
     )
 
 
-def test_out_of_memory_under_torchrun_stops_without_retry(dataset, tmp_path, monkeypatch):
+def test_out_of_memory_under_torchrun_stops_without_retry(dataset, tmp_path, monkeypatch, make_cfg):
     _FakeOOM(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory."), times=1)
-    cfg = _cfg()
+    cfg = make_cfg()
     volumes, _, names = prepare_training_data(load_dataset(dataset), cfg)
     trainer = Trainer(cfg.with_classes(names), volumes, tmp_path / "run")
     trainer.initialize()
@@ -146,7 +139,7 @@ def _open_fds() -> int:
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
 
 
-def _train_and_cancel_in_a_thread(dataset, run_dir: Path) -> str:
+def _train_and_cancel_in_a_thread(dataset, run_dir: Path, make_cfg) -> str:
     token = CancelToken()
     out = {}
 
@@ -156,7 +149,7 @@ def _train_and_cancel_in_a_thread(dataset, run_dir: Path) -> str:
 
     def job():
         out["result"] = train(
-            _cfg(iterations=50, patch_size=(16, 16, 16)),
+            make_cfg(iterations=50, patch_size=(16, 16, 16)),
             dataset,
             None,
             run_dir,
@@ -172,12 +165,16 @@ def _train_and_cancel_in_a_thread(dataset, run_dir: Path) -> str:
 
 
 @needs_proc
-def test_start_and_cancel_repeatedly_returns_threads_and_files_to_baseline(dataset, tmp_path):
-    assert _train_and_cancel_in_a_thread(dataset, tmp_path / "warm") == "cancelled"  # lazy imports
+def test_start_and_cancel_repeatedly_returns_threads_and_files_to_baseline(
+    dataset, tmp_path, make_cfg
+):
+    assert (
+        _train_and_cancel_in_a_thread(dataset, tmp_path / "warm", make_cfg) == "cancelled"
+    )  # lazy imports
     gc.collect()
     threads, fds = threading.active_count(), _open_fds()
     for i in range(4):
-        assert _train_and_cancel_in_a_thread(dataset, tmp_path / f"r{i}") == "cancelled"
+        assert _train_and_cancel_in_a_thread(dataset, tmp_path / f"r{i}", make_cfg) == "cancelled"
     gc.collect()
     assert threading.active_count() == threads
     assert _open_fds() <= fds
@@ -185,24 +182,7 @@ def test_start_and_cancel_repeatedly_returns_threads_and_files_to_baseline(datas
 
 @needs_proc
 def test_ctrl_c_in_the_cli_stops_with_a_checkpoint_and_releases_everything(dataset, tmp_path):
-    args = [
-        "train",
-        "--images",
-        str(dataset),
-        "--method",
-        "supervised",
-        "--iterations",
-        "200",
-        "--patch",
-        "16",
-        "16",
-        "16",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--checkpoint-every",
-        "0",
-    ]
+    args = _cli_train(dataset, 200, "--checkpoint-every", "0")
     before_handler = signal.getsignal(signal.SIGINT)
 
     def run_once(out: Path) -> int:
