@@ -59,6 +59,20 @@ class DemoConfig:
         Training patch (also the inference window).
     base_channels : int
         Network width.
+    batch_labeled, batch_unlabeled : int
+        Patches per iteration around annotated voxels / anywhere.
+    optimizer : {"adamw", "sgd"}
+        AdamW (default here) reaches a usable model in the few hundred iterations a CPU
+        demo can afford; the design note's SGD needs thousands.
+    lr : float
+        Peak learning rate of the first round (poly-decayed).
+    finetune_lr : float or None
+        Peak learning rate of the fine-tuning rounds (None: ``lr``); lower than ``lr``, as
+        the optimiser restarts from scratch and a large first step would undo what the
+        previous round learned.
+    foreground_fraction : float
+        Share of labelled patches centred on a foreground class (teeth and lesions are
+        a few percent of the volume).
     device : str
         ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
     seed : int
@@ -68,7 +82,7 @@ class DemoConfig:
     """
 
     rounds: int = 3
-    iterations: int = 150
+    iterations: int = 250
     finetune_iterations: int | None = None
     slices_per_round: int = 3
     n_train: int = 4
@@ -80,6 +94,10 @@ class DemoConfig:
     base_channels: int = 8
     batch_labeled: int = 2
     batch_unlabeled: int = 2
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    finetune_lr: float | None = 1e-3
+    foreground_fraction: float = 0.5
     device: str = "auto"
     seed: int = 0
     num_threads: int | None = None
@@ -285,7 +303,8 @@ def run_demo(
         "quick", iterations=cfg.iterations, patch_size=tuple(cfg.patch_size),
         batch_labeled=cfg.batch_labeled, batch_unlabeled=cfg.batch_unlabeled,
         network={"base_channels": cfg.base_channels}, device=cfg.device, seed=cfg.seed,
-        checkpoint_every=0, num_threads=cfg.num_threads,
+        checkpoint_every=0, num_threads=cfg.num_threads, optimizer=cfg.optimizer, lr=cfg.lr,
+        foreground_fraction=cfg.foreground_fraction,
     )
     base = base.with_classes(class_names).validate()
     ft_iters = cfg.finetune_iterations or max(1, cfg.iterations // 2)
@@ -297,7 +316,8 @@ def run_demo(
         iters = cfg.iterations if previous is None else ft_iters
         what = "training" if previous is None else f"fine-tuning from round {r - 1}"
         print(f"\nround {r}: {what} on {n_slices} annotated slices for {iters} iterations", file=stream)
-        run_cfg = replace(base, iterations=iters, seed=cfg.seed + r)
+        lr = cfg.lr if previous is None or cfg.finetune_lr is None else cfg.finetune_lr
+        run_cfg = replace(base, iterations=iters, lr=lr, seed=cfg.seed + r)
         result = train(run_cfg, images_dir, labels_dir, out / f"round_{r}", init_from=previous,
                        callback=train_callback)
         model = load_model(result.model_path, device=cfg.device)

@@ -49,6 +49,8 @@ def test_preset_overrides_and_network_changes():
         ({"class_names": ("a", "b", "c")}, "3 class names"),
         ({"method": "cps", "disable": ("dpr",)}, "BARL's loss terms only"),
         ({"batch_labeled": 0}, "batch_labeled"),
+        ({"optimizer": "adam"}, "unknown optimizer 'adam'"),
+        ({"foreground_fraction": 1.5}, "foreground_fraction"),
     ],
 )
 def test_validation_errors_are_clear(changes, message):
@@ -68,3 +70,13 @@ def test_unknown_preset_and_parse_disable():
         preset("huge")
     assert parse_disable("PCBC,,instance") == ("pcbc", "instance")
     assert set(LOSS_TERMS) == {"dpr", "pcbc", "region", "instance"}
+
+
+def test_optimizer_defaults_to_sgd_and_adamw_round_trips():
+    assert preset("quick").optimizer == "sgd"  # the design note's default
+    cfg = preset("quick", optimizer="adamw", lr=2e-3, foreground_fraction=0.5)
+    back = TrainConfig.from_dict(cfg.to_dict())
+    assert back == cfg and back.optimizer == "adamw" and back.foreground_fraction == 0.5
+    old = cfg.to_dict()
+    del old["optimizer"], old["foreground_fraction"]  # a config written before these fields
+    assert TrainConfig.from_dict(old).optimizer == "sgd"

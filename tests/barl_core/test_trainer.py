@@ -132,6 +132,25 @@ def test_resume_continues_count_optimizer_and_rng(dataset, tmp_path):
     )
 
 
+def test_adamw_is_built_trains_and_resumes_with_its_state(dataset, tmp_path):
+    cfg = replace(_cfg("supervised", iterations=4, optimizer="adamw", lr=3e-3), checkpoint_every=2)
+    full = train(cfg, dataset, None, tmp_path / "full")
+    losses = [r["loss"] for r in full.history]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert [r["lr"] for r in full.history][0] == pytest.approx(3e-3)  # the poly schedule applies
+    saved = load_checkpoint(tmp_path / "full" / "checkpoints" / "ckpt_000002.pt")
+    state = saved["optimizer_state"]["state"]
+    assert state and all("exp_avg_sq" in v for v in state.values())  # Adam moments, not momentum
+    assert saved["optimizer_state"]["param_groups"][0]["weight_decay"] == cfg.weight_decay
+    run = tmp_path / "run"
+    train(cfg, dataset, None, run)
+    (run / "model.pt").unlink()
+    resumed = train(cfg, dataset, None, run, resume=True)
+    assert [r["loss"] for r in resumed.history] == pytest.approx(losses, rel=1e-5)
+    sgd = train(replace(cfg, optimizer="sgd", lr=3e-3, checkpoint_every=0), dataset, None, tmp_path / "sgd")
+    assert [r["loss"] for r in sgd.history][1:] != losses[1:]  # a different optimiser steps differently
+
+
 def test_init_from_starts_from_the_checkpoint_weights(dataset, tmp_path):
     base = train(_cfg("supervised"), dataset, None, tmp_path / "base")
     weights = load_checkpoint(base.model_path)["model_state"]
