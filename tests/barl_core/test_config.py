@@ -73,8 +73,10 @@ def test_unknown_preset_and_parse_disable():
 
 
 def test_optimizer_defaults_to_sgd_and_adamw_round_trips():
-    assert preset("quick").optimizer == "sgd"  # the design note's default
-    cfg = preset("quick", optimizer="adamw", lr=2e-3, foreground_fraction=0.5)
+    assert TrainConfig().optimizer == "sgd"  # the design note's default
+    assert preset("full").optimizer == "sgd"
+    assert (preset("quick").optimizer, preset("quick").lr) == ("adamw", 3e-3)  # short CPU runs
+    cfg = preset("full", optimizer="adamw", lr=2e-3, foreground_fraction=0.5)
     back = TrainConfig.from_dict(cfg.to_dict())
     assert back == cfg and back.optimizer == "adamw" and back.foreground_fraction == 0.5
     old = cfg.to_dict()

@@ -290,7 +290,9 @@ def test_training_killed_midway_resumes_with_its_count_and_optimizer_state(
         and restored.keys() == saved["optimizer_state"]["state"].keys()
     )
     for key, value in saved["optimizer_state"]["state"].items():
-        assert torch.equal(restored[key]["momentum_buffer"], value["momentum_buffer"])
+        assert restored[key].keys() == value.keys()  # momentum (SGD) or Adam moments
+        for name, tensor in value.items():
+            assert torch.equal(torch.as_tensor(restored[key][name]), torch.as_tensor(tensor))
     # resuming finishes the schedule exactly as an uninterrupted run would have
     resumed = train(
         replace(cfg, iterations=999), dataset, None, run, resume=True
