@@ -91,6 +91,13 @@ def render_all(results_dir: Path) -> dict[str, str]:
             continue
         out[name] = render_section(name, data)
         out[f"{name}-machine"] = render_machine(data)
+    # Variant runs of a section (e.g. label_efficiency_quick_weights.json from --out) render
+    # like their section, under a marker named after the file.
+    for name in SECTIONS:
+        for path in sorted(results_dir.glob(f"{name}_*.json")):
+            data = json.loads(path.read_text())
+            out[path.stem] = render_section(name, data)
+            out[f"{path.stem}-machine"] = render_machine(data)
     return out
 
 
