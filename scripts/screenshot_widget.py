@@ -1,40 +1,107 @@
-"""Make docs/images/widget.png: the widget after one training round (run under Xvfb).
+"""Make the README screenshots of the BARL widget (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot_widget.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot_widget.py \
+        --iterations 120 --proposals docs/images/proposals.png
 
 Paints three slices of the phantom from its ground truth, trains a small model in
-the background, waits for the prediction, and grabs the window with the
-disagreement map visible and the viewer on the top suggested slice.
+the background (the widget predicts the case when training ends), then grabs
+
+* ``docs/images/widget.png``: the disagreement map, viewer on the top suggested slice;
+* with ``--proposals PATH``: the agreement-gated ``proposal`` and ``needs a human``
+  layers on an unannotated slice, the Proposals tab and the uncertainty minimap in view.
+
+One training round serves both pictures, so the second costs nothing extra.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QApplication
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QDockWidget, QScrollArea
 
 from napari_barl.launch import open_app
 
+ANNOTATED = (14, 32, 50)
 
-def main(out: str = "docs/images/widget.png", iterations: int = 15) -> int:
+
+def _settle(seconds: float = 0.6) -> None:
+    """Let Qt paint (and napari refresh its canvas) before a grab."""
+    end = time.time() + seconds
+    while time.time() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _close_toasts(viewer) -> None:
+    """Dismiss napari's notification pop-ups so they do not cover the canvas."""
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+    except ImportError:  # private module: a missing toast class only means toasts stay
+        return
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+    _settle(0.3)
+
+
+def _grab(viewer, out: str) -> None:
+    _close_toasts(viewer)
+    _settle()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    viewer.window._qt_window.grab().save(out)
+    print(f"wrote {out}")
+
+
+def _proposal_slice(proposal: np.ndarray, skip) -> int | None:
+    """Unannotated slice showing both a proposal and some "needs a human" voxels."""
+    from barl_core.proposals import NEEDS_HUMAN
+
+    best, best_score = None, 0
+    for z in range(proposal.shape[0]):
+        if z in skip:
+            continue
+        sl = proposal[z]
+        fg = int(((sl != NEEDS_HUMAN) & (sl != 0)).sum())
+        needs = int((sl == NEEDS_HUMAN).sum())
+        score = min(fg, 4 * needs)  # mostly proposed, with a visible magenta rim
+        if score > best_score:
+            best, best_score = z, score
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="docs/images/widget.png")
+    parser.add_argument("--iterations", type=int, default=120)
+    parser.add_argument("--patch", type=int, nargs=3, default=(16, 48, 48))
+    parser.add_argument("--proposals", default=None, metavar="PATH",
+                        help="also grab the proposal view to PATH")
+    args = parser.parse_args(argv)
+
     viewer, w = open_app(Path(tempfile.mkdtemp(prefix="barl-shot-")), show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    win = viewer.window._qt_window
+    win.resize(1600, 1000)
+    for dock in win.findChildren(QDockWidget):
+        if "BARL" in dock.windowTitle() or "BARL" in dock.objectName():
+            win.resizeDocks([dock], [560], Qt.Horizontal)  # wide enough: no h-scrollbar
     truth = np.asarray(viewer.layers["ground truth"].data)
     case = w.current_case
-    for z in (14, 32, 50):
+    for z in ANNOTATED:
         w.labels_layer.data[z] = truth[z]
         w.sync.annotated.add(z)
     w.sync.schedule()
     w.save_now()
     tp = w.training
-    tp.iterations.setValue(iterations)
-    for sb, v in zip(tp.patch, (16, 48, 48), strict=True):
+    tp.iterations.setValue(args.iterations)
+    for sb, v in zip(tp.patch, args.patch, strict=True):
         sb.setValue(v)
     tp.device_box.setCurrentText("CPU")
+    t0 = time.time()
     tp.train_btn.click()
     deadline = time.time() + 900
     while time.time() < deadline and ("disagreement" not in viewer.layers or w.is_busy()):
@@ -43,20 +110,41 @@ def main(out: str = "docs/images/widget.png", iterations: int = 15) -> int:
     if "disagreement" not in viewer.layers:
         print("no prediction appeared", file=sys.stderr)
         return 1
+    print(f"trained and predicted in {time.time() - t0:.0f} s")
     lst = w.review.suggestions
     if lst.count():
         w.go_to(case, int(lst.item(0).text().split("slice")[1].split()[0]))
     viewer.layers["ground truth"].visible = False
-    for _ in range(30):
-        QApplication.processEvents()
-        time.sleep(0.02)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.grab().save(out)
-    print(f"wrote {out}")
+    for name in ("proposal", "needs a human"):  # the first picture is about disagreement
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
+    _grab(viewer, args.out)
+
+    if args.proposals:
+        q = w.quality
+        if q.proposal is None:
+            print("no proposal layers appeared", file=sys.stderr)
+            return 1
+        z = _proposal_slice(q.proposal, set(ANNOTATED))
+        if z is None:
+            print("no unannotated slice has a proposal", file=sys.stderr)
+            return 1
+        for name in ("disagreement", "prediction"):
+            viewer.layers[name].visible = False
+        for name in ("proposal", "needs a human"):
+            viewer.layers[name].visible = True
+        w.go_to(case, z)
+        q.tabs.setCurrentIndex(0)  # Proposals
+        q.update_status()
+        scroll = w.findChild(QScrollArea)
+        if scroll is not None:  # minimap (top) and Proposals tab both in view
+            scroll.ensureWidgetVisible(w.minimap, 0, 10)
+            scroll.ensureWidgetVisible(q.tabs, 0, 10)
+        _grab(viewer, args.proposals)
     w.shutdown()
     viewer.close()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:2]))
+    raise SystemExit(main())
