@@ -23,8 +23,8 @@ def _chance_dice(truth: np.ndarray, n_classes: int, rng: np.random.Generator) ->
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(
-        rounds=2, iterations=40, finetune_iterations=10, slices_per_round=2, n_train=3, n_labelled=2,
-        initial_slices=2, n_test=1, shape=(32, 48, 48), patch_size=(16, 32, 32), base_channels=8,
+        rounds=2, iterations=80, finetune_iterations=20, slices_per_round=2, n_train=3, n_labelled=2,
+        initial_slices=2, n_test=1, shape=(48, 64, 64), patch_size=(16, 32, 32), base_channels=8,
         device="cpu", num_threads=1,
     )
     stream = io.StringIO()
@@ -51,7 +51,7 @@ def test_demo_runs_two_rounds_and_prints_a_dice_table(demo):
         truth = read_volume(out / "train" / "groundtruth" / f"{name}.nii.gz").array
         np.testing.assert_array_equal(labels[z], truth[z])
         assert 0.0 <= score <= 1.0
-    assert second.iterations == 10 and result.rounds[1].model_path.exists()
+    assert second.iterations == 20 and result.rounds[1].model_path.exists()
 
 
 def test_trained_model_beats_chance_on_held_out_phantom(demo):
