@@ -107,6 +107,21 @@ def _completed(progress: Path) -> int:
     return int(lines[-1]) if lines else 0
 
 
+def _sigkill_when(child: subprocess.Popen, ready, poll_s: float) -> None:
+    """Poll ``ready()`` while ``child`` lives, then SIGKILL it; always reap it."""
+    try:
+        while not ready():
+            assert child.poll() is None, child.stderr.read().decode()[-2000:]
+            time.sleep(poll_s)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stderr.close()
+
+
 def _kill_mid_write(
     kind: str, folder: Path, watch: Path, min_versions: int = 2
 ) -> tuple[int, bool]:
@@ -124,22 +139,17 @@ def _kill_mid_write(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while _completed(progress) < min_versions:  # the final name exists and was replaced
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
+    deadline = time.monotonic() + 30
+
+    def write_in_flight() -> bool:
+        # the final name exists and was replaced, and another write has begun
+        if _completed(progress) < min_versions:
             assert time.monotonic() < deadline, "the writer made no progress"
-            time.sleep(0.005)
-        while not _hidden_temporaries(watch):
-            assert time.monotonic() < deadline, "never saw a write in flight"
-            time.sleep(0.0005)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
+            return False
+        assert time.monotonic() < deadline, "never saw a write in flight"
+        return bool(_hidden_temporaries(watch))
+
+    _sigkill_when(child, write_in_flight, poll_s=0.0005)
     assert child.returncode == -signal.SIGKILL
     return _completed(progress), bool(_hidden_temporaries(watch))
 
@@ -259,19 +269,13 @@ def test_training_killed_midway_resumes_with_its_count_and_optimizer_state(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not list((run / "checkpoints").glob("ckpt_*.pt")):
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
+    deadline = time.monotonic() + 60
+
+    def first_checkpoint_written() -> bool:
+        assert time.monotonic() < deadline
+        return bool(list((run / "checkpoints").glob("ckpt_*.pt")))
+
+    _sigkill_when(child, first_checkpoint_written, poll_s=0.01)
     assert not (run / "model.pt").exists(), "the run finished before it was killed"
     last = latest_checkpoint(run)
     saved = load_checkpoint(last)
