@@ -22,12 +22,13 @@ the output arrays and its ring slot is reused. The peak is therefore about::
 in units of the volume's float32 size (windows are normalised one at a time, so there is
 no normalised copy of the volume; with a working spacing, the resampled image and the maps on
 the working grid come on top). For a 512^3 volume, 3 classes, two branches and a 96^3 window
-that is about 1x + 0.75x + 1.3x = 3.1x (1.6 GiB), plus torch temporaries of at most 16 MiB
-per finalisation step and a few window-sized tensors. Per-volume normalisation statistics are
-computed first, on a sample of at most 16M voxels (a few float64 copies of it, < 400 MiB,
-freed before the windows run). (:func:`estimate_memory` computes it, and
-:func:`predict_volume` refuses early with :class:`InsufficientMemoryError` when the machine
-does not have it).
+that is about 1x + 0.75x + 1.3x = 3.1x (1.6 GiB). On top comes a fixed cost that does not
+grow with the volume: the network's activations for one window batch (~110 MiB for base
+width 8 and a 64^3 window, ~290 MiB for 96^3), the float64 sample of at most 2M voxels the
+per-volume normalisation statistics are computed on (< 100 MiB, freed before the windows
+run) and finalisation temporaries of at most 16 MiB each. :func:`estimate_memory` adds it
+all up, and :func:`predict_volume` refuses early with :class:`InsufficientMemoryError` when
+the machine does not have it.
 
 Example
 -------
@@ -55,7 +56,7 @@ from torch import nn
 from .checkpoint import build_model, load_checkpoint
 from .data import NormalizationConfig, NormStats, compute_norm_stats, normalize
 from .errors import BarlError, CancelledError, InputFileError, InvalidVolumeError
-from .io import Volume, read_volume, strip_extension, write_labels, write_volume
+from .io import Volume, all_finite, read_volume, strip_extension, write_labels, write_volume
 from .networks import required_divisor
 from .resample import needs_resampling, resample_to_reference, resample_volume
 
@@ -171,6 +172,11 @@ class LoadedModel:
         return tuple(float(s) for s in sp) if sp else None  # type: ignore[return-value]
 
     @property
+    def base_channels(self) -> int:
+        """Width of the first level (activations, hence memory, grow with it)."""
+        return int(getattr(self.module.cfg, "base_channels", 16))
+
+    @property
     def divisor(self) -> int:
         """Every window side must be a multiple of this."""
         return required_divisor(self.module.cfg)  # type: ignore[arg-type]
@@ -281,6 +287,14 @@ def available_memory() -> int | None:
     return None
 
 
+#: Bytes per window voxel of one forward pass of both branches: ~256 that do not grow with the
+#: width (input, heads, softmax, oneDNN scratch) plus ~32 per base channel (the skip
+#: connections and the block being computed). Measured on the CPU with VmHWM for base 8-32,
+#: windows 64^3-96^3 (114-290 MiB); this rounds every measurement up.
+_ACT_BYTES_FIXED = 256
+_ACT_BYTES_PER_CHANNEL = 32
+
+
 def estimate_memory(
     shape: Sequence[int],
     num_classes: int,
@@ -291,13 +305,19 @@ def estimate_memory(
     input_itemsize: int = 4,
     working_shape: Sequence[int] | None = None,
     sw_batch_size: int = 1,
+    base_channels: int = 16,
 ) -> int:
-    """Peak host bytes :func:`predict_volume` needs for a volume of ``shape`` (an upper estimate).
+    """Peak host bytes :func:`predict_volume` adds to a process that holds the model and the
+    input volume (an upper estimate; the input is counted too).
 
-    Counts the input, the ring buffer of Gaussian-weighted softmax sums, the uint8 class map and float16 disagreement (on the working grid and, when
-    resampled, again on the input grid), optional float16 probabilities and the window batch.
-    Network activations are not counted (a few window-sized tensors, small beside a volume).
+    Counts the input, the ring buffer of Gaussian-weighted softmax sums, the uint8 class map
+    and float16 disagreement (on the working grid and, when resampled, again on the input
+    grid), optional float16 probabilities, the network's activations for one window batch,
+    the normalisation-statistics sample and the finalisation temporaries. The first four grow
+    with the volume; the rest is a fixed cost (~100-300 MiB) that dominates small volumes.
     """
+    from .data import _STATS_MAX_SAMPLES
+
     n_in = int(np.prod([int(s) for s in shape], dtype=np.float64))
     work = [int(s) for s in (working_shape or shape)]
     n_work = int(np.prod(work, dtype=np.float64))
@@ -309,8 +329,12 @@ def estimate_memory(
     if working_shape is not None and tuple(work) != tuple(int(s) for s in shape):
         # resampled float32 image; outputs again on the input grid (plus a float32 temporary)
         total += n_work * 4 + n_in * (per_out + 4)
-    win = int(np.prod([int(s) for s in window], dtype=np.float64))
-    total += sw_batch_size * win * 4 * (1 + 3 * n_branches * num_classes)
+    # sliding_window shrinks the window to the volume along short axes
+    win = int(np.prod([min(int(w), n) for w, n in zip(window, work, strict=True)], dtype=np.float64))
+    per_voxel = _ACT_BYTES_FIXED + _ACT_BYTES_PER_CHANNEL * int(base_channels)
+    total += sw_batch_size * win * (per_voxel + 4 * (1 + 3 * n_branches * num_classes))
+    total += min(n_work, _STATS_MAX_SAMPLES) * 8 * 6  # float64 sample, percentile/clip/std copies
+    total += 4 * _FINALISE_BYTES
     return int(total)
 
 
@@ -547,7 +571,7 @@ def _check_volume(volume: Volume) -> np.ndarray:
         raise InvalidVolumeError(f"expected a non-empty 3D volume, got shape {arr.shape}")
     if np.issubdtype(arr.dtype, np.complexfloating) or arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise InvalidVolumeError(f"cannot predict a volume of dtype {arr.dtype}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise InvalidVolumeError("the volume holds NaN/Inf voxels; clean it before predicting")
     return arr
 
@@ -608,6 +632,7 @@ def predict_volume(
             volume.shape, model.num_classes, n_branches=model.n_branches,
             window=window or model.patch_size, return_probabilities=return_probabilities,
             input_itemsize=arr.dtype.itemsize, working_shape=work_shape, sw_batch_size=sw_batch_size,
+            base_channels=model.base_channels,
         )
         have = available_memory()
         if have is not None and need > _MEMORY_HEADROOM * have:
