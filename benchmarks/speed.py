@@ -188,81 +188,111 @@ def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
 
 
 def _predict_kwargs(overlap: float, sw_batch: int) -> dict:
-    """The keyword names :func:`predict_volume` uses for overlap and window batch, if any."""
-    import inspect
+    """Keyword arguments of :func:`barl_core.inference.predict_volume` for both parts."""
+    return {"overlap": overlap, "sw_batch_size": sw_batch}
 
-    from barl_core.inference import predict_volume
 
-    params = inspect.signature(predict_volume).parameters
-    kw: dict = {}
-    for name in ("overlap",):
-        if name in params:
-            kw[name] = overlap
-    for name in ("sw_batch_size", "batch_size", "window_batch"):
-        if name in params:
-            kw[name] = sw_batch
-            break
-    return kw
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``512`` (a cube) or ``600x800x800`` (z x y x)."""
+    parts = [int(v) for v in text.lower().split("x")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r}: give N or ZxYxX")
+    return tuple(parts)  # type: ignore[return-value]
 
 
 def measure_memory(args: argparse.Namespace, model_path: Path, work: Path) -> dict:
-    """Peak RSS of a clean child predicting a ``size^3`` phantom, relative to float32 size."""
-    size = int(args.size)
-    npy = work / f"phantom_{size}.npy"
+    """Peak RSS of clean children predicting phantoms of ``--sizes``, relative to float32 size."""
+    out: dict = {"window_zyx": list(args.window), "overlap": args.memory_overlap, "volumes": []}
+    for size in args.sizes:
+        out["volumes"].append(_measure_one(args, model_path, work, size))
+    return out
+
+
+def _measure_one(args: argparse.Namespace, model_path: Path, work: Path, size: Sequence[int]) -> dict:
+    label = "x".join(map(str, size))
+    npy = work / f"phantom_{label}.npy"
     env = _child_env(args)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(_SCRIPT), "--_phantom-child", "--size", str(size), "--_npy", str(npy)],
+    subprocess.run([sys.executable, str(_SCRIPT), "--_phantom-child", "--sizes", label, "--_npy", str(npy)],
                    check=True, env=env)
     render_s = time.perf_counter() - t0
     res_path = work / "memory.json"
     proc = subprocess.run([sys.executable, str(_SCRIPT), "--_memory-child", "--_model", str(model_path),
                            "--_npy", str(npy), "--_json", str(res_path), "--device", args.device,
-                           "--overlap", str(args.overlap), "--sw-batch", str(args.sw_batch)],
+                           "--overlap", str(args.memory_overlap), "--sw-batch", str(args.sw_batch),
+                           "--window", *map(str, args.window)],
                           env=env)
+    npy.unlink(missing_ok=True)
     if proc.returncode != 0:
-        return {"error": f"the memory child failed with exit code {proc.returncode}", "size": size}
+        return {"error": f"the memory child failed with exit code {proc.returncode}", "size_zyx": list(size)}
     res = json.loads(res_path.read_text())
     f32 = res["voxels"] * 4
     res["float32_bytes"] = f32
     res["phantom_render_s"] = round(render_s, 1)
     res["peak_over_float32"] = res["peak_rss_bytes"] / f32
     res["peak_above_model_over_float32"] = (res["peak_rss_bytes"] - res["rss_after_model_bytes"]) / f32
-    res["note"] = ("peak_above_model_over_float32 counts the input volume itself plus everything the "
-                   "prediction allocates (class map, disagreement map, accumulators), over a process that "
-                   "already holds torch, the model and one small warm-up prediction")
-    npy.unlink(missing_ok=True)
-    print(f"[speed] memory {size}^3: peak {res['peak_rss_bytes'] / 2**20:.0f} MiB = "
-          f"{res['peak_over_float32']:.2f} x float32 volume "
-          f"({res['peak_above_model_over_float32']:.2f} x above the loaded model)", flush=True)
+    res["within_estimate"] = res["peak_rss_bytes"] - res["rss_with_volume_bytes"] <= (
+        res["estimate_bytes"] - res["input_bytes"])
+    print(f"[speed] memory {label}: peak {res['peak_rss_bytes'] / 2**20:.0f} MiB = "
+          f"{res['peak_above_model_over_float32']:.2f} x the float32 volume above the loaded model "
+          f"(estimate {res['estimate_bytes'] / 2**20:.0f} MiB, "
+          f"{'within' if res['within_estimate'] else 'ABOVE'} it)", flush=True)
     return res
 
 
+def _proc_status(key: str) -> int | None:
+    """A ``/proc/self/status`` field in bytes (VmRSS, VmHWM), or None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith(key + ":")), None)
+    except OSError:
+        return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _memory_child(args: argparse.Namespace) -> int:
-    import resource
+    """Predict one phantom and record the peak resident memory the prediction added.
+
+    The peak is the kernel's VmHWM after resetting it just before the prediction:
+    ``ru_maxrss`` would not do, it keeps the parent's peak across fork+exec.
+    """
     import threading
 
     import psutil
-    from barl_core.inference import load_model, predict_volume
+    from barl_core.inference import estimate_memory, load_model, predict_volume
 
     from barl_core.io import Volume
 
     proc = psutil.Process()
     rss_imports = proc.memory_info().rss
     model = load_model(args._model, device=args.device)
+    kwargs = {**_predict_kwargs(args.overlap, args.sw_batch), "window": tuple(args.window)}
     # one small prediction first: torch's one-time allocations (kernels, thread pools) belong
     # to the process, not to the volume, so the baseline is taken after it
-    warm = np.load(args._npy, mmap_mode="r")[:32, :32, :32].astype(np.float32)
-    predict_volume(model, Volume(np.ascontiguousarray(warm)), **_predict_kwargs(args.overlap, args.sw_batch))
+    warm = np.load(args._npy, mmap_mode="r")[:64, :64, :64].astype(np.float32)
+    predict_volume(model, Volume(np.ascontiguousarray(warm)), **kwargs)
     del warm
     rss_model = proc.memory_info().rss
     arr = np.load(args._npy)
     meta = json.loads(Path(str(args._npy) + ".json").read_text())
     volume = Volume(arr, spacing=tuple(meta["spacing"]))
     rss_volume = proc.memory_info().rss
+    hwm = _reset_peak()
     peak = [rss_volume]
     stop = threading.Event()
 
-    def sample():
+    def sample():  # fallback where VmHWM cannot be reset; also a cross-check
         while not stop.is_set():
             peak[0] = max(peak[0], proc.memory_info().rss)
             time.sleep(0.005)
@@ -270,18 +300,23 @@ def _memory_child(args: argparse.Namespace) -> int:
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     t0 = time.perf_counter()
-    pred = predict_volume(model, volume, **_predict_kwargs(args.overlap, args.sw_batch))
+    pred = predict_volume(model, volume, **kwargs)
     seconds = time.perf_counter() - t0
     stop.set()
     th.join()
-    ru_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    vm_hwm = _proc_status("VmHWM") if hwm else None
+    est = estimate_memory(arr.shape, model.num_classes, n_branches=model.n_branches, window=tuple(args.window),
+                          input_itemsize=arr.dtype.itemsize, sw_batch_size=args.sw_batch,
+                          base_channels=model.base_channels)
     res = {
         "size_zyx": list(arr.shape), "voxels": int(arr.size), "input_dtype": str(arr.dtype),
+        "input_bytes": int(arr.nbytes), "window_zyx": list(args.window), "overlap": args.overlap,
+        "num_classes": model.num_classes, "base_channels": model.base_channels,
         "labels_dtype": str(pred.labels.dtype), "disagreement_dtype": str(pred.disagreement.dtype),
         "rss_after_imports_bytes": rss_imports, "rss_after_model_bytes": rss_model,
         "rss_with_volume_bytes": rss_volume, "peak_rss_sampled_bytes": peak[0],
-        "peak_rss_bytes": max(ru_peak, peak[0]), "ru_maxrss_bytes": ru_peak,
-        "predict_seconds": round(seconds, 2),
+        "peak_rss_bytes": max(vm_hwm or 0, peak[0]), "peak_source": "VmHWM" if vm_hwm else "sampled",
+        "estimate_bytes": int(est), "predict_seconds": round(seconds, 2),
     }
     Path(args._json).write_text(json.dumps(res, indent=1))
     return 0
@@ -290,8 +325,7 @@ def _memory_child(args: argparse.Namespace) -> int:
 def _phantom_child(args: argparse.Namespace) -> int:
     from barl_core.phantom import make_phantom
 
-    n = int(args.size)
-    vol, _ = make_phantom(shape=(n, n, n), spacing=(0.3, 0.3, 0.3), seed=0)
+    vol, _ = make_phantom(shape=tuple(args.sizes[0]), spacing=(0.3, 0.3, 0.3), seed=0)
     np.save(args._npy, np.ascontiguousarray(vol.array))
     Path(str(args._npy) + ".json").write_text(json.dumps({"spacing": list(vol.spacing)}))
     return 0
@@ -432,15 +466,25 @@ def render_table(data: dict) -> str:
                    f"{'x'.join(map(str, inf['window_zyx']))}, overlap {inf['overlap']}, gaussian)\n\n"
                    + common.markdown_table(["implementation", "seconds (median)"], rows))
     mem = data.get("memory")
-    if mem and "peak_rss_bytes" in mem:
-        rows = [["volume float32 size (MiB)", f"{mem['float32_bytes'] / 2**20:.1f}"],
-                ["peak RSS (MiB)", f"{mem['peak_rss_bytes'] / 2**20:.0f}"],
-                ["RSS with model loaded and warmed up, before the volume (MiB)", f"{mem['rss_after_model_bytes'] / 2**20:.0f}"],
-                ["peak / float32 volume", f"{mem['peak_over_float32']:.2f}"],
-                ["(peak - model process) / float32 volume", f"{mem['peak_above_model_over_float32']:.2f}"],
-                ["predict seconds", f"{mem['predict_seconds']:.1f}"]]
-        out.append(f"### Peak memory, predicting a {'x'.join(map(str, mem['size_zyx']))} phantom with "
-                   "disagreement\n\n" + common.markdown_table(["quantity", "value"], rows))
+    if mem and mem.get("volumes"):
+        rows = []
+        for v in mem["volumes"]:
+            if "error" in v:
+                rows.append(["x".join(map(str, v["size_zyx"])), v["error"], "", "", "", "", ""])
+                continue
+            above = v["peak_rss_bytes"] - v["rss_with_volume_bytes"]
+            rows.append(["x".join(map(str, v["size_zyx"])), f"{v['float32_bytes'] / 2**20:.0f}",
+                         f"{v['peak_rss_bytes'] / 2**20:.0f}", f"{v['peak_above_model_over_float32']:.2f}",
+                         f"{above / 2**20:.0f}", f"{(v['estimate_bytes'] - v['input_bytes']) / 2**20:.0f}",
+                         f"{v['predict_seconds']:.0f}"])
+        v0 = next((v for v in mem["volumes"] if "error" not in v), {})
+        out.append(f"### Peak memory, predicting CBCT phantoms with disagreement (window "
+                   f"{'x'.join(map(str, mem['window_zyx']))}, overlap {mem['overlap']}, "
+                   f"{v0.get('num_classes', '?')} classes, base width {v0.get('base_channels', '?')}, "
+                   f"peak from {v0.get('peak_source', '?')})\n\n"
+                   + common.markdown_table(
+                       ["volume (z x y x)", "float32 MiB", "peak RSS MiB", "(peak - model process) / float32",
+                        "added by prediction MiB", "estimate of it MiB", "seconds"], rows))
     elif mem:
         out.append(f"### Peak memory\n\n{mem.get('error', 'not measured')}")
     gui = data.get("gui")
@@ -501,7 +545,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (both implementations)")
     p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass (both implementations)")
     p.add_argument("--repeats", type=int, default=None, help="timed inference repeats (default 3)")
-    p.add_argument("--size", type=int, default=None, help="memory part: phantom size^3 (default 512)")
+    p.add_argument("--sizes", type=lambda t: [parse_size(v) for v in t.split(",") if v.strip()], default=None,
+                   help="memory part: phantom sizes, N (a cube) or ZxYxX, comma-separated (default 512)")
+    p.add_argument("--memory-overlap", type=float, default=0.0,
+                   help="overlap of the memory part (default 0: memory does not depend on it, time does)")
     p.add_argument("--gui-iterations", type=int, default=None, help="training iterations during the GUI part (default 40)")
     common.add_device_arguments(p)
     common.add_output_arguments(p, "speed")
@@ -519,7 +566,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.window = tuple(args.window or ((16, 16, 16) if smoke else (64, 64, 64)))
     args.infer_size = tuple(args.infer_size or ((24, 32, 32) if smoke else (128, 160, 160)))
     args.repeats = args.repeats or (1 if smoke else 3)
-    args.size = args.size or (32 if smoke else 512)
+    args.sizes = args.sizes or [(32, 32, 32) if smoke else (512, 512, 512)]
     args.gui_iterations = args.gui_iterations or (3 if smoke else 40)
     if smoke:
         args.batch_labeled, args.batch_unlabeled = 1, 1
@@ -535,7 +582,12 @@ def run(args: argparse.Namespace) -> dict:
     common.set_threads(args.threads)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
               if not k.startswith("_") and k not in ("out", "plot", "work_dir")}
-    store = common.ResultsStore.open(args.out, "speed", resume=False, config=config)
+    # a run of some parts keeps the others' results (each part records its own settings)
+    keep = set(args.parts) != set(PARTS)
+    store = common.ResultsStore.open(args.out, "speed", resume=keep, config=config)
+    for part in PARTS:
+        if part in args.parts:
+            store.data.pop(part, None)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="barl_speed_", dir=args.work_dir) as tmp:
         work = Path(tmp)

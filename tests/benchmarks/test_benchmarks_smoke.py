@@ -249,11 +249,20 @@ def test_speed_smoke(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert set(data["train"]["methods"]) == {"supervised", "barl"} and data["train"]["ratios"]["barl/supervised"] > 0
     assert data["inference"]["barl_core"]["median_s"] > 0 and data["inference"]["monai"]["median_s"] > 0
-    mem = data["memory"]
-    assert mem["size_zyx"] == [32, 32, 32] and mem["peak_rss_bytes"] >= mem["rss_after_model_bytes"] > 0
+    (mem,) = data["memory"]["volumes"]
+    assert mem["size_zyx"] == [32, 32, 32] and mem["peak_rss_bytes"] >= mem["rss_with_volume_bytes"] > 0
+    assert mem["estimate_bytes"] > mem["input_bytes"] == 32**3 * 4
     gui = data["gui"]
     assert "skipped" in gui or (gui["job_status"] == "done" and gui["training"]["ticks"] > 1)
-    assert "Training iteration time" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Training iteration time" in printed and "Peak memory" in printed
+    # a run of one part keeps the other parts' results and replaces its own
+    speed.main(["--smoke", "--parts", "memory", "--sizes", "24x32x16", "--out", str(out), "--plot", "",
+                "--threads", "1"])
+    again = json.loads(out.read_text())
+    assert again["train"] == data["train"] and again["gui"] == data["gui"]
+    assert [v["size_zyx"] for v in again["memory"]["volumes"]] == [[24, 32, 16]]
+    assert len(again["sessions"]) == 2
 
 
 def test_report_fills_markers(tmp_path):
