@@ -338,13 +338,13 @@ def preset(name: str = "quick", **overrides: Any) -> TrainConfig:
         raise TrainingError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     values = dict(PRESETS[name])
     cfg = TrainConfig()
-    for field in ("network", "losses"):  # nested configs: a preset/override dict is a patch
-        changes = dict(values.pop(field, {}))
-        given = overrides.pop(field, None)
+    for nested in ("network", "losses"):  # nested configs: a preset/override dict is a patch
+        changes = dict(values.pop(nested, {}))
+        given = overrides.pop(nested, None)
         if isinstance(given, dict):
             changes.update(given)
             given = None
-        values[field] = given or replace(getattr(cfg, field), **changes)
+        values[nested] = given or replace(getattr(cfg, nested), **changes)
     cfg = TrainConfig(**values)
     if overrides:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -321,7 +320,7 @@ def run(args: argparse.Namespace) -> dict:
           f"{strategies}, seeds {seeds}: {n_train} trainings "
           f"({len(seeds)} x {args.iterations} + {n_train - len(seeds)} x {args.finetune_iterations} iterations)")
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="barl_al_", dir=args.work_dir) as tmp:
+    with common.temp_work_dir("barl_al_", args.work_dir) as tmp:
         work = Path(tmp)
         for seed in seeds:
             todo = [s for s in strategies if not (args.resume and store.has(f"{s}/seed{seed}"))]

@@ -20,6 +20,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -412,7 +413,6 @@ def evaluate_model(
         entirely, are left out of the distance means and counted in ``"missed"``).
     """
     from barl_core.inference import load_model, predict_volume
-
     from barl_core.metrics import evaluate_case
 
     t0 = time.perf_counter()
@@ -668,6 +668,13 @@ def save_figure(fig: Any, path: str | os.PathLike) -> None:
     ensure_parent(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def temp_work_dir(prefix: str, work_dir: str | os.PathLike | None) -> tempfile.TemporaryDirectory:
+    """A temporary folder for training runs, inside ``--work-dir`` (created if missing)."""
+    if work_dir:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=work_dir)
 
 
 def ensure_parent(path: str | os.PathLike) -> Path:

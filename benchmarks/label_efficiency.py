@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -499,7 +498,7 @@ def run(args: argparse.Namespace) -> dict:
 
     t_start = time.perf_counter()
     test_cases = {n: ds.cases[n] for n in ds.test}
-    with tempfile.TemporaryDirectory(prefix="barl_bench_", dir=args.work_dir) as tmp:
+    with common.temp_work_dir("barl_bench_", args.work_dir) as tmp:
         folders: dict[tuple, tuple[Path, Path]] = {}
         durations: dict[str, list[float]] = {}
         for i, spec in enumerate(todo, 1):
@@ -593,7 +592,7 @@ def _estimate(todo: Sequence[RunSpec], ds: Dataset, args: argparse.Namespace) ->
     labels = training_labels(ds, todo[0])
     names = list(labels)[:2] + [n for n in ds.pool if n not in labels][:2]
     eval_per_case = 0.0
-    with tempfile.TemporaryDirectory(prefix="barl_calib_", dir=args.work_dir) as tmp:
+    with common.temp_work_dir("barl_calib_", args.work_dir) as tmp:
         for m in methods:
             cfg = common.build_train_config(
                 method=m, iterations=4, patch=args.patch, base_channels=args.base_channels,
@@ -620,8 +619,6 @@ def _estimate(todo: Sequence[RunSpec], ds: Dataset, args: argparse.Namespace) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.work_dir:
-        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     run(args)
     return 0
 

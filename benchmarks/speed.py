@@ -35,7 +35,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,11 +142,11 @@ def _monai_predictor(network):
 def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
     """barl_core's sliding window vs MONAI's, same network, window, overlap, Gaussian mode."""
     import torch
-    from barl_core.inference import load_model, predict_volume
     from monai.inferers import sliding_window_inference
 
     from barl_core.checkpoint import build_model, load_checkpoint
     from barl_core.data import compute_norm_stats, normalize
+    from barl_core.inference import load_model, predict_volume
 
     ckpt = load_checkpoint(model_path)
     window = tuple(int(s) for s in ckpt["patch_size"])
@@ -270,8 +269,8 @@ def _memory_child(args: argparse.Namespace) -> int:
     import threading
 
     import psutil
-    from barl_core.inference import estimate_memory, load_model, predict_volume
 
+    from barl_core.inference import estimate_memory, load_model, predict_volume
     from barl_core.io import Volume
 
     proc = psutil.Process()
@@ -378,9 +377,8 @@ def _gui_child(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - any Qt import failure means "no Qt here"
         Path(args._json).write_text(json.dumps({"skipped": f"Qt is not available: {exc}"}))
         return 3
-    from barl_core.jobs import TrainJob
-
     from barl_core.config import TrainConfig
+    from barl_core.jobs import TrainJob
 
     cfg = TrainConfig.from_dict(json.loads(Path(args._config).read_text()))
     app = QApplication.instance() or QApplication([])
@@ -589,7 +587,7 @@ def run(args: argparse.Namespace) -> dict:
         if part in args.parts:
             store.data.pop(part, None)
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="barl_speed_", dir=args.work_dir) as tmp:
+    with common.temp_work_dir("barl_speed_", args.work_dir) as tmp:
         work = Path(tmp)
         train_shape = tuple(max(int(p) + 8, 32) for p in args.patch)
         cases, labels = phantom_cases(4, train_shape)
