@@ -209,6 +209,29 @@ def test_label_efficiency_smoke_and_resume(phantom_dir, tmp_path, capsys):
     with pytest.raises(SystemExit, match="iterations"):  # another schedule is not mixed in
         le.main(argv + ["--resume", "--iterations", "3"])
 
+    # the same runs written by two processes (one per seed) merge back into the same tables
+    from benchmarks import merge_results
+
+    parts = []
+    for seed in (0, 1):
+        part = json.loads(json.dumps(again))
+        part["runs"] = {k: r for k, r in again["runs"].items() if r["seed"] == seed}
+        part["config"]["seeds"] = [seed]
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps(part))
+        parts.append(path)
+    merge_results.main([str(parts[0]), str(parts[1]), "--out", str(tmp_path / "merged.json")])
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["runs"].keys() == again["runs"].keys() and merged["config"]["seeds"] == [0, 1]
+    assert merged["summary"] == json.loads(json.dumps(le.summarise(again["runs"], again["config"]["class_names"])))
+    with pytest.raises(SystemExit, match="both files hold"):
+        merge_results.main([str(parts[0]), str(parts[0]), "--out", str(tmp_path / "x.json")])
+    other = json.loads(parts[1].read_text())
+    other["config"]["iterations"] += 1
+    parts[1].write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="iterations"):
+        merge_results.main([str(parts[0]), str(parts[1]), "--out", str(tmp_path / "x.json")])
+
 
 def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
     from benchmarks import active_learning as al
