@@ -170,6 +170,36 @@ def summarise(runs: dict, strategies: Sequence[str]) -> dict:
     return {"curves": curves, "answer": answer}
 
 
+def pick_stats(runs: dict, truth: dict[str, np.ndarray]) -> dict:
+    """What each strategy asked the annotator to label: how many picked slices hold any
+    foreground, their median foreground voxels, and how many lie outside the structure's
+    z-extent (empty slices beyond its ends). Explains a curve better than its Dice alone."""
+    out: dict = {}
+    for run in runs.values():
+        st = out.setdefault(run["strategy"], {"picked": 0, "with_foreground": 0, "outside_object": 0, "_fg": []})
+        for point in run["curve"][1:]:
+            for name, z, _ in point["picked"]:
+                lab = truth[name]
+                fg = int(np.count_nonzero(lab[z]))
+                zs = np.flatnonzero(lab.any(axis=(1, 2)))
+                st["picked"] += 1
+                st["with_foreground"] += fg > 0
+                st["outside_object"] += bool(zs.size) and not zs[0] <= z <= zs[-1]
+                st["_fg"].append(fg)
+    for st in out.values():
+        st["median_foreground_voxels"] = float(np.median(st.pop("_fg"))) if st["picked"] else None
+    return out
+
+
+def render_picks(picks: dict) -> str:
+    rows = [[s, str(v["picked"]), str(v["with_foreground"]), str(v["outside_object"]),
+             "n/a" if v["median_foreground_voxels"] is None else f"{v['median_foreground_voxels']:.0f}"]
+            for s, v in picks.items()]
+    return "### What each strategy picked (all rounds and seeds)\n\n" + common.markdown_table(
+        ["strategy", "slices picked", "with foreground", "outside the structure's z-extent",
+         "median foreground voxels"], rows)
+
+
 def answer_text(summary: dict) -> str:
     a = summary["answer"]
     if "random_final_dice" not in a:
@@ -356,10 +386,13 @@ def run(args: argparse.Namespace) -> dict:
                 store.add_run(f"{strategy}/seed{seed}", {"strategy": strategy, "seed": seed, "curve": curve,
                                                           "annotated": {n: sorted(v) for n, v in annotated.items()}})
     summary = summarise(store.runs, strategies)
+    summary["picks"] = pick_stats(store.runs, {n: ds.cases[n].truth for n in al_cases})
     store.set("summary", summary)
     store.save(finished=True)
     print()
     print(render_table(summary))
+    print()
+    print(render_picks(summary["picks"]))
     print()
     print(answer_text(summary))
     print(f"\n[active_learning] results in {args.out}; this session took "

@@ -68,11 +68,12 @@ def render_section(name: str, data: dict) -> str:
                  + f". HD95 and ASD in {units}; mean ± sd over seeds of the test-set mean.")
         return body + extra
     if name == "active_learning":
-        from benchmarks.active_learning import answer_text, render_table, summarise
+        from benchmarks.active_learning import answer_text, render_picks, render_table, summarise
 
         strategies = data.get("config", {}).get("strategies") or ["disagreement", "entropy", "random"]
         summary = data.get("summary") or summarise(data.get("runs", {}), strategies)
-        return render_table(summary) + "\n\n" + answer_text(summary)
+        picks = "\n\n" + render_picks(summary["picks"]) if summary.get("picks") else ""
+        return render_table(summary) + "\n\n" + answer_text(summary) + picks
     if name == "speed":
         from benchmarks.speed import render_table
 

@@ -250,9 +250,22 @@ def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
         start = data["config"]["start_slices"]
         assert all(idx not in start[name] for name, idx in picked)
     assert "random_final_dice" in data["summary"]["answer"]
+    picks = data["summary"]["picks"]
+    assert set(picks) == set(data["config"]["strategies"]) and all(v["picked"] == 4 for v in picks.values())
     printed = capsys.readouterr().out
-    assert "random reaches Dice" in printed
+    assert "random reaches Dice" in printed and "What each strategy picked" in printed
     assert (tmp_path / "al.png").is_file()
+
+
+def test_pick_stats_counts_empty_and_outside_slices():
+    from benchmarks.active_learning import pick_stats
+
+    truth = np.zeros((6, 4, 4), np.uint8)
+    truth[2:4, 1:3, 1:3] = 1  # the structure spans z = 2..3, 4 voxels per slice
+    runs = {"a/seed0": {"strategy": "a", "curve": [{"picked": []}, {"picked": [["c", 0, 0.9], ["c", 2, 0.5]]},
+                                                   {"picked": [["c", 3, 0.4]]}]}}
+    st = pick_stats(runs, {"c": truth})["a"]
+    assert st == {"picked": 3, "with_foreground": 2, "outside_object": 1, "median_foreground_voxels": 4.0}
 
 
 def test_slices_to_reach_interpolates_and_says_not_reached():
