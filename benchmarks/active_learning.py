@@ -95,21 +95,12 @@ def select_slices(
 
 
 def _strategy_kwargs(strategy: str, pred, seed: int) -> dict:
-    """Extra inputs a strategy needs (entropy: the probabilities; random: a seed)."""
-    import inspect
-
-    from barl_core.suggest import suggest_slices
-
-    params = inspect.signature(suggest_slices).parameters
-    out: dict = {}
-    if strategy == "entropy" and "probabilities" in params:
-        out["probabilities"] = pred.probabilities
+    """Extra inputs a strategy needs (entropy: the probabilities; random: a seeded generator)."""
+    if strategy == "entropy":
+        return {"probabilities": pred.probabilities}
     if strategy == "random":
-        if "seed" in params:
-            out["seed"] = seed
-        elif "rng" in params:
-            out["rng"] = np.random.default_rng(seed)
-    return out
+        return {"rng": np.random.default_rng(seed)}
+    return {}
 
 
 def slices_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
