@@ -156,7 +156,7 @@ def compute_norm_stats(array: np.ndarray, cfg: NormalizationConfig | None = None
     sample = _stats_sample(array)
     if sample.size == 0:
         raise InvalidVolumeError("cannot normalise an empty volume")
-    if not all_finite(sample) or not all_finite(array):
+    if not all_finite(array):  # the sample is part of the array
         raise InvalidVolumeError("volume holds NaN/Inf voxels; clean it before normalising")
     if cfg.mode in ("percentile_zscore", "minmax"):
         lower, upper = np.percentile(sample, [cfg.lower_percentile, cfg.upper_percentile],

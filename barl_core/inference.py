@@ -73,6 +73,7 @@ __all__ = [
     "gaussian_importance",
     "window_starts",
     "estimate_memory",
+    "prediction_memory",
     "available_memory",
     "js_disagreement",
     "normalized_entropy",
@@ -336,6 +337,30 @@ def estimate_memory(
     total += min(n_work, _STATS_MAX_SAMPLES) * 8 * 6  # float64 sample, percentile/clip/std copies
     total += 4 * _FINALISE_BYTES
     return int(total)
+
+
+def prediction_memory(
+    model: LoadedModel,
+    volume: Volume,
+    *,
+    window: Sequence[int] | None = None,
+    sw_batch_size: int = 1,
+    return_probabilities: bool = False,
+) -> int:
+    """:func:`estimate_memory` for :func:`predict_volume` of ``volume`` with ``model`` (its
+    classes, branches, width, default window and working spacing), the figure the early
+    refusal compares with the available memory."""
+    work_shape = None
+    if needs_resampling(volume, model.target_spacing):
+        from .resample import resampled_shape
+
+        work_shape = resampled_shape(volume.shape, volume.spacing, model.target_spacing)  # type: ignore[arg-type]
+    return estimate_memory(
+        volume.shape, model.num_classes, n_branches=model.n_branches,
+        window=window or model.patch_size, return_probabilities=return_probabilities,
+        input_itemsize=np.asarray(volume.array).dtype.itemsize, working_shape=work_shape,
+        sw_batch_size=sw_batch_size, base_channels=model.base_channels,
+    )
 
 
 def _is_cancelled(cancel: Any) -> bool:
@@ -619,21 +644,12 @@ def predict_volume(
     CancelledError
         ``cancel`` was set.
     """
-    arr = _check_volume(volume)
+    _check_volume(volume)
     target = model.target_spacing
     resample = needs_resampling(volume, target)
-    work_shape = None
-    if resample:
-        from .resample import resampled_shape
-
-        work_shape = resampled_shape(volume.shape, volume.spacing, target)  # type: ignore[arg-type]
     if check_memory:
-        need = estimate_memory(
-            volume.shape, model.num_classes, n_branches=model.n_branches,
-            window=window or model.patch_size, return_probabilities=return_probabilities,
-            input_itemsize=arr.dtype.itemsize, working_shape=work_shape, sw_batch_size=sw_batch_size,
-            base_channels=model.base_channels,
-        )
+        need = prediction_memory(model, volume, window=window, sw_batch_size=sw_batch_size,
+                                 return_probabilities=return_probabilities)
         have = available_memory()
         if have is not None and need > _MEMORY_HEADROOM * have:
             raise InsufficientMemoryError(
@@ -647,7 +663,7 @@ def predict_volume(
                       return_entropy, progress, cancel)
     del work  # a resampled copy is no longer needed
     if resample:
-        geom = {"shape": list(work_shape), "spacing": list(target), "origin": list(volume.origin),
+        geom = {"shape": list(res.labels.shape), "spacing": list(target), "origin": list(volume.origin),
                 "direction": list(volume.direction)}
         labels = resample_to_reference(res.labels, geom, volume, is_label=True, default_value=0)
         dis = resample_to_reference(res.disagreement, geom, volume, is_label=False)

@@ -270,7 +270,7 @@ def _memory_child(args: argparse.Namespace) -> int:
 
     import psutil
 
-    from barl_core.inference import estimate_memory, load_model, predict_volume
+    from barl_core.inference import load_model, predict_volume, prediction_memory
     from barl_core.io import Volume
 
     proc = psutil.Process()
@@ -304,9 +304,7 @@ def _memory_child(args: argparse.Namespace) -> int:
     stop.set()
     th.join()
     vm_hwm = _proc_status("VmHWM") if hwm else None
-    est = estimate_memory(arr.shape, model.num_classes, n_branches=model.n_branches, window=tuple(args.window),
-                          input_itemsize=arr.dtype.itemsize, sw_batch_size=args.sw_batch,
-                          base_channels=model.base_channels)
+    est = prediction_memory(model, volume, window=tuple(args.window), sw_batch_size=args.sw_batch)
     res = {
         "size_zyx": list(arr.shape), "voxels": int(arr.size), "input_dtype": str(arr.dtype),
         "input_bytes": int(arr.nbytes), "window_zyx": list(args.window), "overlap": args.overlap,
