@@ -8,7 +8,7 @@ in a few minutes on a laptop CPU:
 2. train BARL from those slices (the ``quick`` preset, CPU-sized);
 3. predict the test cases and score them against the phantom's ground truth (Dice);
 4. predict the training cases, show where the two branches disagree, and rank the
-   unannotated slices to label next (:func:`barl_core.suggest.suggest_slices`);
+   unannotated slices to label next (:func:`barl_core.active.suggest.suggest_slices`);
 5. "annotate" the suggested slices by revealing their true labels (the phantom knows them);
 6. fine-tune from the previous model (``init_from``, fewer iterations) and go to 3.
 
@@ -28,8 +28,8 @@ from typing import TextIO
 
 import numpy as np
 
-from .errors import TrainingError
-from .io import read_volume, write_labels
+from barl_core.errors import TrainingError
+from barl_core.io.volume import read_volume, write_labels
 
 __all__ = ["DemoConfig", "RoundResult", "DemoResult", "run_demo", "format_table", "sparkline"]
 
@@ -178,8 +178,8 @@ def _fmt(x: float) -> str:
 def _dice_scores(model, test_images: list[Path], truth_dir: Path, class_names: Sequence[str]) -> dict[str, float]:
     """Dice per foreground class, averaged over the test cases (a class absent from both
     prediction and truth of a case is left out of that case's average)."""
-    from .inference import predict_volume
-    from .metrics import dice
+    from barl_core.evaluation.metrics import dice
+    from barl_core.inference.predict import predict_volume
 
     per: dict[str, list[float]] = {c: [] for c in class_names[1:]}
     for path in test_images:
@@ -197,8 +197,8 @@ def _suggest(
     model, images: list[Path], labels_dir: Path, k: int, stream: TextIO, class_names: Sequence[str]
 ) -> list[tuple[str, int, float]]:
     """Predict the training cases, describe their disagreement, pick the ``k`` best slices."""
-    from .inference import predict_volume
-    from .suggest import case_score, suggest_slices
+    from barl_core.active.suggest import case_score, suggest_slices
+    from barl_core.inference.predict import predict_volume
 
     candidates: list[tuple[float, str, int]] = []
     print("  where the two branches disagree (mean of the top 10% voxels per axial slice):", file=stream)
@@ -208,7 +208,7 @@ def _suggest(
         labels = read_volume(lab_path).array if lab_path.exists() else None
         pred = predict_volume(model, read_volume(path))
         dis = pred.disagreement.astype(np.float32)
-        from .suggest import slice_scores
+        from barl_core.active.suggest import slice_scores
 
         profile = slice_scores(dis, 0)
         by_class = ", ".join(
@@ -262,17 +262,17 @@ def run_demo(
     stream : text stream, optional
         Where to print (default stdout).
     train_callback : callable, optional
-        Receives :class:`~barl_core.trainer.TrainProgress` (e.g. a progress bar).
+        Receives :class:`~barl_core.training.trainer.TrainProgress` (e.g. a progress bar).
     """
     import tempfile
     from dataclasses import replace
 
     import torch
 
-    from .config import preset
-    from .inference import load_model
-    from .phantom import PHANTOM_CLASSES, PhantomConfig, make_phantom_dataset
-    from .trainer import train
+    from barl_core.data.phantom import PHANTOM_CLASSES, PhantomConfig, make_phantom_dataset
+    from barl_core.inference.predict import load_model
+    from barl_core.training.config import preset
+    from barl_core.training.trainer import train
 
     cfg = (config or DemoConfig()).validate()
     stream = stream if stream is not None else sys.stdout

@@ -11,7 +11,7 @@ Protocol
   unlabelled data for the semi-supervised method.
 - Round 0 trains one model from scratch (shared by all strategies: same start).
 - Each round: predict every annotated case with the current model, rank its axial slices with
-  :func:`barl_core.suggest.suggest_slices` (the strategy under test; annotated slices are
+  :func:`barl_core.active.suggest.suggest_slices` (the strategy under test; annotated slices are
   never re-picked), take the ``K`` best across cases, reveal their true labels, fine-tune
   (``init_from`` the previous model, fewer iterations), and score the test set.
 - The saving is read off the curves by linear interpolation; if disagreement never reaches
@@ -64,13 +64,13 @@ def select_slices(
 ) -> list[tuple[str, int, float]]:
     """The ``k`` best ``(case, axial slice, score)`` across cases, by ``strategy``.
 
-    Each case is predicted with the current model; :func:`barl_core.suggest.suggest_slices`
+    Each case is predicted with the current model; :func:`barl_core.active.suggest.suggest_slices`
     ranks its slices (skipping annotated ones, given as a sparse label map) and the per-case
     candidates are merged by score. Scores of different cases are comparable because every
     strategy scores a slice by a per-voxel mean (disagreement or entropy) or a uniform draw.
     """
-    from barl_core.inference import load_model, predict_volume
-    from barl_core.suggest import suggest_slices
+    from barl_core.active.suggest import suggest_slices
+    from barl_core.inference.predict import load_model, predict_volume
 
     model = load_model(model_path, device=device)
     candidates: list[tuple[float, str, int]] = []

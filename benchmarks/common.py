@@ -90,7 +90,7 @@ class BenchCase:
     ----------
     name : str
         Case name (file name without extension).
-    image : barl_core.io.Volume
+    image : barl_core.io.volume.Volume
         The image with its geometry.
     truth : numpy.ndarray
         Full label map ``(z, y, x)``, uint8, classes ``0..K-1``.
@@ -183,11 +183,11 @@ def load_msd_cases(
     names: Iterable[str] | None = None,
     num_classes: int | None = None,
 ) -> dict[str, BenchCase]:
-    """Read an MSD folder pair through :func:`barl_core.data.load_dataset`.
+    """Read an MSD folder pair through :func:`barl_core.data.dataset.load_dataset`.
 
     Every case must have a full label map (this is the benchmark's ground truth).
     """
-    from barl_core.data import load_dataset
+    from barl_core.data.dataset import load_dataset
 
     cases = load_dataset(images_dir, labels_dir, num_classes=num_classes)
     wanted = set(names) if names is not None else None
@@ -232,7 +232,7 @@ def materialise(
     -------
     (images_dir, labels_dir)
     """
-    from barl_core.io import write_labels, write_volume
+    from barl_core.io.volume import write_labels, write_volume
 
     out = Path(out_dir)
     img_dir = Path(images_dir) if images_dir is not None else out / "imagesTr"
@@ -288,7 +288,7 @@ def build_train_config(
     optimizer: str = BENCH_OPTIMIZER,
     lr: float = BENCH_LR,
 ) -> Any:
-    """A :class:`barl_core.config.TrainConfig` for one benchmark run.
+    """A :class:`barl_core.training.config.TrainConfig` for one benchmark run.
 
     Every method gets the same schedule (AdamW at ``BENCH_LR`` with the poly decay and
     ramp-up of the ``quick`` preset: on CPU-sized runs of a few hundred iterations, the
@@ -296,7 +296,7 @@ def build_train_config(
     patch, batch and network width, so only the method differs between runs. Periodic
     checkpoints are off (only the final model is written): benchmarks never resume a run.
     """
-    from barl_core.config import default_class_names, preset
+    from barl_core.training.config import default_class_names, preset
 
     names = tuple(class_names) if class_names else default_class_names(num_classes)
     return preset(
@@ -328,8 +328,8 @@ def train_model(
     init_from: Path | None = None,
     callback: Callable[[Any], None] | None = None,
 ) -> tuple[Path, float]:
-    """Train with :func:`barl_core.trainer.train`; return (model path, wall seconds)."""
-    from barl_core.trainer import train
+    """Train with :func:`barl_core.training.trainer.train`; return (model path, wall seconds)."""
+    from barl_core.training.trainer import train
 
     t0 = time.perf_counter()
     result = train(config, images_dir, labels_dir, out_dir, init_from=init_from, callback=callback)
@@ -346,15 +346,15 @@ def iteration_times(
 ) -> list[float]:
     """Wall seconds of each of ``config.iterations`` training steps, measured in memory.
 
-    Uses :func:`barl_core.trainer.prepare_training_data` and :class:`barl_core.trainer.Trainer`
+    Uses :func:`barl_core.training.trainer.prepare_training_data` and :class:`barl_core.training.trainer.Trainer`
     (its ``train_step`` hook) so the timing holds the step only (sampling, forward, backward,
     optimiser), not set-up, logging or checkpoint writes. CUDA work is synchronised before
     each clock read. ``save_to`` writes the resulting checkpoint there.
     """
     import torch
 
-    from barl_core.data import Case
-    from barl_core.trainer import Trainer, prepare_training_data
+    from barl_core.data.dataset import Case
+    from barl_core.training.trainer import Trainer, prepare_training_data
 
     engine_cases = [
         Case(name, case.image, None if labels.get(name) is None else np.asarray(labels[name], np.uint8),
@@ -396,8 +396,8 @@ def evaluate_model(
     voxel_units: bool = False,
     device: str = "cpu",
 ) -> dict:
-    """Predict every case with :func:`barl_core.inference.predict_volume`, score with
-    :func:`barl_core.metrics.evaluate_case`.
+    """Predict every case with :func:`barl_core.inference.predict.predict_volume`, score with
+    :func:`barl_core.evaluation.metrics.evaluate_case`.
 
     Parameters
     ----------
@@ -412,8 +412,8 @@ def evaluate_model(
         "seconds": float}``; the mean is over cases (NaN distances, e.g. a class missed
         entirely, are left out of the distance means and counted in ``"missed"``).
     """
-    from barl_core.inference import load_model, predict_volume
-    from barl_core.metrics import evaluate_case
+    from barl_core.evaluation.metrics import evaluate_case
+    from barl_core.inference.predict import load_model, predict_volume
 
     t0 = time.perf_counter()
     model = load_model(model_path, device=device)

@@ -123,7 +123,7 @@ def load_la_case(h5_path: str | os.PathLike, name: str | None = None) -> BenchCa
     """
     import h5py
 
-    from barl_core.io import Volume
+    from barl_core.io.volume import Volume
 
     p = Path(h5_path)
     with h5py.File(p, "r") as fh:

@@ -173,7 +173,7 @@ KNOWN_CLASS_NAMES = {"hippocampus": ("background", "anterior", "posterior")}
 
 def load_msd(data_dir: Path, n_test: int) -> Dataset:
     """An MSD folder with *full* labels: ``labelsTr/``, or ``groundtruth/`` when present (the
-    layout :func:`barl_core.phantom.make_phantom_dataset` writes, whose ``labelsTr`` is sparse)."""
+    layout :func:`barl_core.data.phantom.make_phantom_dataset` writes, whose ``labelsTr`` is sparse)."""
     truth_dir = data_dir / "groundtruth" if (data_dir / "groundtruth").is_dir() else data_dir / "labelsTr"
     cases = common.load_msd_cases(data_dir / "imagesTr", truth_dir)
     if len(cases) < 3:
@@ -197,7 +197,7 @@ def _class_names(data_dir: Path, num_classes: int) -> tuple[str, ...]:
     a known dataset, or ``background, class_1, ...``."""
     import json
 
-    from barl_core.config import default_class_names
+    from barl_core.training.config import default_class_names
 
     meta_path = data_dir / "dataset.json"
     if meta_path.is_file():

@@ -8,7 +8,7 @@ Four measurements (each can be selected with ``--parts``):
     ``--warmup`` steps dropped, then the median of ``--iterations``). Reported as ratios
     (BARL's overhead over CPS and over supervised).
 ``inference``
-    Sliding-window prediction of one volume: :func:`barl_core.inference.predict_volume`
+    Sliding-window prediction of one volume: :func:`barl_core.inference.predict.predict_volume`
     (both branches, class map and disagreement map) against MONAI's
     ``sliding_window_inference`` running the same two-branch network (mean of the branches'
     softmax), with the same window, overlap and Gaussian weighting; median of ``--repeats``.
@@ -20,7 +20,7 @@ Four measurements (each can be selected with ``--parts``):
 ``gui``
     The longest event-loop stall of a Qt application (a 10 ms ``QTimer`` heartbeat, which
     also drains the job's progress queue as the plugin does) while
-    :class:`barl_core.jobs.TrainJob` trains in a child process; max and p99 gap in ms, with
+    :class:`barl_core.runtime.jobs.TrainJob` trains in a child process; max and p99 gap in ms, with
     the idle loop's gaps as the reference. Skipped with a message when Qt is unavailable.
 
 Example
@@ -62,7 +62,7 @@ _GUI_TIMEOUT_S = 600
 
 def phantom_cases(n: int, shape: Sequence[int], slices: int = 3) -> tuple[dict, dict]:
     """``n`` phantoms (seeds 0..n-1): cases and sparse labels (even cases labelled)."""
-    from barl_core.phantom import make_phantom
+    from barl_core.data.phantom import make_phantom
 
     cases, labels = {}, {}
     for i in range(n):
@@ -79,7 +79,7 @@ def make_model(args: argparse.Namespace, cases: dict, labels: dict, work: Path, 
 
     Its weights come from one training iteration: speed and memory do not depend on them.
     """
-    from barl_core.phantom import PHANTOM_CLASSES
+    from barl_core.data.phantom import PHANTOM_CLASSES
 
     cfg = common.build_train_config(
         method="barl", iterations=1, patch=patch, base_channels=args.base_channels,
@@ -97,7 +97,7 @@ def make_model(args: argparse.Namespace, cases: dict, labels: dict, work: Path, 
 
 def time_training(args: argparse.Namespace, cases: dict, labels: dict, work: Path) -> dict:
     """Median seconds per iteration per method, and the ratios between them."""
-    from barl_core.phantom import PHANTOM_CLASSES
+    from barl_core.data.phantom import PHANTOM_CLASSES
 
     out: dict = {"patch_zyx": list(args.patch), "base_channels": args.base_channels,
                  "batch_labeled": args.batch_labeled, "batch_unlabeled": args.batch_unlabeled,
@@ -144,9 +144,9 @@ def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from barl_core.checkpoint import build_model, load_checkpoint
-    from barl_core.data import compute_norm_stats, normalize
-    from barl_core.inference import load_model, predict_volume
+    from barl_core.data.dataset import compute_norm_stats, normalize
+    from barl_core.inference.predict import load_model, predict_volume
+    from barl_core.training.checkpoint import build_model, load_checkpoint
 
     ckpt = load_checkpoint(model_path)
     window = tuple(int(s) for s in ckpt["patch_size"])
@@ -187,7 +187,7 @@ def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
 
 
 def _predict_kwargs(overlap: float, sw_batch: int) -> dict:
-    """Keyword arguments of :func:`barl_core.inference.predict_volume` for both parts."""
+    """Keyword arguments of :func:`barl_core.inference.predict.predict_volume` for both parts."""
     return {"overlap": overlap, "sw_batch_size": sw_batch}
 
 
@@ -270,8 +270,8 @@ def _memory_child(args: argparse.Namespace) -> int:
 
     import psutil
 
-    from barl_core.inference import load_model, predict_volume, prediction_memory
-    from barl_core.io import Volume
+    from barl_core.inference.predict import load_model, predict_volume, prediction_memory
+    from barl_core.io.volume import Volume
 
     proc = psutil.Process()
     rss_imports = proc.memory_info().rss
@@ -320,7 +320,7 @@ def _memory_child(args: argparse.Namespace) -> int:
 
 
 def _phantom_child(args: argparse.Namespace) -> int:
-    from barl_core.phantom import make_phantom
+    from barl_core.data.phantom import make_phantom
 
     vol, _ = make_phantom(shape=tuple(args.sizes[0]), spacing=(0.3, 0.3, 0.3), seed=0)
     np.save(args._npy, np.ascontiguousarray(vol.array))
@@ -330,7 +330,7 @@ def _phantom_child(args: argparse.Namespace) -> int:
 
 def measure_gui(args: argparse.Namespace, cases: dict, labels: dict, work: Path) -> dict:
     """Heartbeat gaps of a Qt event loop while a TrainJob runs (in a child, Qt offscreen)."""
-    from barl_core.phantom import PHANTOM_CLASSES
+    from barl_core.data.phantom import PHANTOM_CLASSES
 
     cfg = common.build_train_config(
         method="barl", iterations=args.gui_iterations, patch=args.patch, base_channels=args.base_channels,
@@ -375,8 +375,8 @@ def _gui_child(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - any Qt import failure means "no Qt here"
         Path(args._json).write_text(json.dumps({"skipped": f"Qt is not available: {exc}"}))
         return 3
-    from barl_core.config import TrainConfig
-    from barl_core.jobs import TrainJob
+    from barl_core.runtime.jobs import TrainJob
+    from barl_core.training.config import TrainConfig
 
     cfg = TrainConfig.from_dict(json.loads(Path(args._config).read_text()))
     app = QApplication.instance() or QApplication([])
@@ -595,7 +595,7 @@ def run(args: argparse.Namespace) -> dict:
         if "inference" in args.parts or "memory" in args.parts:
             model_path = make_model(args, cases, labels, work, args.window)
         if "inference" in args.parts:
-            from barl_core.phantom import make_phantom
+            from barl_core.data.phantom import make_phantom
 
             vol, _ = make_phantom(shape=args.infer_size, seed=7)
             vol.metadata = {}

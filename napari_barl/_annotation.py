@@ -17,7 +17,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from barl_core.errors import BarlError
-from barl_core.workspace import IGNORE_INDEX, Workspace
+from barl_core.workspace.layout import IGNORE_INDEX, Workspace
 
 if TYPE_CHECKING:
     import napari
@@ -105,7 +105,7 @@ class LabelsSync(QObject):
         """Save now if anything changed; return the annotated slices (None on failure).
 
         ``provenance`` (``how``, ``proposals``, ``model_version``, ``note``) goes to
-        :meth:`barl_core.workspace.Workspace.save_labels`, which records each changed slice.
+        :meth:`barl_core.workspace.layout.Workspace.save_labels`, which records each changed slice.
         """
         self._timer.stop()
         if not self.dirty:
@@ -150,7 +150,7 @@ class LabelsSync(QObject):
         """Replace slice ``z`` (e.g. with the prediction) and count it as annotated.
 
         ``how``/``proposal`` record where the values came from (e.g. ``accepted`` with the
-        model's proposal), see :mod:`barl_core.provenance`.
+        model's proposal), see :mod:`barl_core.workspace.provenance`.
         """
         z = int(z)
         self.layer.data[z] = values

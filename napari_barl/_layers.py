@@ -1,4 +1,4 @@
-"""Glue between :class:`barl_core.io.Volume` geometry and napari layer keywords.
+"""Glue between :class:`barl_core.io.volume.Volume` geometry and napari layer keywords.
 
 napari places a layer in world space with ``scale``/``translate`` (axis-aligned
 grids) or a full ``affine`` (oblique grids). We keep the exact ITK geometry in
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from barl_core.io import Volume
+from barl_core.io.volume import Volume
 
 __all__ = [
     "GEOMETRY_KEY",

@@ -1,6 +1,6 @@
 """Poll a child-process job from the Qt event loop, and draw its loss curve.
 
-The heavy work (torch) runs in a child process (:mod:`barl_core.jobs`); the GUI
+The heavy work (torch) runs in a child process (:mod:`barl_core.runtime.jobs`); the GUI
 only drains its progress queue from a QTimer, so the viewer stays responsive and
 the GPU memory goes away with the child.
 """
@@ -19,7 +19,7 @@ FINAL_KINDS = ("done", "error", "cancelled")
 
 
 class JobRunner(QObject):
-    """Owns one running :class:`barl_core.jobs.JobHandle` and polls it.
+    """Owns one running :class:`barl_core.runtime.jobs.JobHandle` and polls it.
 
     Signals
     -------

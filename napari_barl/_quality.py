@@ -1,8 +1,8 @@
 """Glue of issue 7's features to the dock widget: proposals, history, versions, advice, audit.
 
-All decisions live in barl_core (:mod:`~barl_core.proposals`, :mod:`~barl_core.provenance`,
-:mod:`~barl_core.validation`, :mod:`~barl_core.versions`, :mod:`~barl_core.advice`,
-:mod:`~barl_core.audit`); this controller only reads the widget's state, calls them and shows
+All decisions live in barl_core (:mod:`~barl_core.active.proposals`, :mod:`~barl_core.workspace.provenance`,
+:mod:`~barl_core.workspace.validation`, :mod:`~barl_core.workspace.versions`, :mod:`~barl_core.workspace.advice`,
+:mod:`~barl_core.workspace.audit`); this controller only reads the widget's state, calls them and shows
 the result in :class:`~napari_barl._quality_panels.QualityTabs` and in layers.
 
 Keys (bound on the viewer, so they work whatever layer is selected):
@@ -18,8 +18,8 @@ import numpy as np
 from qtpy.QtCore import QObject, Qt
 from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem
 
+from barl_core.active.proposals import NEEDS_HUMAN, fill_proposal, gate
 from barl_core.errors import BarlError, InputFileError
-from barl_core.proposals import NEEDS_HUMAN, fill_proposal, gate
 
 from ._layers import geometry_kwargs
 from ._quality_panels import ACCEPT_KEY, REJECT_KEY, QualityTabs
@@ -260,7 +260,7 @@ class QualityController(QObject):
                 raise InputFileError(
                     f"version {vid} has not predicted {case!r}: roll back to it and predict"
                 )
-        from barl_core.versions import compare_slices
+        from barl_core.workspace.versions import compare_slices
 
         z = self.w.current_slice()
         res = compare_slices(pa[z], pb[z], ws.num_classes)
@@ -279,7 +279,7 @@ class QualityController(QObject):
     # ------------------------------------------------------------------ training glue
     def prepare_training(self) -> tuple[Path, dict]:
         """Freeze new validation slices and write the training label folder (validation = 255)."""
-        from barl_core.validation import materialize_training_labels
+        from barl_core.workspace.validation import materialize_training_labels
 
         ws = self.w._require_workspace()
         annotated = {c: ws.annotated_slices(c) for c in ws.cases}
@@ -304,7 +304,7 @@ class QualityController(QObject):
 
     def evaluate_version(self, vid: str) -> dict | None:
         """Score version ``vid`` on the frozen validation slices (from its stored predictions)."""
-        from barl_core.validation import evaluate
+        from barl_core.workspace.validation import evaluate
 
         ws = self.w.workspace
         v = ws.versions.get(vid)
@@ -320,7 +320,7 @@ class QualityController(QObject):
 
     # ------------------------------------------------------------------ advice and audit
     def advise(self):
-        from barl_core.advice import advise
+        from barl_core.workspace.advice import advise
 
         ws = self.w._require_workspace()
         self.w.save_now()
@@ -357,7 +357,7 @@ class QualityController(QObject):
             self.export_audit(folder, self.w.export_all.isChecked())
 
     def export_audit(self, folder: str | Path, all_cases: bool = False) -> list:
-        from barl_core.audit import export_bundle
+        from barl_core.workspace.audit import export_bundle
 
         ws = self.w._require_workspace()
         self.w.save_now()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from barl_core.io import Volume, is_supported_path, read_volume, strip_extension
+from barl_core.io.volume import Volume, is_supported_path, read_volume, strip_extension
 
 from ._layers import geometry_kwargs
 

@@ -15,7 +15,7 @@ SMALL_SHAPE = (32, 48, 48)
 
 def phantom_volumes(shape: tuple[int, int, int] = SAMPLE_SHAPE, seed: int = 0) -> tuple:
     """Return ``(image Volume, ground-truth labels, class names)`` of the phantom."""
-    from barl_core.phantom import PHANTOM_CLASSES, make_phantom
+    from barl_core.data.phantom import PHANTOM_CLASSES, make_phantom
 
     image, labels = make_phantom(shape=shape, seed=seed)
     image.metadata["name"] = "CBCT phantom"

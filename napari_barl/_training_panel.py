@@ -1,6 +1,6 @@
 """Training controls: method, iterations, patch, device, presets, progress and loss plot.
 
-The panel only builds a :class:`barl_core.config.TrainConfig` and shows progress;
+The panel only builds a :class:`barl_core.training.config.TrainConfig` and shows progress;
 the dock widget starts the job, so the panel stays testable on its own.
 """
 
@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from barl_core.config import METHODS, PRESETS, TrainConfig, preset
+from barl_core.training.config import METHODS, PRESETS, TrainConfig, preset
 
 from ._progress import LossPlot, format_eta
 

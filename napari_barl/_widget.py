@@ -1,7 +1,7 @@
 """The BARL dock widget: workspace, annotation, training, review and export.
 
-The widget is glue: the state lives in :class:`barl_core.workspace.Workspace`,
-heavy work runs in child processes (:mod:`barl_core.jobs`) polled by a QTimer, and
+The widget is glue: the state lives in :class:`barl_core.workspace.layout.Workspace`,
+heavy work runs in child processes (:mod:`barl_core.runtime.jobs`) polled by a QTimer, and
 every user-caused failure (:class:`~barl_core.errors.BarlError`) becomes a napari
 notification instead of a traceback.
 """
@@ -37,8 +37,8 @@ from qtpy.QtWidgets import (
 )
 
 from barl_core.errors import BarlError, InputFileError
-from barl_core.io import read_volume, write_labels
-from barl_core.workspace import Workspace, sanitize_case_name
+from barl_core.io.volume import read_volume, write_labels
+from barl_core.workspace.layout import Workspace, sanitize_case_name
 
 from ._annotation import LabelsSync, layer_data_from_labels
 from ._layers import GEOMETRY_KEY, geometry_kwargs, volume_from_layer_attributes
@@ -345,7 +345,7 @@ class BarlWidget(QWidget):
     @guarded
     def add_file(self, path: str | Path) -> str:
         ws = self._require_workspace()
-        from barl_core.io import strip_extension
+        from barl_core.io.volume import strip_extension
 
         name = ws.add_file(
             path, self._unique_name(sanitize_case_name(strip_extension(Path(path).name)))
@@ -591,7 +591,7 @@ class BarlWidget(QWidget):
         if fine_tune and (init_from is None or not init_from.exists()):
             raise BarlError("no current model to fine-tune: train one first")
         config = self.training.build_config(ws.class_names)
-        from barl_core.jobs import TrainJob
+        from barl_core.runtime.jobs import TrainJob
 
         train_labels, snapshot = self.quality.prepare_training()
         out_dir = ws.new_run_dir("finetune" if fine_tune else "run")
@@ -621,7 +621,7 @@ class BarlWidget(QWidget):
             cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
         if not cases:
             raise InputFileError("open a case first")
-        from barl_core.agreement import AgreementPredictJob
+        from barl_core.inference.agreement import AgreementPredictJob
 
         out_dir = ws.predictions_dir / ".job"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -736,7 +736,7 @@ class BarlWidget(QWidget):
             conf_path = out / f"{case}_confidence.npz"
             conf = None
             if conf_path.exists():
-                from barl_core.agreement import load_confidence
+                from barl_core.inference.agreement import load_confidence
 
                 conf = load_confidence(conf_path)
             vid = self._eval_version
@@ -805,7 +805,7 @@ class BarlWidget(QWidget):
         self.quality.refresh_proposals()
 
     def _slice_suggestions(self) -> list:
-        from barl_core.suggest import suggest_slices
+        from barl_core.active.suggest import suggest_slices
 
         ws, case = self.workspace, self.current_case
         dis = ws.load_disagreement(case) if ws and case else None
@@ -814,7 +814,7 @@ class BarlWidget(QWidget):
         return list(suggest_slices(dis, ws.load_labels(case), axis=0, top_k=5, min_gap=2))
 
     def _update_suggestions(self) -> None:
-        from barl_core.suggest import suggest_cases
+        from barl_core.active.suggest import suggest_cases
 
         slices = self._slice_suggestions()
         scores = self.workspace.disagreement_scores()

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from barl_core.io import write_labels
+from barl_core.io.volume import write_labels
 
 from ._layers import volume_from_layer_attributes
 

@@ -59,7 +59,7 @@ def _grab(viewer, out: str) -> None:
 
 def _proposal_slice(proposal: np.ndarray, skip) -> int | None:
     """Unannotated slice showing both a proposal and some "needs a human" voxels."""
-    from barl_core.proposals import NEEDS_HUMAN
+    from barl_core.active.proposals import NEEDS_HUMAN
 
     best, best_score = None, 0
     for z in range(proposal.shape[0]):

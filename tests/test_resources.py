@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from barl_core.config import TrainConfig, preset
+from barl_core.training.config import TrainConfig, preset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "resources" / "configs"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from barl_core.config import TrainConfig, preset
-from barl_core.phantom import PhantomConfig, make_phantom_dataset
+from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
+from barl_core.training.config import TrainConfig, preset
 
 #: The smallest training that still runs every part of a method (two branches, both batches).
 TINY_TRAINING = dict(

@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pytest
 
-from barl_core.cli import main as cli_main
+from barl_core.cli.main import main as cli_main
 from barl_core.demo import DemoConfig, format_table, run_demo, sparkline
-from barl_core.io import read_volume
-from barl_core.metrics import dice
+from barl_core.evaluation.metrics import dice
+from barl_core.io.volume import read_volume
 
 
 def _chance_dice(truth: np.ndarray, n_classes: int, rng: np.random.Generator) -> float:

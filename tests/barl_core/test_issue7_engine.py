@@ -9,15 +9,20 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from barl_core.advice import AdviceConfig, advise
-from barl_core.agreement import agreement_maps, predict_with_agreement
-from barl_core.audit import export_bundle, final_mask
-from barl_core.io import Volume
-from barl_core.proposals import NEEDS_HUMAN, fill_proposal, gate, proposal_for_slice
-from barl_core.provenance import slice_dice
-from barl_core.validation import FrozenValidation, evaluate, materialize_training_labels, slice_hash
-from barl_core.versions import compare_slices
-from barl_core.workspace import IGNORE_INDEX, Workspace
+from barl_core.active.proposals import NEEDS_HUMAN, fill_proposal, gate, proposal_for_slice
+from barl_core.inference.agreement import agreement_maps, predict_with_agreement
+from barl_core.io.volume import Volume
+from barl_core.workspace.advice import AdviceConfig, advise
+from barl_core.workspace.audit import export_bundle, final_mask
+from barl_core.workspace.layout import IGNORE_INDEX, Workspace
+from barl_core.workspace.provenance import slice_dice
+from barl_core.workspace.validation import (
+    FrozenValidation,
+    evaluate,
+    materialize_training_labels,
+    slice_hash,
+)
+from barl_core.workspace.versions import compare_slices
 
 
 @pytest.fixture
@@ -106,7 +111,7 @@ def test_training_labels_exclude_validation(ws, tmp_path):
     val = ws.validation.validation_slices()["c1"]
     assert val
     train = materialize_training_labels(ws, ws.validation, tmp_path / "train")
-    from barl_core.io import read_volume
+    from barl_core.io.volume import read_volume
 
     t = read_volume(tmp_path / "train" / "c1.nii.gz").array
     for z in val:
@@ -164,8 +169,8 @@ def test_agreement_maps_require_both_branches():
 def test_predict_with_agreement_matches_predict_volume(rng):
     import torch
 
-    from barl_core.inference import LoadedModel, predict_volume
-    from barl_core.networks import BiBranchNet, NetworkConfig
+    from barl_core.inference.predict import LoadedModel, predict_volume
+    from barl_core.networks.unet import BiBranchNet, NetworkConfig
 
     torch.manual_seed(0)
     net = BiBranchNet(NetworkConfig(num_classes=3, base_channels=4, depth=2, proj_dim=8))

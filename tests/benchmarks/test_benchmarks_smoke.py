@@ -27,7 +27,7 @@ TINY = (16, 24, 24)
 @pytest.fixture(scope="module")
 def phantom_dir(tmp_path_factory) -> Path:
     """6 tiny phantoms in MSD layout, full labels under groundtruth/ (as make_phantom_dataset writes)."""
-    from barl_core.phantom import PhantomConfig, make_phantom_dataset
+    from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
 
     root = tmp_path_factory.mktemp("phantoms")
     return make_phantom_dataset(root / "phantoms", 6, config=PhantomConfig(shape=TINY), labelled_cases=6)
@@ -66,8 +66,8 @@ def test_sparse_labels_keep_only_foreground_slices():
 
 
 def test_materialise_hides_unlabelled_cases(tmp_path):
-    from barl_core.data import load_dataset
-    from barl_core.io import Volume
+    from barl_core.data.dataset import load_dataset
+    from barl_core.io.volume import Volume
 
     rng = np.random.default_rng(0)
     cases, labels = {}, {}

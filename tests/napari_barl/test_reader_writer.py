@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from barl_core.errors import BarlError
-from barl_core.io import Volume, write_labels, write_volume
+from barl_core.io.volume import Volume, write_labels, write_volume
 from napari_barl._reader import napari_get_reader
 from napari_barl._writer import write_labels_layer
 
@@ -96,6 +96,7 @@ def test_manifest_validates():
         cmd + ["validate", str(REPO / "napari_barl" / "napari.yaml")],
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
     )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from barl_core.workspace import IGNORE_INDEX, Workspace
+from barl_core.workspace.layout import IGNORE_INDEX, Workspace
 from napari_barl._widget import BarlWidget
 
 pytestmark = pytest.mark.gui
@@ -157,9 +157,9 @@ def test_training_failure_is_reported_and_labels_kept(widget, qtbot, monkeypatch
         handles.append(h)
         return h
 
-    fake = ModuleType("barl_core.jobs")
+    fake = ModuleType("barl_core.runtime.jobs")
     fake.TrainJob = SimpleNamespace(start=fake_start)
-    monkeypatch.setitem(sys.modules, "barl_core.jobs", fake)
+    monkeypatch.setitem(sys.modules, "barl_core.runtime.jobs", fake)
     w = widget
     w.sync.mark(4, True)
     w.start_training(False)

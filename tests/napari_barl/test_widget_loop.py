@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from barl_core.workspace import Workspace
+from barl_core.workspace.layout import Workspace
 from napari_barl._widget import DISAGREEMENT_LAYER, PREDICTION_LAYER, BarlWidget
 
 pytestmark = pytest.mark.gui

@@ -13,14 +13,14 @@ import torch
 from napari.utils.key_bindings import coerce_keybinding
 from qtpy.QtCore import Qt
 
-from barl_core.agreement import predict_with_agreement
-from barl_core.audit import final_mask
-from barl_core.checkpoint import save_checkpoint
-from barl_core.inference import load_model
-from barl_core.networks import BiBranchNet, NetworkConfig
-from barl_core.proposals import NEEDS_HUMAN
-from barl_core.provenance import slice_dice
-from barl_core.workspace import Workspace
+from barl_core.active.proposals import NEEDS_HUMAN
+from barl_core.inference.agreement import predict_with_agreement
+from barl_core.inference.predict import load_model
+from barl_core.networks.unet import BiBranchNet, NetworkConfig
+from barl_core.training.checkpoint import save_checkpoint
+from barl_core.workspace.audit import final_mask
+from barl_core.workspace.layout import Workspace
+from barl_core.workspace.provenance import slice_dice
 from napari_barl._quality import NEEDS_HUMAN_LAYER, PROPOSAL_LAYER
 from napari_barl._widget import BarlWidget
 
@@ -92,7 +92,7 @@ def test_proposals_history_versions_audit(make_napari_viewer, qtbot, tmp_path):
     train_dir, snap = w.quality.prepare_training()
     val = snap["validation_slices"][case]
     assert val == [12, 16]  # hash rule after the first four (0, 2, 6, 10) training slices
-    from barl_core.io import read_volume
+    from barl_core.io.volume import read_volume
 
     assert (read_volume(train_dir / f"{case}.nii.gz").array[val] == 255).all()
     paths = [

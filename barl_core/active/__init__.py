@@ -1,0 +1,1 @@
+"""Active learning: slice and case suggestions, agreement-gated proposals."""

@@ -1,0 +1,122 @@
+"""``barl suggest``: which cases and slices to annotate next, from the branches' disagreement.
+
+Predicts every case of ``--images`` (sparse labels from ``--labels``, default the MSD
+sibling ``labelsTr`` when present), ranks the cases by expected gain and, within each case,
+its unannotated slices; prints a table and optionally writes everything as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from barl_core.cli.predict import input_files
+from barl_core.io.volume import atomic_path, check_same_grid, read_volume, strip_extension
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from barl_core.active.suggest import STRATEGIES
+
+    p = subparsers.add_parser(
+        "suggest",
+        help="rank cases and slices to annotate next",
+        description="Predict each case, then rank cases and their unannotated slices by where the "
+        "two branches disagree (or by entropy, or at random, as baselines).",
+    )
+    p.add_argument("--model", required=True, type=Path, metavar="CKPT", help="model file (model.pt)")
+    p.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder of volumes")
+    p.add_argument("--labels", type=Path, metavar="DIR", help="sparse label maps (255 = not annotated); default: sibling labelsTr")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="slices suggested per case (default 5); every case is ranked")
+    p.add_argument("--strategy", choices=STRATEGIES, default="disagreement", help="ranking (default disagreement)")
+    p.add_argument("--axis", type=int, default=0, choices=(0, 1, 2), help="slicing axis of the (z, y, x) array (default 0, axial)")
+    p.add_argument("--min-gap", type=int, default=2, help="minimum distance between suggested slices (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the ranking as JSON")
+    p.set_defaults(func=run)
+
+
+def _labels_dir(images: Path, labels: Path | None) -> Path | None:
+    if labels is not None:
+        return labels
+    sibling = images.parent / "labelsTr"
+    return sibling if images.name == "imagesTr" and sibling.is_dir() else None
+
+
+def _find_labels(folder: Path | None, name: str) -> Path | None:
+    if folder is None:
+        return None
+    for p in sorted(folder.glob(f"{name}.*")):
+        if strip_extension(p.name) == name:
+            return p
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from barl_core.active.suggest import case_score, slice_scores, suggest_cases, suggest_slices
+    from barl_core.inference.predict import load_model, predict_volume
+
+    files = input_files(args.images)
+    labels_dir = _labels_dir(args.images, args.labels)
+    model = load_model(args.model, device=args.device)
+    rng = np.random.default_rng(args.seed)
+    per_case: dict[str, dict] = {}
+    scores: dict[str, float] = {}
+    n_annotated: dict[str, int] = {}
+    for path in files:
+        name = strip_extension(path.name)
+        volume = read_volume(path)
+        labels = None
+        lab_path = _find_labels(labels_dir, name)
+        if lab_path is not None:
+            lab_vol = read_volume(lab_path)
+            check_same_grid(volume, lab_vol)
+            labels = lab_vol.array
+        entropy = args.strategy == "entropy"
+        pred = predict_volume(model, volume, return_entropy=entropy)
+        score_map = (pred.entropy if entropy else pred.disagreement).astype(np.float32)
+        picks = suggest_slices(
+            score_map, labels, axis=args.axis, top_k=args.top, min_gap=args.min_gap,
+            strategy=args.strategy, rng=rng,
+        )
+        done = (
+            int((labels != 255).any(axis=tuple(a for a in range(3) if a != args.axis)).sum())
+            if labels is not None else 0
+        )
+        if args.strategy == "random":
+            scores[name] = float(rng.random())
+        else:
+            scores[name] = case_score(score_map, labels, axis=args.axis)
+        n_annotated[name] = done
+        per_case[name] = {
+            "image": str(path),
+            "labels": str(lab_path) if lab_path else None,
+            "annotated_slices": done,
+            "mean_disagreement": float(np.mean(pred.disagreement, dtype=np.float64)),
+            "case_score": scores[name],
+            "slice_profile": [round(float(v), 5) for v in slice_scores(score_map, args.axis)],
+            "suggestions": [{"index": s.index, "score": s.score} for s in picks],
+        }
+    ranked = suggest_cases(scores, n_annotated, top_k=len(scores))
+    width = max(len(n) for n in per_case) if per_case else 4
+    print(f"{'rank':>4}  {'case':<{width}}  {'gain':>7}  {'labelled':>8}  suggested slices (axis {args.axis}: index score)")
+    for i, c in enumerate(ranked, start=1):
+        slices = ", ".join(f"{s['index']} ({s['score']:.3f})" for s in per_case[c.name]["suggestions"]) or "-"
+        print(f"{i:>4}  {c.name:<{width}}  {c.score:7.4f}  {c.n_annotated:>8}  {slices}")
+    if args.json is not None:
+        doc = {
+            "model": str(args.model),
+            "strategy": args.strategy,
+            "axis": args.axis,
+            "cases": [{"name": c.name, "gain": c.score, **per_case[c.name]} for c in ranked],
+        }
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"written {args.json}")
+    return 0
+

@@ -1,0 +1,1 @@
+"""Datasets, normalisation, resampling, patch sampling, augmentation and the phantom."""

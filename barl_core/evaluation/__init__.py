@@ -1,0 +1,1 @@
+"""Segmentation metrics (Dice, Jaccard, HD95, ASD) and folder evaluation."""

@@ -1,0 +1,1 @@
+"""Loading models, sliding-window prediction, memory estimates, agreement maps."""

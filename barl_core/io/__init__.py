@@ -1,0 +1,1 @@
+"""Reading and writing volumes with their exact geometry (SimpleITK), and file checks."""

@@ -1,0 +1,1 @@
+"""Supervised loss and the BARL terms (DPR, PCBC, region and instance alignment)."""

@@ -1,0 +1,1 @@
+"""Child-process jobs with progress, cancellation and error reporting."""

@@ -1,0 +1,1 @@
+"""Configs, training methods, the hook-based trainer, checkpoints, distributed."""

@@ -1,0 +1,362 @@
+"""Training configuration: one dataclass tree, presets, validation and a JSON round trip.
+
+Every choice of the method (design note ``barl_method.md``) is a field here, not a constant in
+code, so an ablation or a baseline is a config, and a run directory's ``config.json`` (and the
+checkpoint's ``"config"``) is enough to reproduce it.
+
+Example
+-------
+>>> cfg = preset("quick", method="cps", iterations=50)
+>>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from barl_core.data.augment import AugmentConfig
+from barl_core.data.dataset import NormalizationConfig
+from barl_core.errors import TrainingError
+from barl_core.losses.terms import ALIGNMENT_TERMS, LossConfig
+from barl_core.networks.unet import NetworkConfig, required_divisor
+
+__all__ = [
+    "TrainConfig",
+    "METHODS",
+    "OPTIMIZERS",
+    "LOSS_TERMS",
+    "PRESETS",
+    "preset",
+    "parse_disable",
+    "default_class_names",
+]
+
+#: Training methods, all run through the same sampler, augmentation and schedule.
+METHODS = ("barl", "supervised", "mean-teacher", "cps")
+#: Optimisers: ``sgd`` (Nesterov, the design note's default) or ``adamw`` (converges in far
+#: fewer iterations, which suits short CPU runs and interactive fine-tuning).
+OPTIMIZERS = ("sgd", "adamw")
+#: BARL loss terms that ``disable`` can switch off (ablations).
+LOSS_TERMS = ALIGNMENT_TERMS
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """``("background", "class_1", ...)`` when the user named no classes."""
+    return ("background",) + tuple(f"class_{i}" for i in range(1, num_classes))
+
+
+def parse_disable(value: str | typing.Iterable[str] | None) -> tuple[str, ...]:
+    """``"dpr, pcbc"`` or ``["dpr"]`` -> ``("dpr", "pcbc")``, checking each name."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(s.strip().lower() for s in items if s and s.strip()))
+    bad = [n for n in names if n not in LOSS_TERMS]
+    if bad:
+        raise TrainingError(
+            f"cannot disable {', '.join(map(repr, bad))}: the switchable BARL loss terms are "
+            f"{', '.join(LOSS_TERMS)}"
+        )
+    return names
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data.
+
+    Parameters
+    ----------
+    method : {"barl", "supervised", "mean-teacher", "cps"}
+        What to train; see :mod:`barl_core.training.methods`.
+    iterations : int
+        Optimiser steps of the schedule (poly decay and ramp-up are relative to it).
+    patch_size : tuple of int
+        ``(z, y, x)`` training patch; a multiple of the network's divisor (8 for depth 4).
+        Also the default inference window.
+    batch_labeled, batch_unlabeled : int
+        Patches per iteration drawn around annotated voxels / anywhere.
+    optimizer : {"sgd", "adamw"}
+        Nesterov SGD (design note default) or AdamW; both follow the poly schedule.
+        AdamW wants a smaller ``lr`` (about 1e-3 to 3e-3) and ignores ``momentum``.
+    lr, momentum, weight_decay, poly_power : float
+        Peak learning rate, decayed as ``lr * (1 - it / iterations) ** poly_power``
+        (design note defaults: SGD, 0.01, 0.9, 1e-4, 0.9).
+    foreground_fraction : float
+        Probability that a labelled patch is centred on a voxel of a random annotated
+        foreground class rather than on any annotated voxel (small structures are
+        otherwise rarely seen); see :class:`~barl_core.data.dataset.PatchSampler`.
+    seed : int
+        Seeds torch, numpy, Python's ``random``, the sampler and the augmentation.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"cpu"``.
+    amp : bool
+        Mixed precision; only effective on CUDA.
+    checkpoint_every : int
+        Write ``checkpoints/ckpt_XXXXXX.pt`` every N iterations (0: only at the end).
+    keep_checkpoints : int
+        How many periodic checkpoints to keep (oldest removed first).
+    log_every : int
+        Report progress and append to ``metrics.jsonl`` every N iterations.
+    disable : tuple of str
+        BARL terms switched off, a subset of ``LOSS_TERMS`` (on top of the ``use_*``
+        switches of ``losses``; the ramp-up length is ``losses.rampup_fraction``).
+    class_names : tuple of str or None
+        Names of classes ``0..K-1`` (background first); None infers K from the labels.
+    ignore_index : int
+        Label value of unannotated voxels.
+    target_spacing : tuple of float or None
+        Working resolution ``(z, y, x)`` in mm; None trains on the native grid.
+    ema_decay : float
+        Mean Teacher's teacher EMA decay.
+    consistency_weight : float
+        Mean Teacher's consistency (softmax MSE) weight.
+    cps_weight : float
+        Weight of the cross pseudo supervision term.
+    num_threads : int or None
+        ``torch.set_num_threads`` for the run (None: torch's default).
+    fixed_normalization : bool
+        One set of statistics over all training images, stored in the checkpoint and
+        used at predict time; False (default) normalises every volume by itself.
+    network, losses, normalization, augment
+        Nested configs of :mod:`~barl_core.networks.unet`, :mod:`~barl_core.losses.terms`,
+        :mod:`~barl_core.data.dataset` and :mod:`~barl_core.data.augment`.
+    """
+
+    method: str = "barl"
+    iterations: int = 200
+    patch_size: tuple[int, int, int] = (32, 64, 64)
+    batch_labeled: int = 2
+    batch_unlabeled: int = 2
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    foreground_fraction: float = 0.33
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 3
+    log_every: int = 1
+    disable: tuple[str, ...] = ()
+    class_names: tuple[str, ...] | None = None
+    ignore_index: int = 255
+    target_spacing: tuple[float, float, float] | None = None
+    ema_decay: float = 0.99
+    consistency_weight: float = 0.1
+    cps_weight: float = 1.0
+    num_threads: int | None = None
+    fixed_normalization: bool = False
+    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(base_channels=8))
+    losses: LossConfig = field(default_factory=LossConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> TrainConfig:
+        """Raise :class:`TrainingError` with a clear message on any unusable value."""
+        if self.method not in METHODS:
+            raise TrainingError(
+                f"unknown training method {self.method!r}; choose one of {', '.join(METHODS)}"
+            )
+        parse_disable(self.disable)
+        if self.disable and self.method != "barl":
+            raise TrainingError(
+                f"--disable applies to BARL's loss terms only, not to method {self.method!r}"
+            )
+        if self.iterations < 1:
+            raise TrainingError(f"iterations must be >= 1, got {self.iterations}")
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            raise TrainingError(f"patch size must be three positive integers (z, y, x), got {self.patch_size}")
+        divisor = required_divisor(self.network)
+        bad = [int(s) for s in self.patch_size if int(s) % divisor]
+        if bad:
+            raise TrainingError(
+                f"patch size {tuple(self.patch_size)} is not divisible by {divisor} (the network "
+                f"down-samples {self.network.depth - 1} times); use multiples of {divisor}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if not 0 <= self.foreground_fraction <= 1:
+            raise TrainingError(f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}")
+        if self.batch_labeled < 1:
+            raise TrainingError("batch_labeled must be >= 1 (training needs annotated patches)")
+        if self.batch_unlabeled < 0:
+            raise TrainingError("batch_unlabeled must be >= 0")
+        for name in ("lr", "poly_power"):
+            if not getattr(self, name) > 0:
+                raise TrainingError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise TrainingError("momentum must be in [0, 1) and weight_decay >= 0")
+        if not 0 < self.ema_decay < 1:
+            raise TrainingError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not _DEVICE_RE.match(str(self.device)):
+            raise TrainingError(
+                f"unknown device {self.device!r}; use auto, cpu, mps, cuda or cuda:N"
+            )
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.log_every < 1:
+            raise TrainingError("checkpoint_every must be >= 0, keep_checkpoints and log_every >= 1")
+        if not 0 <= self.ignore_index <= 65535:
+            raise TrainingError(f"ignore_index must be a label value (0..65535), got {self.ignore_index}")
+        if self.class_names is not None:
+            names = tuple(self.class_names)
+            if len(names) < 2:
+                raise TrainingError("give at least two class names (background and one class)")
+            if len(set(names)) != len(names) or any(not str(n).strip() for n in names):
+                raise TrainingError(f"class names must be unique and non-empty, got {names}")
+            if len(names) != self.network.num_classes:
+                raise TrainingError(
+                    f"{len(names)} class names for a network of {self.network.num_classes} classes"
+                )
+        if self.target_spacing is not None and (
+            len(self.target_spacing) != 3 or min(self.target_spacing) <= 0
+        ):
+            raise TrainingError(f"target spacing must be three positive numbers (z, y, x), got {self.target_spacing}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise TrainingError(f"num_threads must be >= 1, got {self.num_threads}")
+        return self
+
+    def with_classes(self, class_names: typing.Sequence[str]) -> TrainConfig:
+        """Copy with ``class_names`` set and the network's output count matching them."""
+        names = tuple(str(n) for n in class_names)
+        return replace(
+            self, class_names=names, network=replace(self.network, num_classes=len(names))
+        )
+
+    # ------------------------------------------------------------------ JSON round trip
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (JSON and ``weights_only``-safe) nested dict; tuples become lists."""
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (typos must not pass silently)."""
+        try:
+            cfg = _from_dict(cls, data, "config")
+        except TrainingError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise TrainingError(f"invalid training configuration: {exc}") from None
+        return cfg
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def _tupled(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tupled(v) for v in value)
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise TrainingError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.init}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise TrainingError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints.get(name)
+        sub = _dataclass_in(hint)
+        if sub is not None and isinstance(value, dict):
+            kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
+        elif "tuple" in str(hint) and isinstance(value, list):
+            kwargs[name] = _tupled(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    if hint is None:
+        return None
+    if is_dataclass(hint) and isinstance(hint, type):
+        return hint
+    for arg in typing.get_args(hint):
+        if is_dataclass(arg) and isinstance(arg, type):
+            return arg
+    return None
+
+
+#: Named starting points: ``quick`` for a CPU laptop, ``full`` for a GPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        # Short CPU runs: AdamW reaches a usable model in a few hundred iterations where the
+        # design note's SGD at lr 0.01 (kept for "full") has barely left the start
+        # (hippocampus, 250 iterations: foreground Dice 0.71 vs 0.00; docs/method.md).
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "iterations": 200,
+        "patch_size": (32, 64, 64),
+        "checkpoint_every": 50,
+        "network": {"base_channels": 8},
+        # Cross-branch pseudo-label terms at a tenth of the design weights: in runs this
+        # short, DPR at 1.0 / PCBC at 0.5 (and CPS at 1.0) pull both branches to all-background
+        # before the supervised signal has taught them the structure (hippocampus, 10% of
+        # cases labelled, 250 iterations: CPS foreground Dice 0.00 at weight 1.0, 0.64/0.76 at
+        # 0.1; BARL 0.00 at the design weights, 0.49/0.74 at a tenth; docs/method.md).
+        # PCBC's area normalisation floored at 25% of the patch instead of 1%: PCBC averages
+        # its CE over the voxels where the branches disagree, so once they agree on all but
+        # a few percent of the patch, each contested voxel is pushed 1/area times harder than
+        # in CPS; in short runs that erased the smaller class (hippocampus, 5% of cases fully
+        # labelled, seed 0: anterior Dice 0.00 with the 1% floor, 0.63 with 25%, 0.65 with
+        # PCBC off; 3 slices per case: 0.21 -> 0.44; docs/benchmarks.md).
+        "losses": {"dpr": 0.1, "pcbc": 0.05, "pcbc_area_floor": 0.25},
+        "cps_weight": 0.1,
+    },
+    "full": {
+        "iterations": 6000,
+        "patch_size": (96, 96, 96),
+        "checkpoint_every": 500,
+        "network": {"base_channels": 16},
+    },
+}
+
+
+def preset(name: str = "quick", **overrides: Any) -> TrainConfig:
+    """A preset config with field overrides (``network=``/``losses=`` may be dicts of changes).
+
+    Raises
+    ------
+    TrainingError
+        Unknown preset name or invalid resulting config.
+    """
+    if name not in PRESETS:
+        raise TrainingError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[name])
+    cfg = TrainConfig()
+    for nested in ("network", "losses"):  # nested configs: a preset/override dict is a patch
+        changes = dict(values.pop(nested, {}))
+        given = overrides.pop(nested, None)
+        if isinstance(given, dict):
+            changes.update(given)
+            given = None
+        values[nested] = given or replace(getattr(cfg, nested), **changes)
+    cfg = TrainConfig(**values)
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if unknown:
+            raise TrainingError(f"unknown config field(s) {', '.join(unknown)}")
+        if "disable" in overrides:
+            overrides["disable"] = parse_disable(overrides["disable"])
+        cfg = replace(cfg, **overrides)
+    return cfg.validate()

@@ -1,0 +1,354 @@
+"""Training methods: *what* is optimised, separate from *how* the loop runs.
+
+Each method owns its network(s) and turns one batch into a dict of losses
+(``"loss"`` is the total, every term is also reported on its own); the
+:mod:`~barl_core.training.trainer` owns device, precision, optimiser, schedule, checkpoints and
+cancellation and knows nothing of BARL. All methods get the same patches (same sampler)
+and the same weak/strong views (same :mod:`~barl_core.data.augment`), so comparisons are fair.
+
+- ``barl``: two independently initialised branches; weak view to A and strong to B,
+  swapped every other iteration; supervised loss on both; DPR, PCBC, region and instance
+  alignment, ramped up with a Gaussian schedule, each switchable (``disable``).
+- ``supervised``: one :class:`~barl_core.networks.unet.UNet3D`, annotated voxels only.
+- ``mean-teacher``: student (``branch_a``) + EMA teacher (``branch_b``), softmax-MSE
+  consistency between the student's strong and the teacher's weak view.
+- ``cps``: two branches, cross pseudo supervision on the finest logits, same views as BARL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from barl_core.data.augment import Views, make_views
+from barl_core.errors import TrainingError
+from barl_core.losses.terms import (
+    downsample_labels,
+    dpr_loss,
+    gaussian_rampup,
+    instance_matching_loss,
+    pcbc_loss,
+    region_alignment_loss,
+    supervised_loss,
+)
+from barl_core.networks.unet import BiBranchNet, NetOutput, UNet3D, ema_update
+from barl_core.training.config import TrainConfig
+
+__all__ = [
+    "TrainingMethod",
+    "BarlMethod",
+    "SupervisedMethod",
+    "MeanTeacherMethod",
+    "CPSMethod",
+    "METHOD_CLASSES",
+    "build_method",
+]
+
+
+class TrainingMethod:
+    """Base class: one ``training_step`` per iteration, networks, optimisable parameters.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's configuration (network, losses, iterations for the ramp-up).
+    device : torch.device
+        Where the networks live; batches arrive on CPU and are moved here.
+    generator : torch.Generator
+        CPU generator for the augmentation (its state is checkpointed by the trainer).
+    """
+
+    name = "base"
+    n_branches = 2
+    #: False: the trainer does not sample unlabelled patches for this method.
+    uses_unlabelled = True
+
+    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
+        self.config = config
+        self.device = torch.device(device)
+        self.generator = generator
+        self.ignore_index = config.ignore_index
+        #: What ``run(name, ...)`` calls: the trainable modules, or their DDP wrappers.
+        self._runners: dict[str, nn.Module] = {}
+
+    # -- to implement ---------------------------------------------------------------
+    def model_for_checkpoint(self) -> nn.Module:
+        """The module whose ``state_dict`` is the checkpoint's ``model_state``."""
+        raise NotImplementedError
+
+    def training_step(
+        self,
+        labelled_images: Tensor,
+        labels: Tensor,
+        unlabelled_images: Tensor | None,
+        iteration: int,
+    ) -> dict[str, Tensor]:
+        """Losses of one batch: ``{"loss": total, "<term>": value, ...}`` (scalars)."""
+        raise NotImplementedError
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The networks the optimiser updates, by the name ``training_step`` runs them under.
+
+        Modules left out (Mean Teacher's EMA teacher) are never wrapped for
+        multi-process training: they receive no gradients and follow their student.
+        """
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------
+    def run(self, name: str, *args, **kwargs):
+        """Forward pass of trainable module ``name`` (through its DDP wrapper if distributed)."""
+        module = self._runners.get(name)
+        if module is None:
+            module = self.trainable_modules()[name]
+        return module(*args, **kwargs)
+
+    @property
+    def uses_every_parameter(self) -> bool:
+        """True when every trainable parameter enters every loss (DDP may skip its search
+        for unused ones); False by default, as most methods leave the projection head out."""
+        return False
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Route each trainable module's forward pass through ``wrap(module)`` (DDP).
+
+        The wrappers only carry the forward passes: checkpoints keep saving
+        :meth:`model_for_checkpoint` (no ``module.`` prefixes), so a model trained on
+        several GPUs loads like any other.
+        """
+        self._runners = {name: wrap(m) for name, m in self.trainable_modules().items()}
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters the optimiser updates."""
+        return (p for p in self.model_for_checkpoint().parameters() if p.requires_grad)
+
+    def after_optimizer_step(self, iteration: int) -> None:
+        """Hook after each optimiser step (EMA updates); nothing by default."""
+
+    def train(self) -> None:
+        self.model_for_checkpoint().train()
+
+    def rampup(self, iteration: int) -> float:
+        """Gaussian ramp-up weight of the unsupervised terms at ``iteration``."""
+        return gaussian_rampup(iteration, self.config.iterations, self.config.losses.rampup_fraction)
+
+    def views(self, labelled: Tensor, labels: Tensor, unlabelled: Tensor | None) -> tuple[Views, int]:
+        """Weak/strong views of labelled + unlabelled patches, stacked, on the device.
+
+        Returns the views (labels cover the first ``n_labelled`` samples) and ``n_labelled``.
+        """
+        images = labelled if unlabelled is None or unlabelled.shape[0] == 0 else torch.cat([labelled, unlabelled])
+        n_l = labelled.shape[0]
+        full_labels = labels
+        if images.shape[0] > n_l:  # unlabelled samples carry ignore everywhere
+            pad = torch.full(
+                (images.shape[0] - n_l, *labels.shape[1:]), self.ignore_index, dtype=labels.dtype
+            )
+            full_labels = torch.cat([labels, pad])
+        v = make_views(images, full_labels, self.generator, self.config.augment)
+        dev = self.device
+        return (
+            Views(v.weak.to(dev, non_blocking=True), v.strong.to(dev, non_blocking=True),
+                  v.labels[:n_l].to(dev, non_blocking=True).long()),
+            n_l,
+        )
+
+
+def _pseudo_ce(logits: Tensor, pseudo: Tensor) -> Tensor:
+    return F.cross_entropy(logits.float(), pseudo)
+
+
+class BarlMethod(TrainingMethod):
+    """BARL: bilateral alignment in label and representation spaces (see module docstring)."""
+
+    name = "barl"
+    n_branches = 2
+
+    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(config, device, generator)
+        self.net = BiBranchNet(config.network).to(self.device)
+        losses = config.losses.disable(config.disable)
+        self.losses = losses
+        self.terms = losses.enabled_terms()
+
+    def model_for_checkpoint(self) -> nn.Module:
+        return self.net
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"a": self.net.branch_a, "b": self.net.branch_b}
+
+    @property
+    def uses_every_parameter(self) -> bool:
+        # the alignment losses keep the features in the graph even when they are zero
+        return bool({"region", "instance"} & set(self.terms))
+
+    def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        views, n_l = self.views(labelled_images, labels, unlabelled_images)
+        # Weak -> A and strong -> B on even iterations, swapped on odd ones.
+        weak_to_a = iteration % 2 == 0
+        x_a, x_b = (views.weak, views.strong) if weak_to_a else (views.strong, views.weak)
+        features = bool({"region", "instance"} & set(self.terms))
+        out_a: NetOutput = self.run("a", x_a, return_features=features)
+        out_b: NetOutput = self.run("b", x_b, return_features=features)
+        y = views.labels
+        sup_a = supervised_loss([t[:n_l] for t in out_a.logits], y, self.ignore_index)
+        sup_b = supervised_loss([t[:n_l] for t in out_b.logits], y, self.ignore_index)
+        out: dict[str, Tensor] = {"sup": sup_a + sup_b}
+        lc = self.losses
+        if "dpr" in self.terms:
+            out["dpr"] = dpr_loss(out_a.logits, out_b.logits, lc.dpr_threshold)
+        if "pcbc" in self.terms:
+            out["pcbc"] = pcbc_loss(out_a.logits, out_b.logits, lc.pcbc_area_floor, lc.pcbc_mode)
+        if "region" in self.terms or "instance" in self.terms:
+            # Decisions at feature resolution from pooled logits: 8x fewer voxels to argmax
+            # than at full resolution, and voxel-aligned with the (avg-pooled) features.
+            feat_size = tuple(out_a.features.shape[2:])
+            k = self.config.network.num_classes
+            pooled_a = F.adaptive_avg_pool3d(out_a.logits[-1].detach().float(), feat_size)
+            pooled_b = F.adaptive_avg_pool3d(out_b.logits[-1].detach().float(), feat_size)
+            if "region" in self.terms:
+                # ground truth where annotated, else the weak branch's pseudo-label
+                region = (pooled_a if weak_to_a else pooled_b).argmax(1)
+                gt = downsample_labels(y, feat_size, num_classes=k, ignore_index=self.ignore_index)
+                region[:n_l] = torch.where(gt != self.ignore_index, gt, region[:n_l])
+                out["region"] = region_alignment_loss(
+                    out_a.features, out_b.features, region, k, lc.region_min_voxels, self.ignore_index
+                )
+            if "instance" in self.terms:
+                out["instance"] = instance_matching_loss(
+                    out_a.features, out_b.features, pooled_a.argmax(1) > 0, pooled_b.argmax(1) > 0,
+                    lc.instance_min_size, lc.instance_top_k, lc.instance_iou_threshold,
+                )
+        ramp = self.rampup(iteration)
+        total = out["sup"]
+        for term in self.terms:
+            total = total + ramp * lc.weight(term) * out[term]
+        out["loss"] = total
+        return out
+
+
+class SupervisedMethod(TrainingMethod):
+    """One network trained on annotated voxels only (the lower baseline)."""
+
+    name = "supervised"
+    n_branches = 1
+    uses_unlabelled = False
+
+    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(config, device, generator)
+        self.net = UNet3D(config.network).to(self.device)
+
+    def model_for_checkpoint(self) -> nn.Module:
+        return self.net
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        views, _ = self.views(labelled_images, labels, None)
+        out = self.run("net", views.weak, return_features=False)
+        sup = supervised_loss(out.logits, views.labels, self.ignore_index)
+        return {"loss": sup, "sup": sup}
+
+
+class MeanTeacherMethod(TrainingMethod):
+    """Mean Teacher: ``branch_a`` is the student, ``branch_b`` its EMA (no gradients)."""
+
+    name = "mean-teacher"
+    n_branches = 2
+
+    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(config, device, generator)
+        self.net = BiBranchNet(config.network, shared_init=True).to(self.device)
+        self.net.branch_b.requires_grad_(False)
+
+    @property
+    def student(self) -> UNet3D:
+        return self.net.branch_a
+
+    @property
+    def teacher(self) -> UNet3D:
+        return self.net.branch_b
+
+    def model_for_checkpoint(self) -> nn.Module:
+        return self.net
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"student": self.net.branch_a}  # the EMA teacher is never optimised nor wrapped
+
+    def train(self) -> None:
+        self.student.train()
+        self.teacher.eval()
+
+    def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        views, n_l = self.views(labelled_images, labels, unlabelled_images)
+        out_s = self.run("student", views.strong, return_features=False)
+        with torch.no_grad():
+            out_t = self.teacher(views.weak, deep_supervision=False, return_features=False)
+        sup = supervised_loss([t[:n_l] for t in out_s.logits], views.labels, self.ignore_index)
+        consistency = F.mse_loss(
+            torch.softmax(out_s.logits[-1].float(), 1), torch.softmax(out_t.logits[-1].float(), 1)
+        )
+        total = sup + self.rampup(iteration) * self.config.consistency_weight * consistency
+        return {"loss": total, "sup": sup, "consistency": consistency}
+
+    def after_optimizer_step(self, iteration: int) -> None:
+        # Warm start: a plain average early on, then the configured decay.
+        decay = min(1.0 - 1.0 / (iteration + 2), self.config.ema_decay)
+        ema_update(self.teacher, self.student, decay)
+
+
+class CPSMethod(TrainingMethod):
+    """Cross pseudo supervision: each branch learns the other's hard finest prediction."""
+
+    name = "cps"
+    n_branches = 2
+
+    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(config, device, generator)
+        self.net = BiBranchNet(config.network).to(self.device)
+
+    def model_for_checkpoint(self) -> nn.Module:
+        return self.net
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"a": self.net.branch_a, "b": self.net.branch_b}
+
+    def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        views, n_l = self.views(labelled_images, labels, unlabelled_images)
+        x_a, x_b = (views.weak, views.strong) if iteration % 2 == 0 else (views.strong, views.weak)
+        out_a = self.run("a", x_a, return_features=False)
+        out_b = self.run("b", x_b, return_features=False)
+        sup = supervised_loss([t[:n_l] for t in out_a.logits], views.labels, self.ignore_index)
+        sup = sup + supervised_loss([t[:n_l] for t in out_b.logits], views.labels, self.ignore_index)
+        la, lb = out_a.logits[-1], out_b.logits[-1]
+        cps = _pseudo_ce(la, lb.detach().argmax(1)) + _pseudo_ce(lb, la.detach().argmax(1))
+        total = sup + self.rampup(iteration) * self.config.cps_weight * cps
+        return {"loss": total, "sup": sup, "cps": cps}
+
+
+METHOD_CLASSES: dict[str, type[TrainingMethod]] = {
+    "barl": BarlMethod,
+    "supervised": SupervisedMethod,
+    "mean-teacher": MeanTeacherMethod,
+    "cps": CPSMethod,
+}
+
+
+def build_method(config: TrainConfig, device: torch.device | str, generator: torch.Generator) -> TrainingMethod:
+    """Instantiate the method named by ``config.method`` (networks on ``device``).
+
+    Raises
+    ------
+    TrainingError
+        Unknown method name.
+    """
+    try:
+        cls = METHOD_CLASSES[config.method]
+    except KeyError:
+        raise TrainingError(
+            f"unknown training method {config.method!r}; choose one of {', '.join(METHOD_CLASSES)}"
+        ) from None
+    return cls(config, torch.device(device), generator)

@@ -1,0 +1,1 @@
+"""The annotation workspace: layout, provenance, versions, validation, advice, audit."""

@@ -1,0 +1,428 @@
+"""BARL losses: properties that fail if a term is wired wrongly (zero on agreement, ignore
+handling, finiteness on empty inputs, relabelling invariance, Hungarian pairing, gradients)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from barl_core.errors import LabelValueError
+from barl_core.losses.terms import (
+    LossConfig,
+    LossConfigError,
+    downsample_labels,
+    dpr_loss,
+    gaussian_rampup,
+    instance_matching_loss,
+    match_instances,
+    pcbc_loss,
+    region_alignment_loss,
+    supervised_loss,
+)
+from barl_core.networks.unet import BiBranchNet, NetworkConfig, UNet3D
+
+C = 3
+
+
+def _sharp(labels: torch.Tensor, scale: float = 30.0) -> torch.Tensor:
+    """Confident logits whose argmax is ``labels`` ([B, *sp] -> [B, C, *sp])."""
+    return (F.one_hot(labels, C).movedim(-1, 1).float() * scale).requires_grad_()
+
+
+def _random_logits(n_scales=3, shape=(2, C, 8, 8, 8), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g).requires_grad_() for _ in range(n_scales)]
+
+
+# --------------------------------------------------------------------------- supervised
+
+
+def test_supervised_ignores_unannotated_voxels():
+    torch.manual_seed(0)
+    target = torch.randint(0, C, (2, 8, 8, 8))
+    target[:, 1::2] = 255  # only even slices annotated
+    logits = _random_logits()
+    base = supervised_loss(logits, target)
+    ignored = (target == 255).unsqueeze(1).expand_as(logits[0])
+    changed = [torch.where(ignored, t + 5 * torch.randn_like(t), t) for t in logits]
+    torch.testing.assert_close(supervised_loss(changed, target), base)
+    touched = [torch.where(~ignored, t + 5 * torch.randn_like(t), t) for t in logits]
+    assert abs((supervised_loss(touched, target) - base).item()) > 1e-3
+
+
+def test_supervised_zero_on_all_ignore_and_small_on_perfect_prediction():
+    target = torch.full((1, 8, 8, 8), 255)
+    logits = _random_logits(shape=(1, C, 8, 8, 8))
+    loss = supervised_loss(logits, target)
+    assert loss.item() == 0.0
+    loss.backward()  # still in the graph
+    assert logits[0].grad is not None and float(logits[0].grad.abs().sum()) == 0.0
+
+    labels = torch.randint(0, C, (1, 8, 8, 8))
+    perfect = supervised_loss([_sharp(labels)] * 2, labels)
+    wrong = supervised_loss([_sharp((labels + 1) % C)] * 2, labels)
+    assert perfect.item() < 1e-3 < 1.0 < wrong.item()
+
+
+def test_supervised_rejects_unknown_label_values():
+    target = torch.zeros(1, 8, 8, 8, dtype=torch.long)
+    target[0, 0, 0, 0] = 7
+    with pytest.raises(LabelValueError, match="outside"):
+        supervised_loss(_random_logits(shape=(1, C, 8, 8, 8)), target)
+
+
+def test_supervised_loss_decreases_when_training_a_tiny_net():
+    torch.manual_seed(0)
+    image = 0.3 * torch.randn(1, 1, 16, 16, 16)
+    target = torch.zeros(1, 16, 16, 16, dtype=torch.long)
+    target[:, 4:12, 5:11, 3:13] = 1
+    image[target.unsqueeze(1) == 1] += 1.0
+    sparse = torch.full_like(target, 255)
+    sparse[:, [4, 9, 13]] = target[:, [4, 9, 13]]  # three labelled slices
+    net = UNet3D(NetworkConfig(num_classes=2, base_channels=4, depth=2, proj_dim=0))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        loss = supervised_loss(net(image, return_features=False).logits, sparse)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+# --------------------------------------------------------------------------- DPR / PCBC
+
+
+def test_dpr_zero_for_identical_confident_branches_positive_otherwise():
+    labels = [torch.randint(0, C, (2, 8, 8, 8)) for _ in range(3)]
+    same = [_sharp(lab) for lab in labels]
+    assert dpr_loss(same, [t.detach().clone() for t in same]).item() < 1e-6
+    other = [_sharp((lab + 1) % C) for lab in labels]
+    assert dpr_loss(same, other).item() > 10.0
+
+
+def test_dpr_threshold_masks_unconfident_voxels():
+    logits = _random_logits(shape=(1, C, 4, 4, 4))
+    small = [0.01 * t for t in logits]  # max softmax ~ 1/3 everywhere
+    loss = dpr_loss(small, [t.flip(-1) for t in small], threshold=0.9)
+    assert loss.item() == 0.0
+    assert dpr_loss(small, [t.flip(-1) for t in small], threshold=0.0).item() > 0.5
+
+
+def test_pcbc_exactly_zero_when_branches_agree():
+    logits = _random_logits()
+    loss = pcbc_loss(logits, [t.detach().clone() for t in logits])
+    assert loss.item() == 0.0
+    loss.backward()
+    assert math.isfinite(pcbc_loss(logits[:1], logits[:1]).item())
+
+
+def test_pcbc_only_uses_voxels_that_disagreed_at_the_coarser_scale():
+    la = _random_logits(n_scales=2, shape=(1, C, 6, 6, 6), seed=1)
+    lb = _random_logits(n_scales=2, shape=(1, C, 6, 6, 6), seed=2)
+    base = pcbc_loss(la, lb)
+    agreed = (la[0].argmax(1) == lb[0].argmax(1)).unsqueeze(1)
+    assert agreed.any() and (~agreed).any()
+
+    def rescale_fine_a(where):
+        # Multiplying logits by 3 keeps every argmax (pseudo-labels, masks) but changes CE.
+        return [la[0], torch.where(where, 3 * la[1], la[1])]
+
+    torch.testing.assert_close(pcbc_loss(rescale_fine_a(agreed), lb), base)
+    assert abs((pcbc_loss(rescale_fine_a(~agreed), lb) - base).item()) > 1e-4
+
+
+def test_pcbc_targets_the_other_branchs_finest_label():
+    labels = torch.randint(0, C, (1, 4, 4, 4))
+    coarse_a, coarse_b = _sharp(labels), _sharp((labels + 1) % C)  # disagree everywhere
+    fine_a, fine_b = _sharp(labels), _sharp((labels + 2) % C)
+    # Each fine map is confident in its own label and wrong for the other branch's: if PCBC
+    # used a branch's own pseudo-label, this would be ~0.
+    assert pcbc_loss([coarse_a, fine_a], [coarse_b, fine_b]).item() > 20.0
+    # Fine maps that agree with the other branch's label give ~0 whatever the coarse maps say.
+    assert pcbc_loss([coarse_a, fine_b], [coarse_b, fine_b.detach()]).item() < 1e-6
+
+
+def test_pcbc_area_floor_normalises_small_disagreement():
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    coarse_a, coarse_b = _sharp(labels), labels.clone()
+    coarse_b[0, 1, 1, 1] = 1  # one disagreeing voxel of 64
+    la = [coarse_a, _random_logits(1, (1, C, 4, 4, 4), seed=3)[0]]
+    lb = [_sharp(coarse_b), _random_logits(1, (1, C, 4, 4, 4), seed=4)[0]]
+    by_area = pcbc_loss(la, lb, area_floor=1e-3)  # divided by 1 voxel
+    floored = pcbc_loss(la, lb, area_floor=0.5)  # divided by 32 voxels
+    assert by_area.item() > 0
+    assert floored.item() == pytest.approx(by_area.item() / 32, rel=1e-5)
+
+
+def test_pcbc_urpc_mode_is_finite_and_differentiable():
+    la, lb = _random_logits(seed=5), _random_logits(seed=6)
+    loss = pcbc_loss(la, lb, mode="urpc")
+    assert math.isfinite(loss.item()) and loss.item() > 0
+    loss.backward()
+    assert float(la[0].grad.abs().sum()) > 0 and float(lb[0].grad.abs().sum()) > 0
+    with pytest.raises(ValueError):
+        pcbc_loss(la, lb, mode="nope")
+
+
+# --------------------------------------------------------------------------- region
+
+
+def test_region_alignment_zero_when_identical_and_two_when_opposite():
+    torch.manual_seed(0)
+    feat = F.normalize(torch.randn(2, 6, 4, 4, 4), dim=1)
+    labels = torch.randint(0, C, (2, 4, 4, 4))
+    assert region_alignment_loss(feat, feat.clone(), labels, C, min_voxels=2).item() < 1e-6
+    opposite = region_alignment_loss(feat, -feat, labels, C, min_voxels=2)
+    assert opposite.item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_region_alignment_counts_only_classes_with_enough_voxels():
+    torch.manual_seed(1)
+    feat = torch.randn(1, 4, 4, 4, 4)
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    labels[0, 0, 0, :3] = 1  # class 1: 3 voxels
+    labels[0, 3] = 255
+    flipped = torch.where((labels == 1).unsqueeze(1), -feat, feat)
+    # Class 0 agrees (loss 0), class 1 is opposite (loss 2): mean 1 when both count.
+    both = region_alignment_loss(feat, flipped, labels, C, min_voxels=3)
+    assert both.item() == pytest.approx(1.0, abs=1e-5)
+    assert region_alignment_loss(feat, flipped, labels, C, min_voxels=4).item() < 1e-6
+    # Ignored voxels never enter a prototype.
+    ignored_flip = torch.where((labels == 255).unsqueeze(1), -feat, feat)
+    assert region_alignment_loss(feat, ignored_flip, labels, C, min_voxels=3).item() < 1e-6
+
+
+def test_region_alignment_exactly_zero_without_qualifying_class():
+    feat = torch.randn(1, 4, 4, 4, 4, requires_grad=True)
+    ignore = torch.full((1, 4, 4, 4), 255)
+    loss = region_alignment_loss(feat, feat.flip(-1), ignore, C)
+    assert loss.item() == 0.0
+    loss.backward()
+    big = region_alignment_loss(feat, -feat, torch.zeros(1, 4, 4, 4, dtype=torch.long), C, 65)
+    assert big.item() == 0.0
+
+
+def test_alignment_losses_stay_float32_under_autocast():
+    feat_a, feat_b, fg_a, fg_b = _two_blob_case(seed=7)
+    labels = torch.randint(0, C, (1, 8, 6, 6), generator=torch.Generator().manual_seed(0))
+    ref_region = region_alignment_loss(feat_a, feat_b, labels, C, min_voxels=2)
+    ref_instance = instance_matching_loss(feat_a, feat_b, fg_a, fg_b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        region = region_alignment_loss(feat_a, feat_b, labels, C, min_voxels=2)
+        instance = instance_matching_loss(feat_a, feat_b, fg_a, fg_b)
+    assert region.dtype == instance.dtype == torch.float32
+    torch.testing.assert_close(region, ref_region, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(instance, ref_instance, rtol=1e-5, atol=1e-6)
+
+
+def test_region_alignment_checks_shapes():
+    feat = torch.randn(1, 4, 4, 4, 4)
+    with pytest.raises(ValueError, match="feature resolution"):
+        region_alignment_loss(feat, feat, torch.zeros(1, 8, 8, 8, dtype=torch.long), C)
+
+
+# --------------------------------------------------------------------------- downsampling
+
+
+def test_downsample_labels_keeps_sparse_slices_and_ignore():
+    labels = torch.full((1, 8, 8, 8), 255)
+    labels[0, 3] = 2  # one labelled slice at an odd index
+    small = downsample_labels(labels, (4, 4, 4))
+    assert small.shape == (1, 4, 4, 4)
+    assert (small[0, 1] == 2).all()  # z-block {2, 3} holds the annotation
+    assert (small[0, [0, 2, 3]] == 255).all()
+
+
+def test_downsample_labels_majority_vote():
+    labels = torch.zeros(1, 2, 2, 2, dtype=torch.long)
+    labels.view(-1)[:5] = 1
+    labels.view(-1)[5] = 255
+    assert downsample_labels(labels, (1, 1, 1)).item() == 1
+    labels.view(-1)[:5] = 255
+    assert downsample_labels(labels, (1, 1, 1), num_classes=3).item() == 0
+    assert downsample_labels(torch.zeros(2, 6, 9, 8, dtype=torch.long), (3, 3, 4)).shape == (
+        2,
+        3,
+        3,
+        4,
+    )
+
+
+# --------------------------------------------------------------------------- instances
+
+
+def _two_blob_case(seed=0):
+    """Two instances per branch in opposite halves (z 0:3 and z 5:8), features random."""
+    g = torch.Generator().manual_seed(seed)
+    fg_a = torch.zeros(1, 8, 6, 6, dtype=torch.bool)
+    fg_b = torch.zeros_like(fg_a)
+    fg_a[0, 0:3, 1:5, 1:5] = True  # large blob
+    fg_b[0, 0:3, 2:5, 1:5] = True
+    fg_a[0, 5:7, 0:2, 0:3] = True  # small blob
+    fg_b[0, 5:8, 0:2, 1:3] = True
+    feat_a = torch.randn(1, 5, 8, 6, 6, generator=g)
+    feat_b = torch.randn(1, 5, 8, 6, 6, generator=g)
+    return feat_a, feat_b, fg_a, fg_b
+
+
+def test_instance_loss_zero_for_identical_branches():
+    feat_a, _, fg_a, _ = _two_blob_case()
+    loss = instance_matching_loss(feat_a, feat_a.clone(), fg_a, fg_a.clone())
+    assert abs(loss.item()) < 1e-6
+    feat_a, feat_b, fg_a, fg_b = _two_blob_case()
+    assert instance_matching_loss(feat_a, feat_b, fg_a, fg_b).item() > 0.1
+
+
+def test_instance_loss_exactly_zero_when_nothing_matches():
+    feat_a, feat_b, fg_a, fg_b = _two_blob_case()
+    feat_a.requires_grad_()
+    empty = torch.zeros_like(fg_a)
+    for a, b in [(empty, empty), (fg_a, empty), (empty, fg_b)]:
+        loss = instance_matching_loss(feat_a, feat_b, a, b)
+        assert loss.item() == 0.0
+    disjoint_b = torch.zeros_like(fg_a)
+    disjoint_b[0, 3:5, 5, 5] = True
+    disjoint_b[0, 3, 0, 5] = True
+    loss = instance_matching_loss(feat_a, feat_b, fg_a, disjoint_b, min_size=1)
+    assert loss.item() == 0.0
+    loss.backward()
+    # Components below min_size are dropped: no pair either.
+    assert instance_matching_loss(feat_a, feat_b, fg_a, fg_b, min_size=1000).item() == 0.0
+
+
+def test_instance_loss_invariant_to_relabelling_instances():
+    feat_a, feat_b, fg_a, fg_b = _two_blob_case(seed=3)
+    base = instance_matching_loss(feat_a, feat_b, fg_a, fg_b)
+
+    def swap_halves(t):  # moves blob 2 to the top: component ids come out in the other order
+        return torch.cat([t[..., 5:8, :, :], t[..., 3:5, :, :], t[..., 0:3, :, :]], dim=-3)
+
+    swapped = instance_matching_loss(*(swap_halves(t) for t in (feat_a, feat_b, fg_a, fg_b)))
+    torch.testing.assert_close(swapped, base)
+    # And the result does not depend on where the blobs sit in the batch order either.
+    batch = [torch.cat([t, swap_halves(t)]) for t in (feat_a, feat_b, fg_a, fg_b)]
+    torch.testing.assert_close(instance_matching_loss(*batch), base)
+
+
+def _interval_mask(*intervals):
+    mask = np.zeros((1, 2, 20), dtype=bool)
+    for lo, hi in intervals:
+        mask[:, :, lo:hi] = True
+    return mask
+
+
+def test_hungarian_matching_beats_greedy():
+    # a1=[0,10) a2=[11,16); b2=[0,3) b1=[4,14). Greedy takes (a1,b1) (IoU .43) and leaves a2
+    # without a partner; the assignment maximising total IoU is (a1,b2)=.30 + (a2,b1)=.25.
+    fg_a = _interval_mask((0, 10), (11, 16))
+    fg_b = _interval_mask((0, 3), (4, 14))
+    labels_a, labels_b, pairs = match_instances(fg_a, fg_b, min_size=1)
+    a1, a2 = labels_a[0, 0, 0], labels_a[0, 0, 12]
+    b2, b1 = labels_b[0, 0, 0], labels_b[0, 0, 5]
+    assert {(p[0], p[1]) for p in pairs} == {(a1, b2), (a2, b1)}
+    ious = {(p[0], p[1]): p[2] for p in pairs}
+    assert ious[(a1, b2)] == pytest.approx(0.3) and ious[(a2, b1)] == pytest.approx(0.25)
+    # The threshold drops the weaker pair.
+    _, _, strict = match_instances(fg_a, fg_b, min_size=1, iou_threshold=0.28)
+    assert [(p[0], p[1]) for p in strict] == [(a1, b2)]
+
+    # The loss uses exactly those pairs.
+    torch.manual_seed(0)
+    feat_a, feat_b = torch.randn(2, 1, 4, 1, 2, 20).unbind(0)
+    loss = instance_matching_loss(
+        feat_a, feat_b, torch.from_numpy(fg_a)[None], torch.from_numpy(fg_b)[None], min_size=1
+    )
+
+    def mean_feat(feat, interval):
+        return feat[0, :, :, :, interval[0] : interval[1]].flatten(1).mean(1)
+
+    expected = [
+        1 - F.cosine_similarity(mean_feat(feat_a, ia), mean_feat(feat_b, ib), dim=0)
+        for ia, ib in [((0, 10), (0, 3)), ((11, 16), (4, 14))]
+    ]
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+
+
+def test_top_k_keeps_the_largest_components():
+    fg_a = _interval_mask((0, 2), (3, 9), (10, 13))
+    labels_a, _, pairs = match_instances(fg_a, fg_a.copy(), min_size=1, top_k=1)
+    assert [p[0] for p in pairs] == [labels_a[0, 0, 4]]
+    _, _, pairs = match_instances(fg_a, fg_a.copy(), min_size=5, top_k=8)
+    assert len(pairs) == 2  # the 2-voxel-long (4 voxels) component is dropped
+
+
+def test_components_are_26_connected():
+    fg = np.zeros((3, 3, 3), dtype=bool)
+    fg[0, 0, 0] = fg[1, 1, 1] = fg[2, 2, 2] = True  # corner-touching diagonal
+    labels, _, pairs = match_instances(fg, fg.copy(), min_size=3)
+    assert labels.max() == 1 and len(pairs) == 1
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _cross_losses():
+    half = (8, 8, 8)
+
+    def region(a, b):
+        g = torch.Generator().manual_seed(0)
+        labels = torch.randint(0, C, (2, *half), generator=g)
+        return region_alignment_loss(a.features, b.features, labels, C, min_voxels=4)
+
+    def instance(a, b):
+        fg = torch.zeros(2, *half, dtype=torch.bool)
+        fg[:, 2:6, 2:6, 2:6] = True
+        return instance_matching_loss(a.features, b.features, fg, fg.clone())
+
+    return {
+        "dpr": lambda a, b: dpr_loss(a.logits, b.logits),
+        "pcbc": lambda a, b: pcbc_loss(a.logits, b.logits),
+        "urpc": lambda a, b: pcbc_loss(a.logits, b.logits, mode="urpc"),
+        "region": region,
+        "instance": instance,
+    }
+
+
+@pytest.mark.parametrize("name", list(_cross_losses()))
+def test_gradients_reach_both_branches(name):
+    torch.manual_seed(0)
+    net = BiBranchNet(NetworkConfig(num_classes=C, base_channels=4, depth=3, proj_dim=8))
+    out_a, out_b = net(torch.randn(2, 1, 16, 16, 16))
+    loss = _cross_losses()[name](out_a, out_b)
+    assert math.isfinite(loss.item()) and loss.item() > 0
+    loss.backward()
+    for branch in (net.branch_a, net.branch_b):
+        grad = sum(float(p.grad.abs().sum()) for p in branch.parameters() if p.grad is not None)
+        assert grad > 0, f"{name}: no gradient in a branch"
+
+
+# --------------------------------------------------------------------------- config / ramp
+
+
+def test_gaussian_rampup_shape():
+    values = [gaussian_rampup(i, 100, 0.4) for i in range(0, 101, 5)]
+    assert values[0] == pytest.approx(math.exp(-5))
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
+    assert values[8] == 1.0 and values[-1] == 1.0  # it = 40: ramp done
+    assert gaussian_rampup(0, 100, 0.0) == 1.0
+
+
+def test_loss_config_switches():
+    cfg = LossConfig()
+    assert (cfg.dpr, cfg.pcbc, cfg.region, cfg.instance) == (1.0, 0.5, 0.1, 0.1)
+    off = cfg.disable(["dpr", " Instance"])
+    assert off.enabled_terms() == ("pcbc", "region")
+    assert off.weight("dpr") == 0.0 and off.weight("pcbc") == 0.5
+    assert cfg.enabled_terms() == ("dpr", "pcbc", "region", "instance")
+    assert cfg.disable("region, pcbc").enabled_terms() == ("dpr", "instance")
+    with pytest.raises(LossConfigError, match="Unknown loss term"):
+        cfg.disable(["dice"])
+    with pytest.raises(LossConfigError):
+        LossConfig(pcbc_mode="greedy")
