@@ -270,7 +270,7 @@ def run_demo(
     import torch
 
     from barl_core.data.phantom import PHANTOM_CLASSES, PhantomConfig, make_phantom_dataset
-    from barl_core.inference.predict import load_model
+    from barl_core.inference.model import load_model
     from barl_core.training.config import preset
     from barl_core.training.trainer import train
 

@@ -76,7 +76,9 @@ def _target(out: Path, name: str, suffix: str, single: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from barl_core.inference.predict import DISAGREEMENT_SUFFIX, load_model, predict_volume
+    from barl_core.inference.export import DISAGREEMENT_SUFFIX
+    from barl_core.inference.model import load_model
+    from barl_core.inference.predict import predict_volume
 
     files = input_files(args.image)
     single = len(files) == 1 and args.image.is_file()

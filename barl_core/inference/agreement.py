@@ -64,7 +64,7 @@ def agreement_maps(
     """
     import torch
 
-    from barl_core.inference.predict import js_disagreement
+    from barl_core.inference.window import js_disagreement
 
     shape = pa.shape[1:]
     labels = np.empty(shape, np.uint8)
@@ -95,7 +95,7 @@ def predict_with_agreement(
     progress: Callable[[int, int], None] | None = None,
     cancel: Any = None,
 ) -> AgreementPrediction:
-    """Predict ``volume`` with ``model`` (a :class:`~barl_core.inference.predict.LoadedModel`).
+    """Predict ``volume`` with ``model`` (a :class:`~barl_core.inference.model.LoadedModel`).
 
     Parameters
     ----------
@@ -158,7 +158,7 @@ def predict_agreement_files(
     device: str = "auto",
 ) -> list[str]:
     """Predict files; write ``NAME.nii.gz``, ``NAME_disagreement.nii.gz``, ``NAME_confidence.npz``."""
-    from barl_core.inference.predict import load_model
+    from barl_core.inference.model import load_model
 
     model = load_model(model_path, device=device)
     out = Path(out_dir)

@@ -372,7 +372,7 @@ class TrainJob:
 
 
 class PredictJob:
-    """Prediction (:func:`barl_core.inference.predict.predict_files`) in a child process."""
+    """Prediction (:func:`barl_core.inference.export.predict_files`) in a child process."""
 
     @staticmethod
     def start(
@@ -492,7 +492,8 @@ def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[
         import torch
 
         from barl_core.errors import CancelledError
-        from barl_core.inference.predict import load_model, predict_files
+        from barl_core.inference.export import predict_files
+        from barl_core.inference.model import load_model
         from barl_core.training.trainer import CancelToken
 
         if num_threads:

@@ -15,7 +15,7 @@ from qtpy.QtCore import Qt
 
 from barl_core.active.proposals import NEEDS_HUMAN
 from barl_core.inference.agreement import predict_with_agreement
-from barl_core.inference.predict import load_model
+from barl_core.inference.model import load_model
 from barl_core.networks.unet import BiBranchNet, NetworkConfig
 from barl_core.training.checkpoint import save_checkpoint
 from barl_core.workspace.audit import final_mask

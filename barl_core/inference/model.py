@@ -1,0 +1,150 @@
+"""A trained network ready for prediction: :class:`LoadedModel` and :func:`load_model`.
+
+A checkpoint holds more than weights: the class names, how training normalised intensities,
+the working spacing and the training patch (the default inference window). Prediction needs
+all of it, so the network travels with that metadata in one object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from barl_core.data.dataset import NormalizationConfig, NormStats, compute_norm_stats
+from barl_core.networks.unet import required_divisor
+from barl_core.training.checkpoint import build_model, load_checkpoint
+
+__all__ = ["LoadedModel", "load_model"]
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode on its device, with what predict needs from its checkpoint.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        ``UNet3D`` (1 branch) or ``BiBranchNet`` (2 branches), eval mode, on ``device``.
+    device : torch.device
+    metadata : dict
+        The checkpoint without its weights and optimiser state (method, class names,
+        normalisation, working spacing, patch size, iteration, config, history).
+    path : Path or None
+        Where it was loaded from.
+    """
+
+    module: nn.Module
+    device: torch.device
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        *,
+        patch_size: Sequence[int],
+        class_names: Sequence[str] | None = None,
+        target_spacing: Sequence[float] | None = None,
+        normalization: NormStats | None = None,
+        device: str | torch.device = "cpu",
+    ) -> LoadedModel:
+        """Wrap an in-memory ``UNet3D``/``BiBranchNet`` (no checkpoint file), e.g. in tests."""
+        from dataclasses import asdict
+
+        from barl_core.networks.unet import UNet3D
+
+        cfg = module.cfg  # type: ignore[attr-defined]
+        names = list(class_names) if class_names else ["background"] + [
+            f"class_{i}" for i in range(1, cfg.num_classes)
+        ]
+        meta = {
+            "n_branches": 1 if isinstance(module, UNet3D) else 2,
+            "network": asdict(cfg),
+            "class_names": names,
+            "patch_size": [int(s) for s in patch_size],
+            "target_spacing": [float(s) for s in target_spacing] if target_spacing else None,
+            "normalization": normalization.to_dict() if normalization else None,
+            "norm_config": asdict(NormalizationConfig()),
+        }
+        dev = torch.device(device)
+        return cls(module=module.to(dev).eval(), device=dev, metadata=meta)
+
+    @property
+    def n_branches(self) -> int:
+        return int(self.metadata.get("n_branches", 2))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(n) for n in self.metadata.get("class_names", ()))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.metadata["network"]["num_classes"])
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        """The training patch, also the default inference window."""
+        return tuple(int(s) for s in self.metadata.get("patch_size", (32, 64, 64)))  # type: ignore[return-value]
+
+    @property
+    def target_spacing(self) -> tuple[float, float, float] | None:
+        sp = self.metadata.get("target_spacing")
+        return tuple(float(s) for s in sp) if sp else None  # type: ignore[return-value]
+
+    @property
+    def base_channels(self) -> int:
+        """Width of the first level (activations, hence memory, grow with it)."""
+        return int(getattr(self.module.cfg, "base_channels", 16))
+
+    @property
+    def divisor(self) -> int:
+        """Every window side must be a multiple of this."""
+        return required_divisor(self.module.cfg)  # type: ignore[arg-type]
+
+    def norm_stats_for(self, array: np.ndarray) -> NormStats:
+        """Fixed statistics from training, or the volume's own (what training did)."""
+        fixed = self.metadata.get("normalization")
+        if fixed:
+            return NormStats.from_dict(fixed)
+        cfg = self.metadata.get("norm_config")
+        return compute_norm_stats(array, NormalizationConfig(**cfg) if cfg else None)
+
+    @torch.no_grad()
+    def branch_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Finest logits of each branch, ``[B, C, *x.shape[2:]]``."""
+        out = self.module.forward_logits(x)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> LoadedModel:
+    """Load a checkpoint for prediction (never executes code from the file).
+
+    Parameters
+    ----------
+    path : path
+        A ``model.pt`` or periodic checkpoint.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda[:N]"``, ``"mps"``.
+
+    Raises
+    ------
+    CheckpointError
+        Unreadable, unsafe, other-format or inconsistent checkpoint.
+    TrainingError
+        The device is not available.
+    """
+    from barl_core.training.trainer import resolve_device
+
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    ckpt = load_checkpoint(path, map_location="cpu")
+    module = build_model(ckpt).to(dev).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model_state", "optimizer_state", "scaler_state", "rng_state")}
+    return LoadedModel(module=module, device=dev, metadata=meta, path=Path(path))
+
