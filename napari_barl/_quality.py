@@ -1,6 +1,7 @@
 """Glue of issue 7's features to the dock widget: proposals, history, versions, advice, audit.
 
-All decisions live in barl_core (:mod:`~barl_core.active.proposals`, :mod:`~barl_core.workspace.provenance`,
+All decisions live in barl_core: the use-cases in :class:`barl_core.workspace.session.Session`
+(over :mod:`~barl_core.active.proposals`, :mod:`~barl_core.workspace.provenance`,
 :mod:`~barl_core.workspace.validation`, :mod:`~barl_core.workspace.versions`, :mod:`~barl_core.workspace.advice`,
 :mod:`~barl_core.workspace.audit`); this controller only reads the widget's state, calls them and shows
 the result in :class:`~napari_barl._quality_panels.QualityTabs` and in layers.
@@ -18,10 +19,12 @@ import numpy as np
 from qtpy.QtCore import QObject, Qt
 from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem
 
-from barl_core.active.proposals import NEEDS_HUMAN, fill_proposal, gate
-from barl_core.errors import BarlError, InputFileError
+from barl_core.active.proposals import NEEDS_HUMAN
+from barl_core.errors import InputFileError
 
 from ._layers import geometry_kwargs
+from ._notify import guarded
+from ._notify import notify as _notify
 from ._quality_panels import ACCEPT_KEY, REJECT_KEY, QualityTabs
 
 __all__ = ["QualityController", "PROPOSAL_LAYER", "NEEDS_HUMAN_LAYER"]
@@ -41,13 +44,6 @@ class QualityController(QObject):
         self.proposal: np.ndarray | None = None
         self._compare_layers: list = []
         t = self.tabs
-        self.accept_current = _guard(self.accept_current)
-        self.reject_current = _guard(self.reject_current)
-        self.revert_selected = _guard(self.revert_selected)
-        self.rollback = _guard(self.rollback)
-        self.compare = _guard(self.compare)
-        self.advise = _guard(self.advise)
-        self.export_audit = _guard(self.export_audit)
         t.threshold.valueChanged.connect(lambda _v: self.refresh_proposals())
         t.accept_btn.clicked.connect(lambda: self.accept_current())
         t.reject_btn.clicked.connect(lambda: self.reject_current())
@@ -70,8 +66,7 @@ class QualityController(QObject):
         return ws, case
 
     def _version_id(self) -> str | None:
-        v = self.w.workspace.current_version() if self.w.workspace else None
-        return v.id if v else None
+        return self.w.session.current_version_id() if self.w.session else None
 
     def _remove_layers(self, names) -> None:
         viewer = self.w.viewer
@@ -101,12 +96,11 @@ class QualityController(QObject):
         ws, case = self.w.workspace, self.w.current_case
         if ws is None or case is None or self.w.sync is None:
             return
-        pred, conf = ws.load_prediction(case), ws.load_confidence(case)
-        if pred is None or conf is None:
+        self.proposal = self.w.session.proposal(case, self.tabs.threshold.value())
+        if self.proposal is None:
             self.tabs.proposal_status.setText("no proposals: predict this case first")
             return
-        skip = set(ws.annotated_slices(case)) | ws.provenance.rejected(case)
-        self.proposal = gate(pred, conf, self.tabs.threshold.value(), skip_slices=skip)
+        skip = self.w.session.proposal_skip(case)
         shown = np.where(self.proposal == NEEDS_HUMAN, 0, self.proposal).astype(np.uint8)
         needs = (self.proposal == NEEDS_HUMAN).astype(np.uint8)
         if skip:
@@ -134,7 +128,7 @@ class QualityController(QObject):
         elif z in ws.provenance.rejected(case):
             text = f"slice {z}: proposal rejected - draw it yourself"
         else:
-            cov = float(np.mean(self.proposal[z] != NEEDS_HUMAN))
+            cov = self.w.session.proposal_coverage(self.proposal, z)
             text = (
                 f"slice {z}: {100 * cov:.0f}% proposed with agreement >= "
                 f"{self.tabs.threshold.value():.2f}; magenta needs a human. "
@@ -142,31 +136,25 @@ class QualityController(QObject):
             )
         self.tabs.proposal_status.setText(text)
 
+    @guarded
     def accept_current(self) -> list[int] | None:
         """Accept the proposal on the current slice (recorded as model-proposed, human-accepted)."""
         ws, case = self._ws_case()
         z = self.w.current_slice()
-        pred, conf = ws.load_prediction(case), ws.load_confidence(case)
-        if pred is None or conf is None:
-            raise InputFileError("no proposal for this case: predict it first")
-        if z in ws.annotated_slices(case):
-            raise BarlError(f"slice {z} is already annotated: edit it, or un-mark it first")
-        proposal = gate(pred[z][None], conf[z][None], self.tabs.threshold.value())[0]
-        values = fill_proposal(proposal, pred[z], ws.num_classes)
+        session = self.w.session
+        values, proposal = session.proposal_values(case, z, self.tabs.threshold.value())
         slices = self.w.sync.set_slice(
             z, values, how="accepted", proposal=proposal, model_version=self._version_id()
         )
-        ws.tag_accepted(case, z)
+        session.record_accepted(case, z)
         self.w._on_saved(ws.annotated_slices(case))
         self.refresh_proposals()
         return slices
 
+    @guarded
     def reject_current(self) -> None:
-        ws, case = self._ws_case()
-        z = self.w.current_slice()
-        if ws.load_prediction(case) is None:
-            raise InputFileError("no proposal for this case: predict it first")
-        ws.reject_proposal(case, z, self._version_id())
+        _ws, case = self._ws_case()
+        self.w.session.reject_proposal(case, self.w.current_slice())
         self.refresh_proposals()
         self.refresh_history()
 
@@ -190,6 +178,7 @@ class QualityController(QObject):
             item.setData(_ROLE, ev.version)
             lst.addItem(item)
 
+    @guarded
     def revert_selected(self, version: int | None = None) -> None:
         """Revert the current slice to ``version`` (default: the selected history entry)."""
         ws, case = self._ws_case()
@@ -236,34 +225,26 @@ class QualityController(QObject):
             t.compare_a.setCurrentIndex(n - 2)
             t.compare_b.setCurrentIndex(n - 1)
 
+    @guarded
     def rollback(self, version: str | None = None) -> None:
         """Make ``version`` (default: the selected row) the working model."""
-        ws = self.w._require_workspace()
+        self.w._require_workspace()
         if version is None:
             items = self.tabs.version_table.selectedItems()
             version = items[0].data(_ROLE) if items else None
         if not version:
             raise InputFileError("select a version to roll back to")
-        path = ws.rollback(version)
+        path = self.w.session.rollback(version)
         self.refresh_versions()
         self.w._refresh_enabled()
-        from ._widget import _notify
-
         _notify("info", f"working model is now {version} ({path.parent.name}); predict to see it")
 
+    @guarded
     def compare(self, a: str, b: str) -> dict:
         """Dice between versions ``a`` and ``b`` on the current slice; show both as layers."""
-        ws, case = self._ws_case()
-        pa, pb = ws.load_version_prediction(a, case), ws.load_version_prediction(b, case)
-        for vid, p in ((a, pa), (b, pb)):
-            if p is None:
-                raise InputFileError(
-                    f"version {vid} has not predicted {case!r}: roll back to it and predict"
-                )
-        from barl_core.workspace.versions import compare_slices
-
+        _ws, case = self._ws_case()
         z = self.w.current_slice()
-        res = compare_slices(pa[z], pb[z], ws.num_classes)
+        res, pa, pb = self.w.session.compare(a, b, case, z)
         self._remove_layers({ly.name for ly in self._compare_layers})
         self._compare_layers = [
             self._add_labels(pa.astype(np.uint8), f"version {a}", opacity=0.5, visible=True),
@@ -278,72 +259,23 @@ class QualityController(QObject):
 
     # ------------------------------------------------------------------ training glue
     def prepare_training(self) -> tuple[Path, dict]:
-        """Freeze new validation slices and write the training label folder (validation = 255)."""
-        from barl_core.workspace.validation import materialize_training_labels
-
-        ws = self.w._require_workspace()
-        annotated = {c: ws.annotated_slices(c) for c in ws.cases}
-        ws.validation.update(annotated)
-        out = ws.models_dir / ".train_labels"
-        train = materialize_training_labels(ws, ws.validation, out)
-        if not train:
-            raise BarlError(
-                "every annotated slice is held out for validation: annotate more slices"
-            )
-        return out, {
-            "data_snapshot": {c: z for c, z in annotated.items() if z},
-            "training_slices": train,
-            "validation_slices": ws.validation.validation_slices(annotated),
-        }
-
-    def evaluation_cases(self) -> list[str]:
-        ws = self.w.workspace
-        return sorted(
-            ws.validation.validation_slices({c: ws.annotated_slices(c) for c in ws.cases})
-        )
+        """Freeze new validation slices and write the training labels (see :meth:`Session.prepare_training`)."""
+        self.w._require_workspace()
+        plan = self.w.session.prepare_training()
+        return plan.labels_dir, plan.version_info()
 
     def evaluate_version(self, vid: str) -> dict | None:
-        """Score version ``vid`` on the frozen validation slices (from its stored predictions)."""
-        from barl_core.workspace.validation import evaluate
-
-        ws = self.w.workspace
-        v = ws.versions.get(vid)
-        preds, labels = {}, {}
-        for case in v.validation_slices:
-            p = ws.load_version_prediction(vid, case)
-            if p is not None:
-                preds[case], labels[case] = p, ws.load_labels(case)
-        metrics = evaluate(preds, labels, v.validation_slices, ws.class_names)
-        ws.versions.set_metrics(vid, metrics)
+        """Score version ``vid`` on the frozen validation slices and show it."""
+        metrics = self.w.session.evaluate_version(vid)
         self.refresh_versions()
         return metrics
 
     # ------------------------------------------------------------------ advice and audit
+    @guarded
     def advise(self):
-        from barl_core.workspace.advice import advise
-
-        ws = self.w._require_workspace()
+        self.w._require_workspace()
         self.w.save_now()
-        v = ws.current_version()
-        annotated = {c: set(ws.annotated_slices(c)) for c in ws.cases}
-        n_annotated = sum(len(z) for z in annotated.values())
-        unused = 0
-        if v is not None:
-            seen = {c: set(z) for c, z in v.data_snapshot.items()}
-            unused = sum(len(z - seen.get(c, set())) for c, z in annotated.items())
-        suggestions = []
-        if self.w.current_case is not None:
-            suggestions = [(self.w.current_case, int(s.index)) for s in self.w._slice_suggestions()]
-        curve = [(n, d) for _vid, n, d in ws.versions.learning_curve()]
-        adv = advise(
-            curve,
-            n_annotated=n_annotated,
-            unused_slices=unused,
-            has_model=ws.current_model_path() is not None,
-            disagreement_trend=ws.versions.disagreement_trend(),
-            correction_dice=ws.provenance.correction_dice(ws.cases),
-            suggestions=suggestions,
-        )
+        adv = self.w.session.advise(self.w.current_case)
         which = ", ".join(f"{c} slice {z}" for c, z in adv.slices)
         text = adv.message + (f"\nNext: {which}" if which else "")
         if adv.reasons:
@@ -356,40 +288,15 @@ class QualityController(QObject):
         if folder:
             self.export_audit(folder, self.w.export_all.isChecked())
 
+    @guarded
     def export_audit(self, folder: str | Path, all_cases: bool = False) -> list:
-        from barl_core.workspace.audit import export_bundle
-
         ws = self.w._require_workspace()
         self.w.save_now()
         cases = ws.cases if all_cases else ([self.w.current_case] if self.w.current_case else [])
         if not cases:
             raise InputFileError("open a case first")
-        bundles = [export_bundle(ws, c, folder) for c in cases]
+        bundles = self.w.session.export_audit(folder, cases)
         self.tabs.audit_label.setText(f"audit bundle(s) written to {folder}")
-        from ._widget import _notify
-
         _notify("info", f"exported {len(bundles)} audit bundle(s) to {folder}")
         return bundles
 
-
-def _guard(method):
-    """Wrap a bound method like the widget's slots: BarlError -> notification."""
-    import functools
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        from ._widget import _notify
-
-        try:
-            return method(*args, **kwargs)
-        except BarlError as exc:
-            _notify("error", str(exc))
-        except Exception as exc:  # noqa: BLE001 (the GUI must survive its own bugs)
-            import logging
-            import traceback
-
-            logging.getLogger(__name__).error("napari-barl: %s", traceback.format_exc())
-            _notify("error", f"napari-barl: unexpected {exc.__class__.__name__}: {exc}")
-        return None
-
-    return wrapper

@@ -1,16 +1,15 @@
 """The BARL dock widget: workspace, annotation, training, review and export.
 
-The widget is glue: the state lives in :class:`barl_core.workspace.layout.Workspace`,
-heavy work runs in child processes (:mod:`barl_core.runtime.jobs`) polled by a QTimer, and
+The widget is glue: the use-cases live in :class:`barl_core.workspace.session.Session`
+(over a :class:`~barl_core.workspace.layout.Workspace`), heavy work runs in child
+processes (:mod:`barl_core.runtime.jobs`) polled by a QTimer, and
 every user-caused failure (:class:`~barl_core.errors.BarlError`) becomes a napari
 notification instead of a traceback.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,12 +36,14 @@ from qtpy.QtWidgets import (
 )
 
 from barl_core.errors import BarlError, InputFileError
-from barl_core.io.volume import read_volume, write_labels
-from barl_core.workspace.layout import Workspace, sanitize_case_name
+from barl_core.workspace.layout import Workspace
+from barl_core.workspace.session import Session, SessionJob
 
 from ._annotation import LabelsSync, layer_data_from_labels
 from ._layers import GEOMETRY_KEY, geometry_kwargs, volume_from_layer_attributes
 from ._minimap import UncertaintyMinimap, slice_profile
+from ._notify import guarded
+from ._notify import notify as _notify
 from ._progress import JobRunner
 from ._quality import QualityController
 from ._review_panel import ReviewPanel
@@ -59,35 +60,6 @@ PREDICTION_LAYER = "prediction"
 DISAGREEMENT_LAYER = "disagreement"
 
 
-def _notify(level: str, message: str) -> None:
-    from napari.utils import notifications
-
-    getattr(notifications, f"show_{level}")(message)
-
-
-def guarded(method):
-    """Run a Qt slot so that no exception escapes into the event loop.
-
-    A :class:`BarlError` is the user's to fix: its message is shown as is. Anything
-    else is a bug: it is logged with its traceback and reported briefly.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except BarlError as exc:
-            _notify("error", str(exc))
-        except MemoryError:
-            _notify("error", "out of memory: close other volumes or use a smaller patch size")
-        except Exception as exc:  # noqa: BLE001 (the GUI must survive its own bugs)
-            log.error("napari-barl: %s", traceback.format_exc())
-            _notify("error", f"napari-barl: unexpected {exc.__class__.__name__}: {exc}")
-        return None
-
-    return wrapper
-
-
 class BarlWidget(QWidget):
     """Main dock widget of napari-barl.
 
@@ -100,15 +72,12 @@ class BarlWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.workspace: Workspace | None = None
+        self.session: Session | None = None
         self.current_case: str | None = None
         self.sync: LabelsSync | None = None
         self._case_layers: list = []
         self._job_kind = ""
-        self._job_cases: list[str] = []
-        self._job_out: Path | None = None
-        self._job_info: dict = {}
-        self._eval_version: str | None = None
+        self._job: SessionJob | None = None
         self.runner = JobRunner(parent=self)
         self.runner.update.connect(self._on_job_update)
         self.runner.finished.connect(self._on_job_finished)
@@ -235,6 +204,11 @@ class BarlWidget(QWidget):
         )
         self.viewer.dims.events.current_step.connect(self._dims_changed)
 
+    @property
+    def workspace(self) -> Workspace | None:
+        """The open workspace (the session's), or None."""
+        return self.session.workspace if self.session is not None else None
+
     def _dims_changed(self, _event=None) -> None:
         if self.labels_layer is not None:
             try:
@@ -269,8 +243,7 @@ class BarlWidget(QWidget):
         """Open the workspace in ``folder``, creating it if needed."""
         self._close_case()
         folder = Path(folder)
-        is_ws = (folder / "workspace.json").exists() or (folder / "imagesTr").is_dir()
-        self.workspace = Workspace.open(folder) if is_ws else Workspace.create(folder, class_names)
+        self.session = Session.open(folder, class_names)
         self.ws_label.setText(f"workspace: {folder}")
         self._refresh_classes()
         self._refresh_cases()
@@ -281,16 +254,19 @@ class BarlWidget(QWidget):
         return self.workspace
 
     def _require_workspace(self) -> Workspace:
-        if self.workspace is None:
+        return self._require_session().workspace
+
+    def _require_session(self) -> Session:
+        if self.session is None:
             raise InputFileError("open or create a workspace folder first")
-        return self.workspace
+        return self.session
 
     @guarded
     def add_viewer_images(self) -> list[str]:
         """Add every Image layer of the viewer (not yet a case) to the workspace."""
         import napari
 
-        ws = self._require_workspace()
+        session = self._require_session()
         added = []
         for layer in list(self.viewer.layers):
             if not isinstance(layer, napari.layers.Image) or layer.metadata.get(CASE_KEY):
@@ -302,8 +278,7 @@ class BarlWidget(QWidget):
                 np.asarray(layer.data),
                 {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate},
             )
-            name = self._unique_name(sanitize_case_name(layer.name))
-            ws.add_volume(vol, name)
+            name = session.add_volume(vol, layer.name)
             layer.metadata[CASE_KEY] = name
             layer.metadata.setdefault(GEOMETRY_KEY, vol.geometry())
             added.append(name)
@@ -317,23 +292,12 @@ class BarlWidget(QWidget):
 
     def _adopt_class_names(self) -> None:
         """Take class names offered by a layer (the phantom's) while nothing is labelled."""
-        ws = self.workspace
-        if ws is None or any(ws.annotated_slices(c) for c in ws.cases):
+        if self.session is None:
             return
         for layer in self.viewer.layers:
-            names = layer.metadata.get("barl_class_names")
-            if names and list(names) != ws.class_names:
-                ws.set_class_names(list(names))
+            if self.session.adopt_class_names(layer.metadata.get("barl_class_names")):
                 self._refresh_classes()
                 return
-
-    def _unique_name(self, name: str) -> str:
-        existing = set(self.workspace.cases) if self.workspace else set()
-        out, i = name, 1
-        while out in existing:
-            i += 1
-            out = f"{name}_{i}"
-        return out
 
     def _choose_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -344,12 +308,7 @@ class BarlWidget(QWidget):
 
     @guarded
     def add_file(self, path: str | Path) -> str:
-        ws = self._require_workspace()
-        from barl_core.io.volume import strip_extension
-
-        name = ws.add_file(
-            path, self._unique_name(sanitize_case_name(strip_extension(Path(path).name)))
-        )
+        name = self._require_session().add_file(path)
         self._refresh_cases()
         if self.current_case is None:
             self.open_case(name)
@@ -561,48 +520,30 @@ class BarlWidget(QWidget):
     def accept_prediction_current_slice(self) -> None:
         if self.sync is None:
             raise InputFileError("open a case first")
-        pred = self.workspace.load_prediction(self.current_case)
-        if pred is None:
-            raise InputFileError("no prediction for this case yet: click Predict first")
         z = self.current_slice()
-        values = np.clip(pred[z], 0, self.workspace.num_classes - 1).astype(np.uint8)
-        version = self.workspace.current_version()
-        self.sync.set_slice(z, values, how="accepted", proposal=values,
-                            model_version=version.id if version else None)
-        self.workspace.tag_accepted(self.current_case, z)
+        values, proposal = self.session.proposal_values(self.current_case, z, None)
+        self.sync.set_slice(z, values, how="accepted", proposal=proposal,
+                            model_version=self.session.current_version_id())
+        self.session.record_accepted(self.current_case, z)
         self._on_saved(self.workspace.annotated_slices(self.current_case))
 
     # ================================================================== jobs
     @guarded
     def start_training(self, fine_tune: bool = False) -> None:
         """Train (or fine-tune the current model) in a child process."""
-        ws = self._require_workspace()
+        session = self._require_session()
         if self.runner.is_running():
             raise BarlError("a job is already running: wait for it or cancel it")
         self.save_now()
-        if not any(ws.annotated_slices(c) for c in ws.cases):
+        if not session.has_annotations():
             _notify(
                 "warning",
                 "nothing to learn from yet: paint at least one slice "
                 "(or mark one as all background) before training",
             )
             return
-        init_from = ws.current_model_path() if fine_tune else None
-        if fine_tune and (init_from is None or not init_from.exists()):
-            raise BarlError("no current model to fine-tune: train one first")
-        config = self.training.build_config(ws.class_names)
-        from barl_core.runtime.jobs import TrainJob
-
-        train_labels, snapshot = self.quality.prepare_training()
-        out_dir = ws.new_run_dir("finetune" if fine_tune else "run")
-        handle = TrainJob.start(config, ws.images_dir, train_labels, out_dir, init_from=init_from)
-        self._job_out = out_dir
-        self._job_info = dict(
-            snapshot,
-            config=config.to_dict(),
-            note=f"fine-tuned from {init_from.parent.name}" if init_from else "trained from scratch",
-        )
-        self._start_job(handle, "training")
+        config = self.training.build_config(session.class_names)
+        self._start_job(session.start_training(config, fine_tune=fine_tune))
 
     @guarded
     def start_prediction(self, all_cases: bool = False, cases: list[str] | None = None) -> None:
@@ -611,37 +552,24 @@ class BarlWidget(QWidget):
         Each prediction also keeps the branches' agreement confidence (for proposals) and
         is filed under the current model version (for comparisons and validation).
         """
-        ws = self._require_workspace()
+        session = self._require_session()
         if self.runner.is_running():
             raise BarlError("a job is already running: wait for it or cancel it")
-        model = ws.current_model_path()
-        if model is None or not model.exists():
-            raise BarlError("no trained model yet: train one first")
         if cases is None:
-            cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
+            cases = session.cases if all_cases else ([self.current_case] if self.current_case else [])
         if not cases:
             raise InputFileError("open a case first")
-        from barl_core.inference.agreement import AgreementPredictJob
+        self._start_job(session.start_prediction(cases))
 
-        out_dir = ws.predictions_dir / ".job"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in out_dir.iterdir():
-            if f.is_file():
-                f.unlink()
-        handle = AgreementPredictJob.start(model, [ws.image_path(c) for c in cases], out_dir)
-        self._job_cases, self._job_out = list(cases), out_dir
-        version = ws.current_version()
-        self._eval_version = version.id if version else None
-        self._start_job(handle, "prediction")
-
-    def _start_job(self, handle, kind: str) -> None:
-        self._job_kind = kind
+    def _start_job(self, job: SessionJob) -> None:
+        kind = job.kind
+        self._job, self._job_kind = job, kind
         if kind == "training":
             self.training.start_display("training")
         else:
             self.review.progress.setValue(0)
             self.review.status.setText("prediction: starting...")
-        self.runner.start(handle, kind)
+        self.runner.start(job.handle, kind)
         self._refresh_enabled()
 
     def cancel_job(self) -> None:
@@ -673,11 +601,11 @@ class BarlWidget(QWidget):
             elif upd.kind == "cancelled":
                 self._end_display(kind, f"{kind} cancelled", False)
                 if kind == "training":
-                    self._adopt_model(upd, cancelled=True)
+                    self._adopt_model(upd)
             elif kind == "training":
-                self._adopt_model(upd, cancelled=False)
+                self._adopt_model(upd)
                 self._end_display(kind, "training done", True)
-                cases = self.quality.evaluation_cases()
+                cases = self.session.evaluation_cases()
                 if self.training.predict_after.isChecked() and self.current_case:
                     cases = sorted(set(cases) | {self.current_case})
                 if cases:  # also scores the new version on the frozen validation slices
@@ -685,7 +613,7 @@ class BarlWidget(QWidget):
                     self.start_prediction(False, cases=cases)
                     return
             else:
-                self._collect_predictions()
+                self._collect_predictions(upd)
                 self._end_display(kind, "prediction done", True)
         finally:
             self._refresh_enabled()
@@ -698,54 +626,25 @@ class BarlWidget(QWidget):
                 self.review.progress.setValue(100)
             self.review.status.setText(text)
 
-    def _adopt_model(self, upd, cancelled: bool) -> None:
-        path = Path(upd.result_path) if getattr(upd, "result_path", None) else None
-        if path is not None and path.is_dir():
-            path = path / "model.pt"
-        if path is None or not path.exists():
-            cands = (
-                sorted(self._job_out.rglob("*.pt"), key=lambda p: p.stat().st_mtime)
-                if self._job_out
-                else []
-            )
-            path = cands[-1] if cands else None
-        if path is None:
-            if not cancelled:
-                raise BarlError("training finished but wrote no model file")
+    def _adopt_model(self, upd) -> None:
+        """File the run's model as the next version (the session does it) and say so."""
+        version = self.session.finish(self._job, upd)
+        if version is None:
             return
-        info = dict(self._job_info)
-        if cancelled:
-            info["note"] = info.get("note", "") + " (cancelled: last checkpoint)"
-        self.workspace.add_version(path, **info)
         self.quality.refresh_versions()
+        cancelled = upd.kind == "cancelled"
         _notify(
             "info",
-            f"model ready: {path.name}"
+            f"model ready: {version.id} ({Path(version.path).name})"
             + (" (last checkpoint of a cancelled run)" if cancelled else ""),
         )
 
-    def _collect_predictions(self) -> None:
-        ws, out = self.workspace, self._job_out
-        for case in self._job_cases:
-            lab_path = _find_output(out, case, ("", "_pred", "_prediction", "_labels", "_seg"))
-            dis_path = _find_output(out, case, ("_disagreement", "_dis"))
-            if lab_path is None:
-                _notify("warning", f"no prediction was written for case {case!r}")
-                continue
-            dis = read_volume(dis_path).array if dis_path is not None else None
-            conf_path = out / f"{case}_confidence.npz"
-            conf = None
-            if conf_path.exists():
-                from barl_core.inference.agreement import load_confidence
-
-                conf = load_confidence(conf_path)
-            vid = self._eval_version
-            score = ws.set_prediction(case, read_volume(lab_path).array, dis, confidence=conf,
-                                      version=vid)
-            if vid is not None:
-                ws.versions.set_disagreement(vid, case, score)
-        if self._eval_version is not None:
-            self.quality.evaluate_version(self._eval_version)
+    def _collect_predictions(self, upd) -> None:
+        """File the job's predictions (the session does it) and show them."""
+        outcome = self.session.finish(self._job, upd)
+        for case in outcome.missing:
+            _notify("warning", f"no prediction was written for case {case!r}")
+        self.quality.refresh_versions()
         self._refresh_cases()
         self._show_prediction()
 
@@ -805,22 +704,13 @@ class BarlWidget(QWidget):
         self.quality.refresh_proposals()
 
     def _slice_suggestions(self) -> list:
-        from barl_core.active.suggest import suggest_slices
-
-        ws, case = self.workspace, self.current_case
-        dis = ws.load_disagreement(case) if ws and case else None
-        if dis is None:
+        if self.session is None or self.current_case is None:
             return []
-        return list(suggest_slices(dis, ws.load_labels(case), axis=0, top_k=5, min_gap=2))
+        return self.session.suggest_slices(self.current_case, top_k=5, min_gap=2)
 
     def _update_suggestions(self) -> None:
-        from barl_core.active.suggest import suggest_cases
-
         slices = self._slice_suggestions()
-        scores = self.workspace.disagreement_scores()
-        ws = self.workspace
-        n_annotated = {c: len(ws.annotated_slices(c)) for c in scores}
-        cases = list(suggest_cases(scores, n_annotated, top_k=5)) if len(scores) > 1 else []
+        cases = self.session.suggest_cases(top_k=5)
         self.review.set_suggestions(self.current_case, slices, cases)
         score = self.workspace.record(self.current_case).disagreement_score
         self.review.status.setText(
@@ -840,20 +730,13 @@ class BarlWidget(QWidget):
         self, folder: str | Path, what: str = "labels", all_cases: bool = False
     ) -> list[Path]:
         """Write labels (255 = not annotated) or predictions as NIfTI on the source grid."""
-        ws = self._require_workspace()
+        session = self._require_session()
         self.save_now()
-        cases = ws.cases if all_cases else ([self.current_case] if self.current_case else [])
+        cases = session.cases if all_cases else ([self.current_case] if self.current_case else [])
         folder = Path(folder)
-        written = []
-        for case in cases:
-            if what == "labels":
-                data = ws.load_labels(case)
-            else:
-                data = ws.load_prediction(case)
-                if data is None:
-                    _notify("warning", f"case {case!r} has no prediction: skipped")
-                    continue
-            written.append(write_labels(data, ws.reference(case), folder / f"{case}_{what}.nii.gz"))
+        written, skipped = session.export(folder, what, cases)
+        for case in skipped:
+            _notify("warning", f"case {case!r} has no prediction: skipped")
         if written:
             _notify("info", f"exported {len(written)} file(s) to {folder}")
         return written
@@ -876,16 +759,3 @@ class BarlWidget(QWidget):
             self.sync.flush()
         super().hideEvent(event)
 
-
-def _find_output(folder: Path | None, case: str, suffixes: tuple[str, ...]) -> Path | None:
-    if folder is None:
-        return None
-    for suffix in suffixes:
-        for ext in (".nii.gz", ".nii", ".nrrd", ".mha"):
-            for cand in (
-                folder / f"{case}{suffix}{ext}",
-                folder / case / f"{suffix.lstrip('_') or 'labels'}{ext}",
-            ):
-                if cand.exists():
-                    return cand
-    return None

@@ -39,6 +39,7 @@ __all__ = [
     "predict_agreement_files",
     "AgreementPredictJob",
     "CONFIDENCE_SUFFIX",
+    "output_paths",
     "save_confidence",
     "load_confidence",
 ]
@@ -149,6 +150,22 @@ def load_confidence(path: str | os.PathLike) -> np.ndarray:
         return data["confidence"]
 
 
+def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path, Path]:
+    """Where :func:`predict_agreement_files` writes case ``name``: labels, disagreement, confidence.
+
+    The one naming rule for these files, so that whoever reads them (the session) never
+    guesses names.
+    """
+    from barl_core.inference.predict import DISAGREEMENT_SUFFIX
+
+    out = Path(out_dir)
+    return (
+        out / f"{name}.nii.gz",
+        out / f"{name}{DISAGREEMENT_SUFFIX}.nii.gz",
+        out / f"{name}{CONFIDENCE_SUFFIX}",
+    )
+
+
 def predict_agreement_files(
     model_path: str | os.PathLike,
     image_paths: Sequence[str | os.PathLike],
@@ -174,11 +191,10 @@ def predict_agreement_files(
                 report(_i, n, f"{_name}: window {done}/{total}")
 
         res = predict_with_agreement(model, vol, progress=step, cancel=cancel)
-        write_labels(res.labels, vol, out / f"{name}.nii.gz")
-        write_volume(
-            vol.with_array(res.disagreement.astype(np.float32)), out / f"{name}_disagreement.nii.gz"
-        )
-        save_confidence(out / f"{name}{CONFIDENCE_SUFFIX}", res.confidence)
+        lab_path, dis_path, conf_path = output_paths(out, name)
+        write_labels(res.labels, vol, lab_path)
+        write_volume(vol.with_array(res.disagreement.astype(np.float32)), dis_path)
+        save_confidence(conf_path, res.confidence)
         names.append(name)
         if report is not None:
             report(i + 1, n, f"{name}: done")

@@ -53,6 +53,7 @@ __all__ = [
     "WORKSPACE_FILE",
     "validate_case_name",
     "sanitize_case_name",
+    "check_slice",
 ]
 
 IGNORE_INDEX = 255
@@ -400,7 +401,7 @@ class Workspace:
         The undo survives restarts: every version lives in ``history/``.
         """
         labels = self.load_labels(name)
-        z = _check_slice(z, labels.shape[0])
+        z = check_slice(z, labels.shape[0])
         labels[z] = self.provenance.load_version(name, z, version)
         proposal = self.provenance.load_proposal(name, z, version)
         rec = self.record(name)
@@ -432,7 +433,7 @@ class Workspace:
         on that slice are dropped, by intent: the slice no longer counts as labelled).
         """
         labels = self.load_labels(name)
-        z = _check_slice(z, labels.shape[0])
+        z = check_slice(z, labels.shape[0])
         sl = labels[z]
         if annotated:
             sl[sl == IGNORE_INDEX] = 0
@@ -513,18 +514,6 @@ class Workspace:
     def load_version_prediction(self, version: str, name: str) -> np.ndarray | None:
         p = self.version_prediction_path(version, name)
         return read_volume(p).array if p.exists() else None
-
-    def accept_prediction_on_slice(self, name: str, z: int) -> list[int]:
-        """Copy the prediction's slice ``z`` into the labels (it becomes annotated)."""
-        pred = self.load_prediction(name)
-        if pred is None:
-            raise InputFileError(f"case {name!r} has no prediction yet: predict first")
-        labels = self.load_labels(name)
-        z = _check_slice(z, labels.shape[0])
-        labels[z] = np.clip(pred[z], 0, self.num_classes - 1).astype(np.uint8)
-        slices = self.save_labels(name, labels, how={z: "accepted"}, proposals={z: labels[z]})
-        self.tag_accepted(name, z)
-        return slices
 
     def tag_accepted(self, name: str, z: int) -> None:
         """Remember that annotated slice ``z`` came from the model's proposal."""
@@ -654,7 +643,8 @@ def _annotated(labels: np.ndarray) -> list[int]:
     return [int(z) for z in np.flatnonzero((flat != IGNORE_INDEX).any(axis=1))]
 
 
-def _check_slice(z: int, n: int) -> int:
+def check_slice(z: int, n: int) -> int:
+    """Return ``z`` as an int if it is a slice index of a volume of ``n`` slices, else raise."""
     z = int(z)
     if not 0 <= z < n:
         raise InputFileError(f"slice {z} is outside the volume (0..{n - 1})")

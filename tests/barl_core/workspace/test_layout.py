@@ -10,6 +10,7 @@ import pytest
 from barl_core.errors import BarlError, GeometryMismatchError, LabelValueError
 from barl_core.io.volume import Volume, read_volume
 from barl_core.workspace.layout import IGNORE_INDEX, Workspace, sanitize_case_name
+from barl_core.workspace.session import Session
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_mark_and_unmark(ws):
 
 def test_prediction_accept_and_scores(ws):
     with pytest.raises(BarlError):
-        ws.accept_prediction_on_slice("case_a", 0)
+        Session(ws).accept_proposal("case_a", 0)
     pred = np.zeros((8, 12, 10), np.uint8)
     pred[4, 2:5, 2:5] = 1
     dis = np.zeros((8, 12, 10), np.float32)
@@ -97,7 +98,7 @@ def test_prediction_accept_and_scores(ws):
     assert score == pytest.approx(0.5 / 5)  # mean of the 5 most uncertain unannotated slices
     assert ws.case_state("case_a") == "predicted"
     assert ws.disagreement_scores() == {"case_a": pytest.approx(0.1)}
-    assert ws.accept_prediction_on_slice("case_a", 4) == [4]
+    assert Session(ws).accept_proposal("case_a", 4) == [4]  # no threshold: the prediction
     np.testing.assert_array_equal(ws.load_labels("case_a")[4], pred[4])
     reopened = Workspace.open(ws.folder)
     assert reopened.case_state("case_a") == "predicted"
