@@ -156,7 +156,7 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path, Pat
     The one naming rule for these files, so that whoever reads them (the session) never
     guesses names.
     """
-    from barl_core.inference.predict import DISAGREEMENT_SUFFIX
+    from barl_core.inference.export import DISAGREEMENT_SUFFIX
 
     out = Path(out_dir)
     return (
