@@ -40,9 +40,12 @@ from benchmarks.common import BenchCase  # noqa: E402
 
 __all__ = ["STRATEGIES", "select_slices", "slices_to_reach", "summarise", "render_table", "main", "parse_args"]
 
-STRATEGIES = ("disagreement", "entropy", "random")
-DEFAULT_ITERATIONS = 250
-DEFAULT_FINETUNE = 60
+STRATEGIES = ("random", "entropy", "disagreement", "focused")
+DEFAULT_ITERATIONS = 400
+DEFAULT_FINETUNE = 30
+DEFAULT_ROUNDS = 6
+DEFAULT_N_TEST = 20
+DEFAULT_SEEDS = "0,1,2"
 DEFAULT_PATCH = (24, 32, 24)
 DEFAULT_BASE = 8
 
@@ -73,6 +76,8 @@ def select_slices(
     from barl_core.inference.predict import load_model, predict_volume
 
     model = load_model(model_path, device=device)
+    if strategy == "focused":
+        return _select_focused(model, cases, annotated, k=k)
     candidates: list[tuple[float, str, int]] = []
     for i, (name, case) in enumerate(sorted(cases.items())):
         pred = predict_volume(model, case.image, return_probabilities=(strategy == "entropy"))
@@ -92,6 +97,26 @@ def select_slices(
             candidates.append((float(s.score), name, int(s.index)))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     return [(name, idx, score) for score, name, idx in candidates[:k]]
+
+
+def _select_focused(model, cases: dict[str, BenchCase], annotated: dict[str, set[int]], *,
+                    k: int) -> list[tuple[str, int, float]]:
+    """The product's default ranking (:func:`barl_core.active.ranking.rank_slices`) over all
+    cases at once: it needs every case's probabilities, disagreement and annotated slices
+    together, because its coverage rules (z-gap, case spread, class balance) span cases."""
+    from barl_core.active.ranking import CaseInputs, rank_slices
+    from barl_core.inference.predict import predict_volume
+
+    inputs = []
+    for name, case in sorted(cases.items()):
+        pred = predict_volume(model, case.image)
+        inputs.append(CaseInputs(name, pred.disagreement, pred.labels,
+                                 common.sparsify(case.truth, annotated[name])))
+    picks = rank_slices(inputs, top_k=k, num_classes=len(model.class_names), class_names=model.class_names)
+    for s in picks:
+        if s.index in annotated[s.case]:
+            raise AssertionError(f"rank_slices re-picked annotated slice {s.index} of {s.case}")
+    return [(s.case, s.index, s.score) for s in picks]
 
 
 def _strategy_kwargs(strategy: str, pred, seed: int) -> dict:
@@ -182,6 +207,55 @@ def pick_stats(runs: dict, truth: dict[str, np.ndarray]) -> dict:
     return out
 
 
+#: A curve counts as flat from the first round whose Dice is within this of the curve's best.
+FLAT_WITHIN = 0.02
+
+
+def advice_along_curves(runs: dict, cfg=None) -> dict:
+    """Where :func:`barl_core.workspace.advice.advise` says "stop" (export) along each run's
+    learning curve, against where the curve flattens.
+
+    The advice is asked after every round with the curve so far (test-set Dice standing in for
+    the frozen-validation Dice the app uses; every new slice already trained on). The curve
+    *flattens* at the first round whose Dice is within :data:`FLAT_WITHIN` of the run's best.
+    """
+    from barl_core.workspace.advice import advise
+
+    out: dict = {}
+    for key, run in runs.items():
+        curve = [(p["n_slices"], p["mean_fg_dice"]) for p in run["curve"] if p["mean_fg_dice"] is not None]
+        if not curve:
+            continue
+        best = max(d for _, d in curve)
+        flat = next(i for i, (_, d) in enumerate(curve) if d >= best - FLAT_WITHIN)
+        actions = [advise(curve[: i + 1], n_annotated=curve[i][0], has_model=True, cfg=cfg).action
+                   for i in range(len(curve))]
+        stop = next((i for i, a in enumerate(actions) if a == "export"), None)
+        out[key] = {"strategy": run["strategy"], "flat_round": flat, "stop_round": stop, "actions": actions,
+                    "best_dice": best}
+    return out
+
+
+def render_advice(advice: dict) -> str:
+    rows = []
+    for key, v in sorted(advice.items()):
+        rows.append([key, str(v["flat_round"]), "never" if v["stop_round"] is None else str(v["stop_round"]),
+                     f"{v['best_dice']:.3f}", " ".join(a.replace("label-more", "more") for a in v["actions"])])
+    return ("### \"Label more or stop?\" along the curves\n\n" + common.markdown_table(
+        ["run", f"flat from round (within {FLAT_WITHIN} of best)", "advice says stop at round", "best Dice",
+         "advice per round"], rows))
+
+
+def render_per_seed(runs: dict) -> str:
+    """Every run's curve: test Dice per round (one row per strategy and seed)."""
+    rounds = sorted({p["round"] for r in runs.values() for p in r["curve"]})
+    rows = []
+    for key in sorted(runs, key=lambda k: (runs[k]["strategy"], runs[k]["seed"])):
+        by_round = {p["round"]: p["mean_fg_dice"] for p in runs[key]["curve"]}
+        rows.append([key] + ["n/a" if by_round.get(r) is None else f"{by_round[r]:.3f}" for r in rounds])
+    return "### Per seed (test Dice by round)\n\n" + common.markdown_table(["run"] + [f"r{r}" for r in rounds], rows)
+
+
 def render_picks(picks: dict) -> str:
     rows = [[s, str(v["picked"]), str(v["with_foreground"]), str(v["outside_object"]),
              "n/a" if v["median_foreground_voxels"] is None else f"{v['median_foreground_voxels']:.0f}"]
@@ -268,7 +342,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     common.add_dataset_arguments(p)
     p.add_argument("--cases", type=int, default=8, help="pool cases that get annotated slices (default 8)")
     p.add_argument("--k", type=int, default=4, help="slices revealed per round (default 4)")
-    p.add_argument("--rounds", type=int, default=5, help="selection rounds after the start (default 5)")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"selection rounds after the start (default {DEFAULT_ROUNDS})")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"subset of {','.join(STRATEGIES)}")
     p.add_argument("--method", default="barl", help="training method (needs two branches for disagreement)")
     p.add_argument("--iterations", type=int, default=None, help=f"round-0 training (default {DEFAULT_ITERATIONS})")
@@ -277,6 +352,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     common.add_model_arguments(p)
     common.add_device_arguments(p)
     common.add_output_arguments(p, "active_learning", resume_help="keep (strategy, seed) runs already in --out")
+    p.add_argument("--round0-seed", type=int, default=0,
+                   help="seed of the one round-0 model every seed and strategy starts from (default 0); "
+                   "with --work-dir it is kept there and reused by later sessions")
+    p.set_defaults(n_test=DEFAULT_N_TEST, seeds=DEFAULT_SEEDS)
     args = p.parse_args(argv)
     if args.smoke:
         args.iterations = args.iterations or 2
@@ -307,6 +386,40 @@ def _point(rnd: int, annotated: dict[str, set[int]], ev: dict, class_names, extr
             "mean_fg_dice": float(np.mean(fg)) if fg else None, "metrics": ev["mean"], **extra}
 
 
+def _round0(args, ds, pool_cases, test_cases, start, work: Path, store) -> tuple[Path, dict]:
+    """The one round-0 model all seeds and strategies start from, and its test point.
+
+    One shared model (seed ``--round0-seed``) instead of one per seed: round 0 costs as much as
+    ~13 fine-tuning rounds on the CPU, and every strategy must start from the same model anyway;
+    the seeds vary the fine-tuning and the random draws. With ``--work-dir`` the model and its
+    point are kept as ``round0_<settings>.pt/.json`` and reused when the settings match.
+    """
+    import json
+    import shutil
+
+    tag = (f"round0_s{args.round0_seed}_it{args.iterations}_p{'x'.join(map(str, args.patch))}"
+           f"_b{args.base_channels}_{args.method}_n{args.n_test}")
+    cache = Path(args.work_dir) / tag if args.work_dir else None
+    if cache is not None and cache.with_suffix(".pt").is_file() and cache.with_suffix(".json").is_file():
+        p0 = json.loads(cache.with_suffix(".json").read_text())
+        print(f"[active_learning] round 0 reused from {cache}.pt: Dice {p0['mean_fg_dice']:.3f}")
+    else:
+        labels0 = {n: common.sparsify(ds.cases[n].truth, start[n]) for n in sorted(start)}
+        model0, t0 = _train(args, args.iterations, args.round0_seed, ds.class_names, pool_cases, labels0,
+                            work, "r0")
+        ev0 = common.evaluate_model(model0, test_cases, num_classes=len(ds.class_names),
+                                    class_names=ds.class_names, device=args.device)
+        p0 = _point(0, start, ev0, ds.class_names, {"train_seconds": round(t0, 2), "picked": []})
+        print(f"[active_learning] round 0: {p0['n_slices']} slices, Dice {p0['mean_fg_dice']:.3f}")
+        if cache is None:
+            store.set("round0", p0)
+            return model0, p0
+        shutil.copyfile(model0, cache.with_suffix(".pt"))
+        cache.with_suffix(".json").write_text(json.dumps(p0))
+    store.set("round0", p0)
+    return cache.with_suffix(".pt"), p0
+
+
 def run(args: argparse.Namespace) -> dict:
     common.set_threads(args.threads)
     from benchmarks.label_efficiency import load_msd
@@ -327,33 +440,29 @@ def run(args: argparse.Namespace) -> dict:
     config = {
         "dataset": ds.name, "data": str(args.data), "cases": al_cases, "k": args.k, "rounds": args.rounds,
         "strategies": strategies, "method": args.method, "seeds": seeds, "iterations": args.iterations,
-        "finetune_iterations": args.finetune_iterations, "patch_zyx": list(args.patch),
+        "finetune_iterations": args.finetune_iterations, "round0_seed": args.round0_seed, "patch_zyx": list(args.patch),
         "base_channels": args.base_channels, "device": args.device, "class_names": list(ds.class_names),
         "start_slices": {n: sorted(v) for n, v in start.items()},
     }
     store = common.ResultsStore.open(
         args.out, "active_learning", resume=args.resume, config=config,
-        must_match=("dataset", "cases", "k", "rounds", "method", "iterations", "finetune_iterations",
+        must_match=("dataset", "cases", "k", "rounds", "method", "iterations", "finetune_iterations", "round0_seed",
                     "patch_zyx", "base_channels", "start_slices"))
     store.set("split", {"seed": common.SPLIT_SEED, "test": ds.test, "pool": ds.pool})
-    n_train = len(seeds) * (1 + len(strategies) * args.rounds)
+    n_tune = len(seeds) * len(strategies) * args.rounds
     print(f"[active_learning] {len(al_cases)} cases, K={args.k}, {args.rounds} rounds, strategies "
-          f"{strategies}, seeds {seeds}: {n_train} trainings "
-          f"({len(seeds)} x {args.iterations} + {n_train - len(seeds)} x {args.finetune_iterations} iterations)")
+          f"{strategies}, seeds {seeds}: 1 x {args.iterations} iterations (shared round 0) + "
+          f"{n_tune} x {args.finetune_iterations} fine-tuning iterations, {len(test_cases)} test cases")
     t_start = time.perf_counter()
     with common.temp_work_dir("barl_al_", args.work_dir) as tmp:
         work = Path(tmp)
+        model0 = p0 = None
         for seed in seeds:
             todo = [s for s in strategies if not (args.resume and store.has(f"{s}/seed{seed}"))]
             if not todo:
                 continue
-            labels0 = {n: common.sparsify(ds.cases[n].truth, start[n]) for n in al_cases}
-            model0, t0 = _train(args, args.iterations, seed, ds.class_names, pool_cases, labels0, work,
-                                f"s{seed}_r0")
-            ev0 = common.evaluate_model(model0, test_cases, num_classes=len(ds.class_names),
-                                        class_names=ds.class_names, device=args.device)
-            p0 = _point(0, start, ev0, ds.class_names, {"train_seconds": round(t0, 2), "picked": []})
-            print(f"[active_learning] seed {seed} round 0: {p0['n_slices']} slices, Dice {p0['mean_fg_dice']:.3f}")
+            if model0 is None:
+                model0, p0 = _round0(args, ds, pool_cases, test_cases, start, work, store)
             for strategy in todo:
                 annotated = {n: set(v) for n, v in start.items()}
                 curve, model = [p0], model0
@@ -378,12 +487,15 @@ def run(args: argparse.Namespace) -> dict:
                                                           "annotated": {n: sorted(v) for n, v in annotated.items()}})
     summary = summarise(store.runs, strategies)
     summary["picks"] = pick_stats(store.runs, {n: ds.cases[n].truth for n in al_cases})
+    summary["advice"] = advice_along_curves(store.runs)
     store.set("summary", summary)
     store.save(finished=True)
     print()
     print(render_table(summary))
     print()
     print(render_picks(summary["picks"]))
+    print()
+    print(render_advice(summary["advice"]))
     print()
     print(answer_text(summary))
     print(f"\n[active_learning] results in {args.out}; this session took "

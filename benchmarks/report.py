@@ -68,12 +68,21 @@ def render_section(name: str, data: dict) -> str:
                  + f". HD95 and ASD in {units}; mean ± sd over seeds of the test-set mean.")
         return body + extra
     if name == "active_learning":
-        from benchmarks.active_learning import answer_text, render_picks, render_table, summarise
+        from benchmarks.active_learning import (
+            answer_text,
+            render_advice,
+            render_per_seed,
+            render_picks,
+            render_table,
+            summarise,
+        )
 
         strategies = data.get("config", {}).get("strategies") or ["disagreement", "entropy", "random"]
         summary = data.get("summary") or summarise(data.get("runs", {}), strategies)
         picks = "\n\n" + render_picks(summary["picks"]) if summary.get("picks") else ""
-        return render_table(summary) + "\n\n" + answer_text(summary) + picks
+        seeds = "\n\n" + render_per_seed(data["runs"]) if data.get("runs") and "advice" in summary else ""
+        advice = "\n\n" + render_advice(summary["advice"]) if summary.get("advice") else ""
+        return render_table(summary) + "\n\n" + answer_text(summary) + picks + seeds + advice
     if name == "speed":
         from benchmarks.speed import render_table
 

@@ -11,7 +11,12 @@ volume, and per-case scores into a ranked list of cases:
 - a diversity rule (non-maximum suppression) keeps suggestions at least ``min_gap`` slices
   apart, so the top five are not five neighbours showing the same anatomy;
 - ``entropy`` (normalised entropy of the mean softmax) and ``random`` (a seeded permutation)
-  are the baselines the benchmarks compare against.
+  are the baselines the benchmarks compare against;
+- ``focused`` (the product's default, :data:`DEFAULT_STRATEGY`) delegates to
+  :func:`barl_core.active.ranking.rank_slices`: disagreement on and near each predicted
+  structure, class balance and coverage along z, with a one-line reason per pick. It needs the
+  predicted class map (``predicted=``). For several cases at once, and for case ranking, call
+  :mod:`barl_core.active.ranking` directly.
 
 Example
 -------
@@ -31,6 +36,8 @@ from barl_core.errors import InvalidVolumeError
 
 __all__ = [
     "STRATEGIES",
+    "STRATEGY_HELP",
+    "DEFAULT_STRATEGY",
     "SliceSuggestion",
     "CaseSuggestion",
     "slice_scores",
@@ -40,18 +47,34 @@ __all__ = [
     "suggest_cases",
 ]
 
-STRATEGIES = ("disagreement", "entropy", "random")
+STRATEGIES = ("focused", "disagreement", "entropy", "random")
+#: What each strategy does, in one line (``barl suggest --help`` lists them).
+STRATEGY_HELP = {
+    "focused": "disagreement on and near each predicted structure (every class), rare classes "
+    "weighted up, spread along z and across cases; one-line reason per pick",
+    "disagreement": "highest branch disagreement over the whole slice (top 10% of its voxels)",
+    "entropy": "highest entropy of the branches' mean prediction",
+    "random": "seeded random slices (the baseline)",
+}
+#: The strategy the CLI and the app use unless told otherwise (see docs/benchmarks.md section 2).
+DEFAULT_STRATEGY = "focused"
 #: Fraction of a slice's voxels averaged by ``reduce="top"``.
 TOP_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class SliceSuggestion:
-    """A slice to annotate: its index along ``axis`` and its score (higher = annotate sooner)."""
+    """A slice to annotate: its index along ``axis`` and its score (higher = annotate sooner).
+
+    ``reason`` (one line) and ``uncertainty`` (the per-slice quantity of
+    :func:`barl_core.active.focus.focus_profile`) are filled by the ``focused`` strategy.
+    """
 
     index: int
     score: float
     axis: int = 0
+    reason: str = ""
+    uncertainty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +169,9 @@ def suggest_slices(
     probabilities: np.ndarray | None = None,
     reduce: str = "top",
     region: np.ndarray | None = None,
+    predicted: np.ndarray | None = None,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | list[str] | None = None,
 ) -> list[SliceSuggestion]:
     """Rank the unannotated slices of one volume, best first.
 
@@ -165,14 +191,17 @@ def suggest_slices(
     min_gap : int
         Two suggestions are at least this many slices apart (``|i - j| >= min_gap``); 0 or 1
         switch the diversity rule off.
-    strategy : {"disagreement", "entropy", "random"}
-        ``entropy`` scores with the normalised entropy of ``probabilities`` (mean softmax,
+    strategy : {"focused", "disagreement", "entropy", "random"}
+        ``focused`` needs ``predicted`` (see :func:`barl_core.active.ranking.rank_slices`;
+        ``min_gap`` is its no-pick distance, ``reduce``/``region`` do not apply). ``entropy`` scores with the normalised entropy of ``probabilities`` (mean softmax,
         ``[C, z, y, x]``) when given; ``random`` draws a seeded permutation (scores are
         uniform draws, so they remain comparable across cases).
     rng : numpy.random.Generator or int, optional
         Seed or generator for ``random`` (default seed 0: reproducible).
     reduce, region
         See :func:`slice_scores`.
+    predicted, num_classes, class_names
+        The predicted class map and class names (``focused`` only).
 
     Returns
     -------
@@ -183,6 +212,10 @@ def suggest_slices(
         raise InvalidVolumeError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if top_k < 0 or min_gap < 0:
         raise InvalidVolumeError("top_k and min_gap must be >= 0")
+    if strategy == "focused":
+        return _suggest_focused(disagreement_or_uncertainty, labels, predicted, axis=axis, top_k=top_k,
+                                min_gap=min_gap, ignore_index=ignore_index, num_classes=num_classes,
+                                class_names=class_names)
     if strategy == "entropy" and probabilities is not None:
         volume = _entropy_map(probabilities)
     elif disagreement_or_uncertainty is not None:
@@ -214,6 +247,19 @@ def suggest_slices(
             continue
         picked.append(SliceSuggestion(int(i), float(scores[i]), ax))
     return picked
+
+
+def _suggest_focused(disagreement, labels, predicted, *, axis, top_k, min_gap, ignore_index, num_classes,
+                     class_names) -> list[SliceSuggestion]:
+    from barl_core.active.ranking import CaseInputs, RankingConfig, rank_slices
+
+    if disagreement is None or predicted is None:
+        raise InvalidVolumeError("the 'focused' strategy needs the disagreement map and the predicted class map")
+    picks = rank_slices([CaseInputs("case", np.asarray(disagreement), np.asarray(predicted), labels)],
+                        top_k=top_k, config=RankingConfig(min_gap=min_gap), num_classes=num_classes,
+                        class_names=class_names, axis=_check_axis(axis, np.ndim(disagreement)),
+                        ignore_index=ignore_index)
+    return [SliceSuggestion(p.index, p.score, p.axis, p.reason, p.uncertainty) for p in picks]
 
 
 def case_score(

@@ -20,21 +20,28 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from barl_core.active.suggest import STRATEGIES
+    from barl_core.active.suggest import DEFAULT_STRATEGY, STRATEGIES, STRATEGY_HELP
 
     p = subparsers.add_parser(
         "suggest",
         help="rank cases and slices to annotate next",
         description="Predict each case, then rank cases and their unannotated slices by where the "
         "two branches disagree (or by entropy, or at random, as baselines).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="strategies:\n" + "\n".join(
+            f"  {name:<13} {STRATEGY_HELP[name]}" + (" (default)" if name == DEFAULT_STRATEGY else "")
+            for name in STRATEGIES
+        ),
     )
     p.add_argument("--model", required=True, type=Path, metavar="CKPT", help="model file (model.pt)")
     p.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder of volumes")
     p.add_argument("--labels", type=Path, metavar="DIR", help="sparse label maps (255 = not annotated); default: sibling labelsTr")
     p.add_argument("--top", type=int, default=5, metavar="K", help="slices suggested per case (default 5); every case is ranked")
-    p.add_argument("--strategy", choices=STRATEGIES, default="disagreement", help="ranking (default disagreement)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                   help=f"ranking: {', '.join(STRATEGIES)} (default {DEFAULT_STRATEGY}; see below)")
     p.add_argument("--axis", type=int, default=0, choices=(0, 1, 2), help="slicing axis of the (z, y, x) array (default 0, axial)")
-    p.add_argument("--min-gap", type=int, default=2, help="minimum distance between suggested slices (default 2)")
+    p.add_argument("--min-gap", type=int, default=2,
+                   help="minimum distance between suggested slices (default 2; focused: also from annotated slices)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the ranking as JSON")
@@ -58,6 +65,8 @@ def _find_labels(folder: Path | None, name: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from barl_core.active.focus import PROFILE_LABEL, focus_profile
+    from barl_core.active.ranking import CaseInputs, RankingConfig, rank_cases
     from barl_core.active.suggest import case_score, slice_scores, suggest_cases, suggest_slices
     from barl_core.inference.predict import load_model, predict_volume
 
@@ -82,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         score_map = (pred.entropy if entropy else pred.disagreement).astype(np.float32)
         picks = suggest_slices(
             score_map, labels, axis=args.axis, top_k=args.top, min_gap=args.min_gap,
-            strategy=args.strategy, rng=rng,
+            strategy=args.strategy, rng=rng, predicted=pred.labels,
+            num_classes=len(model.class_names) or None, class_names=model.class_names,
         )
         done = (
             int((labels != 255).any(axis=tuple(a for a in range(3) if a != args.axis)).sum())
@@ -90,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.strategy == "random":
             scores[name] = float(rng.random())
+        elif args.strategy == "focused":
+            focused = rank_cases([CaseInputs(name, score_map, pred.labels, labels)], config=RankingConfig(
+                min_gap=args.min_gap), num_classes=len(model.class_names) or None,
+                class_names=model.class_names, axis=args.axis)
+            scores[name] = focused[0].score
         else:
             scores[name] = case_score(score_map, labels, axis=args.axis)
         n_annotated[name] = done
@@ -99,8 +114,13 @@ def run(args: argparse.Namespace) -> int:
             "annotated_slices": done,
             "mean_disagreement": float(np.mean(pred.disagreement, dtype=np.float64)),
             "case_score": scores[name],
-            "slice_profile": [round(float(v), 5) for v in slice_scores(score_map, args.axis)],
-            "suggestions": [{"index": s.index, "score": s.score} for s in picks],
+            "slice_profile": [round(float(v), 5) for v in (
+                focus_profile(score_map, pred.labels, labels, num_classes=max(2, len(model.class_names)),
+                              axis=args.axis)
+                if args.strategy == "focused" else slice_scores(score_map, args.axis))],
+            "slice_profile_label": PROFILE_LABEL if args.strategy == "focused" else "top-10% disagreement per slice",
+            "suggestions": [{"index": s.index, "score": s.score, "uncertainty": s.uncertainty, "reason": s.reason}
+                            for s in picks],
         }
     ranked = suggest_cases(scores, n_annotated, top_k=len(scores))
     width = max(len(n) for n in per_case) if per_case else 4
@@ -108,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     for i, c in enumerate(ranked, start=1):
         slices = ", ".join(f"{s['index']} ({s['score']:.3f})" for s in per_case[c.name]["suggestions"]) or "-"
         print(f"{i:>4}  {c.name:<{width}}  {c.score:7.4f}  {c.n_annotated:>8}  {slices}")
+        for s in per_case[c.name]["suggestions"]:
+            if s["reason"]:
+                print(f"{'':>4}  {'':<{width}}  slice {s['index']}: {s['reason']}")
     if args.json is not None:
         doc = {
             "model": str(args.model),

@@ -238,10 +238,10 @@ def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
 
     out = tmp_path / "al.json"
     al.main(["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--cases", "2", "--k", "2",
-             "--rounds", "2", "--strategies", "disagreement,random", "--seeds", "0",
+             "--rounds", "2", "--strategies", "focused,disagreement,random", "--seeds", "0",
              "--out", str(out), "--plot", str(tmp_path / "al.png")])
     data = json.loads(out.read_text())
-    assert set(data["runs"]) == {"disagreement/seed0", "random/seed0"}
+    assert set(data["runs"]) == {"focused/seed0", "disagreement/seed0", "random/seed0"}
     for run in data["runs"].values():
         curve = run["curve"]
         assert [p["n_slices"] for p in curve] == [2, 4, 6]
@@ -252,8 +252,11 @@ def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
     assert "random_final_dice" in data["summary"]["answer"]
     picks = data["summary"]["picks"]
     assert set(picks) == set(data["config"]["strategies"]) and all(v["picked"] == 4 for v in picks.values())
+    advice = data["summary"]["advice"]
+    assert set(advice) == set(data["runs"]) and all(len(v["actions"]) == 3 for v in advice.values())
     printed = capsys.readouterr().out
     assert "random reaches Dice" in printed and "What each strategy picked" in printed
+    assert "Label more or stop" in printed
     assert (tmp_path / "al.png").is_file()
 
 
@@ -266,6 +269,19 @@ def test_pick_stats_counts_empty_and_outside_slices():
                                                    {"picked": [["c", 3, 0.4]]}]}}
     st = pick_stats(runs, {"c": truth})["a"]
     assert st == {"picked": 3, "with_foreground": 2, "outside_object": 1, "median_foreground_voxels": 4.0}
+
+
+def test_advice_along_curves_finds_the_flat_round_and_the_stop():
+    from barl_core.workspace.advice import AdviceConfig
+    from benchmarks.active_learning import advice_along_curves
+
+    dice = [0.5, 0.7, 0.8, 0.9, 0.905, 0.906]
+    runs = {"a/seed0": {"strategy": "a", "curve": [{"n_slices": 8 + 4 * i, "mean_fg_dice": d}
+                                                   for i, d in enumerate(dice)]}}
+    v = advice_along_curves(runs, AdviceConfig(target_dice=0.85, plateau_gain=0.01))["a/seed0"]
+    assert v["flat_round"] == 3  # 0.9 is within 0.02 of the best, 0.8 is not
+    assert v["stop_round"] == 4  # first round at the target with a gain below 0.01
+    assert v["actions"][:4] == ["label-more"] * 4
 
 
 def test_slices_to_reach_interpolates_and_says_not_reached():

@@ -62,7 +62,7 @@ def test_predict_file_and_folder(setup, tmp_path, capsys):
                  str(tmp_path / "y"), "--device", "cpu"]) == 2
 
 
-@pytest.mark.parametrize("strategy", ["disagreement", "entropy", "random"])
+@pytest.mark.parametrize("strategy", ["focused", "disagreement", "entropy", "random"])
 def test_suggest_ranks_cases_and_skips_annotated_slices(setup, tmp_path, capsys, strategy):
     root, model = setup
     out = tmp_path / "s.json"
@@ -78,3 +78,16 @@ def test_suggest_ranks_cases_and_skips_annotated_slices(setup, tmp_path, capsys,
     assert gains == sorted(gains, reverse=True)
     text = capsys.readouterr().out
     assert "case_0" in text and "case_1" in text
+    if strategy == "focused":  # each pick explained, and the profile says what it shows
+        assert all(s["reason"] for s in by_name["case_0"]["suggestions"])
+        assert by_name["case_0"]["slice_profile_label"].startswith("disagreement on the structure")
+
+
+def test_suggest_help_lists_every_strategy_and_the_default(capsys):
+    from barl_core.active.suggest import DEFAULT_STRATEGY, STRATEGIES
+
+    with pytest.raises(SystemExit):
+        main(["suggest", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in STRATEGIES)
+    assert f"{DEFAULT_STRATEGY}" in text and "(default)" in text

@@ -1,0 +1,360 @@
+"""The ``focused`` ranking: which slices of which cases a radiologist should annotate next.
+
+Uncertainty alone asks for the wrong slices (empty ends, five neighbours of the same
+anatomy, always the common class). This ranking multiplies four factors, each with one job:
+
+1. **Where the decision is** — :func:`barl_core.active.focus.class_slice_uncertainty`: branch
+   disagreement inside a band around each predicted structure, per class, so a small class's
+   border counts as much as a large one's and empty slices score 0.
+2. **Class balance** — a class annotated on few slices so far is weighted up
+   (``((mean count + 1) / (count + 1)) ** balance_power``, clipped to ``[0.5, 2]``), so a rare
+   class gets asked about.
+3. **Coverage along z** — every pick at least ``min_gap`` slices from an annotated or
+   already-picked slice of the same case (``|i - j| >= min_gap``, as in
+   :func:`barl_core.active.suggest.suggest_slices`), and ``1 - exp(-d / spread)`` for the distance ``d`` beyond it: a
+   slice far from every label teaches more than one next to a label.
+4. **Coverage across cases and in feature space** — each further pick from the same case in
+   one call is damped by ``case_decay``; with per-slice embeddings (e.g. pooled bottleneck
+   features), a slice close to an annotated or picked one is damped by
+   ``1 - exp(-dist / median dist)`` (a soft k-centre rule, as coreset selection does).
+
+Picks are made greedily, one at a time, updating the coverage and class counts after each
+pick. Every pick carries its score, the shared per-slice quantity (``uncertainty``, the value
+of :func:`barl_core.active.focus.focus_profile` the minimap shows) and a one-line reason.
+
+Example
+-------
+>>> dis = np.zeros((20, 8, 8), np.float32); pred = np.zeros((20, 8, 8), np.uint8)
+>>> pred[5:15, 2:6, 2:6] = 1; dis[5:15, 2, 2:6] = 0.5; dis[14, 2, 2:6] = 0.9
+>>> labels = np.full(pred.shape, 255, np.uint8); labels[10] = pred[10]
+>>> [s.index for s in rank_slices([CaseInputs("a", dis, pred, labels)], top_k=2)]
+[14, 5]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from barl_core.active.focus import FocusConfig, class_slice_uncertainty
+from barl_core.errors import InvalidVolumeError
+
+__all__ = ["RankingConfig", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
+
+#: Weight of the plain whole-slice disagreement that breaks ties when no structure is predicted
+#: anywhere (a model that sees nothing still gets slices to learn from).
+_FALLBACK_WEIGHT = 1e-3
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Knobs of the ``focused`` ranking (see the module docstring for each factor's role).
+
+    Attributes
+    ----------
+    focus : FocusConfig
+        The band around each structure.
+    min_gap : int
+        Every pick at least this many slices from an annotated or picked slice of its case
+        (``|i - j| >= min_gap``; 2 keeps direct neighbours out).
+    spread : float
+        Length (slices) of the coverage factor ``1 - exp(-d / spread)``.
+    case_decay : float
+        Factor applied per pick already taken from the same case in this ranking.
+    balance_power : float
+        Strength of the class-balance weight (0 switches it off).
+    """
+
+    focus: FocusConfig = field(default_factory=FocusConfig)
+    min_gap: int = 2
+    spread: float = 4.0
+    case_decay: float = 0.8
+    balance_power: float = 0.5
+
+
+@dataclass
+class CaseInputs:
+    """What the ranking needs to know about one case.
+
+    Attributes
+    ----------
+    name : str
+    disagreement : numpy.ndarray
+        ``(z, y, x)`` branch disagreement (``Prediction.disagreement``).
+    predicted : numpy.ndarray
+        ``(z, y, x)`` predicted class map (``Prediction.labels``).
+    labels : numpy.ndarray or None
+        Sparse annotation, ``ignore_index`` where nobody annotated.
+    features : numpy.ndarray or None
+        Optional per-slice embeddings ``[n_slices, F]`` for the feature-space coverage factor.
+    """
+
+    name: str
+    disagreement: np.ndarray
+    predicted: np.ndarray
+    labels: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RankedSlice:
+    """One suggestion: annotate slice ``index`` of ``case``.
+
+    Attributes
+    ----------
+    score : float
+        The ranking score (higher = sooner); comparable across cases of one ranking.
+    uncertainty : float
+        The per-slice quantity shared with the minimap (:func:`~barl_core.active.focus.focus_profile`).
+    class_index : int
+        The class whose band drove the score (0 when no structure was predicted near the slice).
+    distance : int or None
+        Slices to the nearest annotated slice of the case; None if none is annotated.
+    reason : str
+        One line for the user interface.
+    """
+
+    case: str
+    index: int
+    score: float
+    uncertainty: float
+    class_index: int
+    distance: int | None
+    reason: str
+    axis: int = 0
+
+
+@dataclass(frozen=True)
+class RankedCase:
+    """A case and how much annotating it is expected to teach (mean of its best picks' scores)."""
+
+    name: str
+    score: float
+    n_annotated: int
+    best_slice: int | None
+    reason: str
+
+
+@dataclass
+class _CaseState:
+    name: str
+    per_class: np.ndarray  # [Z, C-1]
+    fallback: np.ndarray  # [Z]
+    taken: np.ndarray  # [Z] bool: annotated or picked
+    annotated: np.ndarray  # [Z] bool: annotated only (for the reason)
+    n_picked: int
+    extents: list[tuple[int, int] | None]
+    features: np.ndarray | None
+
+
+def _annotated(labels: np.ndarray | None, n: int, axis: int, ignore_index: int) -> np.ndarray:
+    if labels is None:
+        return np.zeros(n, dtype=bool)
+    other = tuple(a for a in range(3) if a != axis)
+    return (np.asarray(labels) != ignore_index).any(axis=other)
+
+
+def _num_classes(cases: Sequence[CaseInputs], ignore_index: int) -> int:
+    top = 1
+    for c in cases:
+        top = max(top, int(np.max(c.predicted)) if np.size(c.predicted) else 0)
+        if c.labels is not None:
+            lab = np.asarray(c.labels)
+            valid = lab[lab != ignore_index]
+            if valid.size:
+                top = max(top, int(valid.max()))
+    return top + 1
+
+
+def _distance(taken: np.ndarray) -> np.ndarray:
+    """Per slice, slices to the nearest taken one (a large number when none is taken)."""
+    idx = np.flatnonzero(taken)
+    z = np.arange(taken.size)
+    if idx.size == 0:
+        return np.full(taken.size, 10**6)
+    return np.abs(z[:, None] - idx[None, :]).min(axis=1)
+
+
+def _class_counts(cases: Sequence[CaseInputs], n_fg: int, axis: int, ignore_index: int) -> np.ndarray:
+    """Annotated slices holding each foreground class, over all cases."""
+    counts = np.zeros(n_fg, dtype=np.float64)
+    other = tuple(a for a in range(3) if a != axis)
+    for c in cases:
+        if c.labels is None:
+            continue
+        lab = np.asarray(c.labels)
+        for k in range(n_fg):
+            counts[k] += int((lab == k + 1).any(axis=other).sum())
+    return counts
+
+
+def _weights(counts: np.ndarray, power: float) -> np.ndarray:
+    if counts.size == 0 or power == 0:
+        return np.ones_like(counts)
+    w = ((counts.mean() + 1.0) / (counts + 1.0)) ** power
+    return np.clip(w, 0.5, 2.0)
+
+
+def _where(z: int, extent: tuple[int, int] | None) -> str:
+    if extent is None:
+        return "border"
+    lo, hi = extent
+    if hi - lo < 3:
+        return "border"
+    t = (z - lo) / (hi - lo)
+    return "low-z end" if t < 1 / 3 else "high-z end" if t > 2 / 3 else "middle"
+
+
+def _reason(state: _CaseState, z: int, cls: int, dist: int | None, name_of, counts: np.ndarray,
+            weights: np.ndarray) -> str:
+    if cls == 0:
+        head = "no structure predicted near this slice; branches disagree most here"
+    else:
+        ext = state.extents[cls - 1]
+        span = "" if ext is None else f" (z {ext[0]}-{ext[1]})"
+        head = f"branches disagree on the {_where(z, ext)} of {name_of(cls)}{span}"
+    if dist is None:
+        tail = "no slice of this case annotated yet"
+    else:
+        tail = f"nothing annotated within {dist - 1} slices" if dist > 1 else "next to an annotated slice"
+    line = f"{head}; {tail}"
+    if cls > 0 and weights[cls - 1] > 1.2:
+        line += f"; {name_of(cls)} is annotated on only {int(counts[cls - 1])} slices"
+    return line
+
+
+def _prepare(cases: Sequence[CaseInputs], num_classes: int, axis: int, cfg: RankingConfig,
+             ignore_index: int) -> list[_CaseState]:
+    states = []
+    for c in cases:
+        dis = np.asarray(c.disagreement)
+        per_class = class_slice_uncertainty(dis, c.predicted, c.labels, num_classes=num_classes,
+                                            axis=axis, config=cfg.focus, ignore_index=ignore_index)
+        other = tuple(a for a in range(3) if a != axis)
+        fallback = dis.astype(np.float32).mean(axis=other).astype(np.float64)
+        extents = []
+        for k in range(per_class.shape[1]):
+            zs = np.flatnonzero(per_class[:, k] > 0)
+            extents.append((int(zs[0]), int(zs[-1])) if zs.size else None)
+        feats = None if c.features is None else np.asarray(c.features, dtype=np.float64)
+        if feats is not None and feats.shape[0] != dis.shape[axis]:
+            raise InvalidVolumeError(f"{c.name}: features for {feats.shape[0]} slices, volume has {dis.shape[axis]}")
+        done = _annotated(c.labels, dis.shape[axis], axis, ignore_index)
+        states.append(_CaseState(c.name, per_class, fallback, done.copy(), done, 0, extents, feats))
+    return states
+
+
+def _feature_factors(states: list[_CaseState]) -> list[np.ndarray]:
+    """Soft k-centre factor per case: distance of each slice's embedding to the nearest taken one
+    (over all cases), scaled by the median such distance; 1 everywhere without features."""
+    if not all(s.features is not None for s in states):
+        return [np.ones(s.taken.size) for s in states]
+    taken = [s.features[s.taken] for s in states if s.taken.any()]
+    if not taken:
+        return [np.ones(s.taken.size) for s in states]
+    ref = np.concatenate(taken)
+    dmin = [np.sqrt(((s.features[:, None, :] - ref[None]) ** 2).sum(-1)).min(axis=1) for s in states]
+    free = np.concatenate([d[~s.taken] for d, s in zip(dmin, states, strict=True)])
+    scale = float(np.median(free)) if free.size and np.median(free) > 0 else 1.0
+    return [1.0 - np.exp(-d / scale) for d in dmin]
+
+
+def rank_slices(
+    cases: Sequence[CaseInputs],
+    *,
+    top_k: int = 5,
+    config: RankingConfig = RankingConfig(),
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    axis: int = 0,
+    ignore_index: int = 255,
+) -> list[RankedSlice]:
+    """The ``top_k`` slices to annotate next across ``cases``, best first (greedy, see module doc).
+
+    Parameters
+    ----------
+    cases : sequence of CaseInputs
+        Every case the annotator could work on (one is fine).
+    num_classes : int, optional
+        Including background; default: the highest class seen in predictions or labels, + 1.
+    class_names : sequence of str, optional
+        For the reasons; default ``class 1``, ``class 2``, ...
+
+    Returns
+    -------
+    list of RankedSlice
+        Fewer than ``top_k`` only when every remaining slice is annotated or within ``min_gap``.
+    """
+    if top_k < 0 or config.min_gap < 0:
+        raise InvalidVolumeError("top_k and min_gap must be >= 0")
+    if axis not in (0, 1, 2):
+        raise InvalidVolumeError(f"axis must be 0, 1 or 2, got {axis}")
+    if not cases:
+        return []
+    n_cls = num_classes or _num_classes(cases, ignore_index)
+    names = list(class_names) if class_names else []
+
+    def name_of(k: int) -> str:
+        return names[k] if k < len(names) else f"class {k}"
+
+    states = _prepare(cases, n_cls, axis, config, ignore_index)
+    counts = _class_counts(cases, n_cls - 1, axis, ignore_index)
+    picks: list[RankedSlice] = []
+    while len(picks) < top_k:
+        weights = _weights(counts, config.balance_power)
+        feat = _feature_factors(states)
+        best = None
+        for si, st in enumerate(states):
+            dist = _distance(st.taken)
+            weighted = st.per_class * weights[None, :] if st.per_class.shape[1] else np.zeros((st.taken.size, 1))
+            cls = weighted.argmax(axis=1)
+            base = weighted.max(axis=1) + _FALLBACK_WEIGHT * st.fallback
+            cover = 1.0 - np.exp(-dist / max(config.spread, 1e-6))
+            score = base * cover * feat[si] * config.case_decay**st.n_picked
+            score[st.taken | (dist < config.min_gap)] = -np.inf
+            z = int(np.argmax(score))
+            if np.isfinite(score[z]) and (best is None or score[z] > best[0]):
+                has_band = st.per_class.shape[1] and weighted[z].max() > 0
+                best = (float(score[z]), si, z, int(cls[z]) + 1 if has_band else 0)
+        if best is None:
+            break
+        score, si, z, k = best
+        st = states[si]
+        dist = int(_distance(st.annotated)[z])
+        d = None if dist >= 10**6 else dist
+        uncertainty = float(st.per_class[z].max()) if st.per_class.shape[1] else 0.0
+        picks.append(RankedSlice(st.name, z, score, uncertainty, k, d,
+                                 _reason(st, z, k, d, name_of, counts, weights), axis))
+        st.taken[z] = True
+        st.n_picked += 1
+        if k > 0:  # the pick will hold the classes whose band covers it
+            counts = counts + (st.per_class[z] > 0)
+    return picks
+
+
+def rank_cases(
+    cases: Sequence[CaseInputs],
+    *,
+    per_case: int = 3,
+    config: RankingConfig = RankingConfig(),
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    axis: int = 0,
+    ignore_index: int = 255,
+) -> list[RankedCase]:
+    """Rank cases by what annotating them would teach: the mean score of the ``per_case`` slices
+    :func:`rank_slices` would pick in that case alone (coverage-aware, so a case already
+    annotated densely ranks below an untouched one of the same disagreement)."""
+    n_cls = num_classes or _num_classes(cases, ignore_index)
+    rows = []
+    for c in cases:
+        picks = rank_slices([c], top_k=per_case, config=config, num_classes=n_cls, class_names=class_names,
+                            axis=axis, ignore_index=ignore_index)
+        n_done = int(_annotated(c.labels, np.shape(c.disagreement)[axis], axis, ignore_index).sum())
+        score = float(np.mean([p.score for p in picks])) if picks else 0.0
+        rows.append(RankedCase(c.name, score, n_done, picks[0].index if picks else None,
+                               picks[0].reason if picks else "every slice annotated"))
+    rows.sort(key=lambda r: (-r.score, r.n_annotated, r.name))
+    return rows
