@@ -7,7 +7,8 @@ hippocampus benchmark, 9 of 20 disagreement picks lay outside the structure's z-
 module restricts the disagreement to a *band* around each foreground class:
 
 - the class's predicted voxels, keeping the connected components that touch a voxel the
-  annotator labelled as that class (the real structure) or, when none does, the largest one;
+  annotator labelled as that class (the real structure; for a class not annotated yet, the
+  surroundings of any annotated foreground) or, when none does, the largest one;
   plus the annotated voxels of the class, so a class the model misses still has a band;
 - dilated by ``margin_xy`` voxels in-plane and ``margin_z`` slices along the slicing axis, so
   an under-segmented border and the first slice beyond the predicted end are still asked about.
@@ -100,7 +101,21 @@ def class_regions(
     config: FocusConfig = FocusConfig(),
     ignore_index: int = 255,
 ) -> list[np.ndarray]:
-    """One boolean band per foreground class ``1..num_classes-1`` (index 0 of the list is class 1).
+    """One boolean band per foreground class (index 0 of the list is class 1); see :func:`_regions`."""
+    return [band for _, band in _regions(predicted, labels, num_classes=num_classes, axis=axis,
+                                         config=config, ignore_index=ignore_index)]
+
+
+def _regions(
+    predicted: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    num_classes: int,
+    axis: int = 0,
+    config: FocusConfig = FocusConfig(),
+    ignore_index: int = 255,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(structure, band)`` per foreground class ``1..num_classes-1`` (index 0 of the list is class 1).
 
     Parameters
     ----------
@@ -116,15 +131,21 @@ def class_regions(
     radius[axis] = max(0, int(config.margin_z))
     # a box: dilation by radius[a] voxels along axis a
     footprint = np.ones([2 * ri + 1 for ri in radius], dtype=bool)
+    near_fg = None
+    if lab is not None:  # annotated foreground of any class, and its surroundings
+        near_fg = ndimage.binary_dilation((lab > 0) & (lab != ignore_index), structure=footprint)
     bands = []
     for c in range(1, num_classes):
         anchors = None if lab is None else (lab == c)
-        mask = _structure(pred == c, anchors)
+        # a class not annotated yet is anchored by its annotated neighbours (adjacent parts of
+        # one organ, e.g. the hippocampus' head and body), not by its largest blob
+        mask = _structure(pred == c, anchors if anchors is None or anchors.any() else near_fg)
         if anchors is not None:
             mask = mask | anchors
+        band = mask
         if max(radius) > 0 and mask.any():
-            mask = ndimage.binary_dilation(mask, structure=footprint)
-        bands.append(mask)
+            band = ndimage.binary_dilation(mask, structure=footprint)
+        bands.append((mask, band))
     return bands
 
 
@@ -137,25 +158,30 @@ def class_slice_uncertainty(
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
     ignore_index: int = 255,
-) -> np.ndarray:
+    return_area: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Disagreement inside each class's band, per slice: float64 ``[n_slices, num_classes - 1]``.
 
-    Column ``c - 1`` is class ``c``; a slice where the class's band is empty scores 0.
+    Column ``c - 1`` is class ``c``; a slice where the class's band is empty scores 0. With
+    ``return_area``, also the structure's voxels per slice and class (same shape): how much of
+    the class a label of that slice would show (the ranking weighs thin ends down with it).
     """
     dis = np.asarray(disagreement)
     pred = np.asarray(predicted)
     ax = _check(dis, pred, labels, axis)
-    bands = class_regions(pred, labels, num_classes=num_classes, axis=ax, config=config,
-                          ignore_index=ignore_index)
+    regions = _regions(pred, labels, num_classes=num_classes, axis=ax, config=config,
+                       ignore_index=ignore_index)
     d = np.moveaxis(dis, ax, 0)
     out = np.zeros((d.shape[0], max(num_classes - 1, 0)), dtype=np.float64)
-    for ci, band in enumerate(bands):
+    area = np.zeros_like(out)
+    for ci, (structure, band) in enumerate(regions):
+        area[:, ci] = np.moveaxis(structure, ax, 0).sum(axis=(1, 2))
         b = np.moveaxis(band, ax, 0)
         for z in np.flatnonzero(b.any(axis=(1, 2))):
             values = d[z][b[z]].astype(np.float64)
             k = max(1, int(np.ceil(config.top_fraction * values.size)))
             out[z, ci] = np.partition(values, values.size - k)[values.size - k :].mean()
-    return out
+    return (out, area) if return_area else out
 
 
 def focus_profile(

@@ -1,19 +1,22 @@
 """The ``focused`` ranking: which slices of which cases a radiologist should annotate next.
 
 Uncertainty alone asks for the wrong slices (empty ends, five neighbours of the same
-anatomy, always the common class). This ranking multiplies four factors, each with one job:
+anatomy, always the common class). This ranking multiplies five factors, each with one job:
 
 1. **Where the decision is** — :func:`barl_core.active.focus.class_slice_uncertainty`: branch
    disagreement inside a band around each predicted structure, per class, so a small class's
    border counts as much as a large one's and empty slices score 0.
-2. **Class balance** — a class annotated on few slices so far is weighted up
+2. **Where a label shows much of the structure** — a slice whose cross-section of the class
+   is thin (the structure's tip, or just beyond its predicted end) is weighed down by
+   ``sqrt(max(area / largest area, area_floor))``: its label corrects few voxels.
+3. **Class balance** — a class annotated on few slices so far is weighted up
    (``((mean count + 1) / (count + 1)) ** balance_power``, clipped to ``[0.5, 2]``), so a rare
    class gets asked about.
-3. **Coverage along z** — every pick at least ``min_gap`` slices from an annotated or
+4. **Coverage along z** — every pick at least ``min_gap`` slices from an annotated or
    already-picked slice of the same case (``|i - j| >= min_gap``, as in
    :func:`barl_core.active.suggest.suggest_slices`), and ``1 - exp(-d / spread)`` for the distance ``d`` beyond it: a
    slice far from every label teaches more than one next to a label.
-4. **Coverage across cases and in feature space** — each further pick from the same case in
+5. **Coverage across cases and in feature space** — each further pick from the same case in
    one call is damped by ``case_decay``; with per-slice embeddings (e.g. pooled bottleneck
    features), a slice close to an annotated or picked one is damped by
    ``1 - exp(-dist / median dist)`` (a soft k-centre rule, as coreset selection does).
@@ -65,6 +68,8 @@ class RankingConfig:
         Factor applied per pick already taken from the same case in this ranking.
     balance_power : float
         Strength of the class-balance weight (0 switches it off).
+    area_floor : float
+        Lowest relative cross-section of the area factor (1 switches the factor off).
     """
 
     focus: FocusConfig = field(default_factory=FocusConfig)
@@ -72,6 +77,7 @@ class RankingConfig:
     spread: float = 4.0
     case_decay: float = 0.8
     balance_power: float = 0.5
+    area_floor: float = 0.1
 
 
 @dataclass
@@ -140,7 +146,8 @@ class RankedCase:
 @dataclass
 class _CaseState:
     name: str
-    per_class: np.ndarray  # [Z, C-1]
+    per_class: np.ndarray  # [Z, C-1] uncertainty in the band (the shared profile's parts)
+    area_factor: np.ndarray  # [Z, C-1]
     fallback: np.ndarray  # [Z]
     taken: np.ndarray  # [Z] bool: annotated or picked
     annotated: np.ndarray  # [Z] bool: annotated only (for the reason)
@@ -230,8 +237,10 @@ def _prepare(cases: Sequence[CaseInputs], num_classes: int, axis: int, cfg: Rank
     states = []
     for c in cases:
         dis = np.asarray(c.disagreement)
-        per_class = class_slice_uncertainty(dis, c.predicted, c.labels, num_classes=num_classes,
-                                            axis=axis, config=cfg.focus, ignore_index=ignore_index)
+        per_class, area = class_slice_uncertainty(dis, c.predicted, c.labels, num_classes=num_classes, axis=axis,
+                                                  config=cfg.focus, ignore_index=ignore_index, return_area=True)
+        rel = area / np.maximum(area.max(axis=0, keepdims=True), 1.0)
+        area_factor = np.sqrt(np.clip(rel, min(max(cfg.area_floor, 0.0), 1.0), 1.0))
         other = tuple(a for a in range(3) if a != axis)
         fallback = dis.astype(np.float32).mean(axis=other).astype(np.float64)
         extents = []
@@ -242,7 +251,7 @@ def _prepare(cases: Sequence[CaseInputs], num_classes: int, axis: int, cfg: Rank
         if feats is not None and feats.shape[0] != dis.shape[axis]:
             raise InvalidVolumeError(f"{c.name}: features for {feats.shape[0]} slices, volume has {dis.shape[axis]}")
         done = _annotated(c.labels, dis.shape[axis], axis, ignore_index)
-        states.append(_CaseState(c.name, per_class, fallback, done.copy(), done, 0, extents, feats))
+        states.append(_CaseState(c.name, per_class, area_factor, fallback, done.copy(), done, 0, extents, feats))
     return states
 
 
@@ -308,7 +317,8 @@ def rank_slices(
         best = None
         for si, st in enumerate(states):
             dist = _distance(st.taken)
-            weighted = st.per_class * weights[None, :] if st.per_class.shape[1] else np.zeros((st.taken.size, 1))
+            weighted = (st.per_class * st.area_factor * weights[None, :] if st.per_class.shape[1]
+                        else np.zeros((st.taken.size, 1)))
             cls = weighted.argmax(axis=1)
             base = weighted.max(axis=1) + _FALLBACK_WEIGHT * st.fallback
             cover = 1.0 - np.exp(-dist / max(config.spread, 1e-6))

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from barl_core.active.focus import FocusConfig, class_slice_uncertainty, focus_profile
+from barl_core.active.focus import (
+    FocusConfig,
+    class_regions,
+    class_slice_uncertainty,
+    focus_profile,
+)
 from barl_core.active.ranking import CaseInputs, RankingConfig, rank_cases, rank_slices
 from barl_core.active.suggest import suggest_slices
 from barl_core.errors import InvalidVolumeError
@@ -144,3 +149,32 @@ def test_focused_through_suggest_slices_and_its_errors(two_classes):
         suggest_slices(dis, strategy="focused")
     with pytest.raises(InvalidVolumeError, match="do not match"):
         rank_slices([CaseInputs("a", dis, two_classes[:-1])])
+
+
+def test_a_full_cross_section_beats_the_structure_tip_at_equal_doubt_and_distance():
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[10:31, 4:16, 4:16] = 1
+    truth[30, 4:16, 4:16] = 0
+    truth[30, 9:11, 9:11] = 1  # slice 30: the thin tip (4 voxels); slice 10: a full section
+    dis = np.full(SHAPE, 0.01, np.float32)
+    dis[10, 4:16, 4:6] = 0.6  # fills the top 10% of slice 10's 144 voxels
+    dis[30, 9:11, 9:11] = 0.6  # same doubt, both 10 slices from the annotated slice 20
+    case = CaseInputs("a", dis, truth, _sparse(truth, [20]))
+    cfg = RankingConfig(focus=FocusConfig(margin_xy=0, margin_z=0))
+    assert rank_slices([case], top_k=1, config=cfg)[0].index == 10
+    # the area factor is what decides: make the tip a little more uncertain, it still loses...
+    dis[30, 9:11, 9:11] = 0.7
+    assert rank_slices([case], top_k=1, config=cfg)[0].index == 10
+    # ...and wins once the area factor is off
+    no_area = RankingConfig(focus=FocusConfig(margin_xy=0, margin_z=0), area_floor=1.0)
+    assert rank_slices([case], top_k=1, config=no_area)[0].index == 30
+
+
+def test_a_class_not_annotated_yet_is_anchored_next_to_the_annotated_structure(two_classes):
+    pred = two_classes.copy()
+    pred[12:28, 18:21, 18:21] = 0
+    pred[12:28, 16:19, 4:14] = 2  # class 2 predicted right beside class 1 (touching it)...
+    pred[30:38, 2:20, 16:23] = 2  # ...and a larger class-2 blob far away
+    labels = _sparse(np.where(pred == 2, 0, pred).astype(np.uint8), [20])  # slice 20: class 1 only
+    bands = class_regions(pred, labels, num_classes=3)
+    assert bands[1][20, 17, 8] and not bands[1][34, 10, 20]
