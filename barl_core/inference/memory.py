@@ -76,7 +76,7 @@ def estimate_memory(
     """Peak host bytes :func:`predict_volume` adds to a process that holds the model and the
     input volume (an upper estimate; the input is counted too).
 
-    Counts the input, the ring buffer of Gaussian-weighted softmax sums, the uint8 class map
+    Counts the input, the float16 ring buffer of Gaussian-weighted softmax sums, the uint8 class map
     and float16 disagreement (on the working grid and, when resampled, again on the input
     grid), optional float16 probabilities, the network's activations for one window batch,
     the normalisation-statistics sample and the finalisation temporaries. The first four grow
@@ -89,7 +89,7 @@ def estimate_memory(
     n_work = int(np.prod(work, dtype=np.float64))
     wz = min(int(window[0]), work[0])
     plane = max(work[1], int(window[1])) * max(work[2], int(window[2]))
-    ring = (n_branches * num_classes + 1) * wz * plane * 4
+    ring = n_branches * (num_classes - 1) * wz * plane * 2  # float16, class 0 implied
     per_out = 1 + 2 + (2 * num_classes if return_probabilities else 0)
     total = n_in * input_itemsize + ring + n_work * per_out
     if working_shape is not None and tuple(work) != tuple(int(s) for s in shape):
@@ -100,7 +100,8 @@ def estimate_memory(
     per_voxel = _ACT_BYTES_FIXED + _ACT_BYTES_PER_CHANNEL * int(base_channels)
     total += sw_batch_size * win * (per_voxel + 4 * (1 + 3 * n_branches * num_classes))
     total += min(n_work, _STATS_MAX_SAMPLES) * 8 * 6  # float64 sample, percentile/clip/std copies
-    total += 4 * _FINALISE_BYTES
+    # finalisation temporaries: one or a few slices at a time, ~(n_branches + 2) * C planes each
+    total += 4 * max(_FINALISE_BYTES, (n_branches + 2) * num_classes * plane * 4)
     return int(total)
 
 

@@ -20,7 +20,10 @@ from barl_core.data.dataset import NormalizationConfig, NormStats, compute_norm_
 from barl_core.networks.unet import required_divisor
 from barl_core.training.checkpoint import build_model, load_checkpoint
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "load_model", "autocast_dtype", "PRECISIONS"]
+
+#: Accepted values of the ``precision`` argument of prediction.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -148,3 +151,42 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
     meta = {k: v for k, v in ckpt.items() if k not in ("model_state", "optimizer_state", "scaler_state", "rng_state")}
     return LoadedModel(module=module, device=dev, metadata=meta, path=Path(path))
 
+
+
+def _cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # older torch or a build without oneDNN
+        return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the network for ``precision`` on ``device``, or None (float32).
+
+    ``"auto"`` takes what is both faster and safe on the device: float16 on CUDA (as training's
+    AMP), bfloat16 on CPUs with native bfloat16 (measured in ``benchmarks/speed.py``: same
+    labels on >99.9% of voxels, several times faster convolutions), float32 elsewhere, where a
+    lower precision would only be emulated. Softmax, blending and disagreement always run in
+    float32.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``precision``, or float16 asked for off CUDA.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision == "float16":
+        if device.type != "cuda":
+            raise ValueError("float16 prediction needs a CUDA device; use bfloat16 or float32")
+        return torch.float16
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.bfloat16
+    return None

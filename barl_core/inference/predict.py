@@ -14,6 +14,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from barl_core.data.dataset import NormStats
 from barl_core.data.resample import needs_resampling, resample_to_reference, resample_volume
 from barl_core.errors import InvalidVolumeError
 from barl_core.inference.memory import (
@@ -45,6 +47,7 @@ from barl_core.io.volume import Volume, all_finite
 __all__ = [
     "Prediction",
     "predict_volume",
+    "predict_slab",
     # re-exported so that ``from barl_core.inference.predict import load_model, predict_volume``
     # keeps working across the package split
     "LoadedModel",
@@ -78,6 +81,9 @@ class Prediction:
     entropy : numpy.ndarray or None
         float16 normalised entropy of the mean softmax, on request.
     class_names : tuple of str
+    z_range : (int, int) or None
+        For :func:`predict_slab`: the input z-slices ``[lo, hi)`` the arrays cover (their
+        first axis has ``hi - lo`` slices); None for a whole volume.
     """
 
     labels: np.ndarray
@@ -85,6 +91,7 @@ class Prediction:
     probabilities: np.ndarray | None = None
     entropy: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
+    z_range: tuple[int, int] | None = None
 
 
 def _check_volume(volume: Volume) -> np.ndarray:
@@ -110,11 +117,12 @@ def predict_volume(
     sw_batch_size: int = 1,
     window: Sequence[int] | None = None,
     check_memory: bool = True,
+    precision: str = "auto",
 ) -> Prediction:
     """Segment ``volume`` and map every output back onto its exact grid.
 
-    Does what training did: resample to the checkpoint's ``target_spacing`` (if any),
-    normalise as recorded (fixed statistics or the volume's own), then
+    Does what training did: resample to the checkpoint's ``target_spacing`` (the plan's working
+    resolution, if any), normalise as recorded (fixed statistics or the volume's own), then
     :func:`sliding_window`; labels return by nearest neighbour, disagreement (and
     probabilities/entropy) linearly.
 
@@ -127,7 +135,7 @@ def predict_volume(
     progress : callable, optional
         ``progress(windows_done, windows_total)``.
     cancel : CancelToken, Event or callable, optional
-    overlap, sw_batch_size, window
+    overlap, sw_batch_size, window, precision
         See :func:`sliding_window`.
     check_memory : bool
         Refuse early when :func:`estimate_memory` exceeds the available RAM.
@@ -142,8 +150,6 @@ def predict_volume(
         ``cancel`` was set.
     """
     _check_volume(volume)
-    target = model.target_spacing
-    resample = needs_resampling(volume, target)
     if check_memory:
         need = prediction_memory(model, volume, window=window, sw_batch_size=sw_batch_size,
                                  return_probabilities=return_probabilities)
@@ -154,10 +160,82 @@ def predict_volume(
                 f"memory but only {have / 2**30:.1f} GiB are available; close other programs, "
                 "predict on a machine with more memory, or train with a coarser target spacing"
             )
+    return _predict(model, volume, None, window=window, overlap=overlap, sw_batch_size=sw_batch_size,
+                    return_probabilities=return_probabilities, return_entropy=return_entropy,
+                    progress=progress, cancel=cancel, precision=precision)
+
+
+def predict_slab(
+    model: LoadedModel,
+    volume: Volume,
+    z_range: tuple[int, int],
+    *,
+    context: int | None = None,
+    **kwargs: Any,
+) -> Prediction:
+    """Predict only the z-slices ``[lo, hi)`` of ``volume``: the current slice's proposal first.
+
+    The app calls this for the slice the radiologist is looking at (a few seconds), shows it,
+    then fills in the rest with :func:`predict_volume` behind it. The slab is predicted from a
+    z-crop with ``context`` slices on each side (default: half the window, at the working
+    spacing, converted to input slices), normalised with the statistics of the *whole* volume,
+    so it sees what the whole-volume pass sees around those slices. Values differ from that
+    pass only by where the windows fall (each window's instance-normalisation statistics);
+    ``benchmarks/speed.py`` reports how many voxels of the slab get the same class.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    volume : Volume
+    z_range : (int, int)
+        Input z-slices ``[lo, hi)``, ``0 <= lo < hi <= Z``.
+    context : int, optional
+        Slices of context each side of the slab.
+    **kwargs
+        ``window``, ``overlap``, ``sw_batch_size``, ``precision``, ``return_probabilities``,
+        ``return_entropy``, ``progress``, ``cancel`` as for :func:`predict_volume`.
+
+    Returns
+    -------
+    Prediction
+        Arrays of ``hi - lo`` slices and ``z_range=(lo, hi)``.
+    """
+    arr = _check_volume(volume)
+    lo, hi = (int(v) for v in z_range)
+    if not 0 <= lo < hi <= arr.shape[0]:
+        raise InvalidVolumeError(f"z_range {z_range} is not within the volume's {arr.shape[0]} slices")
+    if context is None:
+        wz = (kwargs.get("window") or model.patch_size)[0]
+        scale = (model.target_spacing[0] / volume.spacing[0]) if model.target_spacing else 1.0
+        context = int(math.ceil(wz * scale / 2))
+    a, b = max(0, lo - context), min(arr.shape[0], hi + context)
+    stats = model.norm_stats_for(arr)
+    pred = _predict(model, _z_crop(volume, a, b), stats, **kwargs)
+    keep = slice(lo - a, hi - a)
+    return Prediction(
+        labels=pred.labels[keep], disagreement=pred.disagreement[keep],
+        probabilities=pred.probabilities[:, keep] if pred.probabilities is not None else None,
+        entropy=pred.entropy[keep] if pred.entropy is not None else None,
+        class_names=pred.class_names, z_range=(lo, hi),
+    )
+
+
+def _z_crop(volume: Volume, a: int, b: int) -> Volume:
+    """Slices ``[a, b)`` of ``volume`` as a volume with the same physical placement."""
+    d = np.asarray(volume.direction, dtype=float).reshape(3, 3)
+    origin = np.asarray(volume.origin, dtype=float) + d[:, 2] * (a * float(volume.spacing[0]))
+    return Volume(volume.array[a:b], spacing=volume.spacing, origin=tuple(float(o) for o in origin),
+                  direction=volume.direction)
+
+
+def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, **kwargs: Any) -> Prediction:
+    """Resample, normalise (``stats``, else as training did), slide, map back to the input grid."""
+    target = model.target_spacing
+    resample = needs_resampling(volume, target)
     work = resample_volume(volume, target) if resample else volume
-    stats = model.norm_stats_for(work.array)
-    res = _run_window(model, work.array, stats, window, overlap, sw_batch_size, return_probabilities,
-                      return_entropy, progress, cancel)
+    if stats is None:
+        stats = model.norm_stats_for(work.array)
+    res = _run_window(model, work.array, stats, **kwargs)
     del work  # a resampled copy is no longer needed
     if resample:
         geom = {"shape": list(res.labels.shape), "spacing": list(target), "origin": list(volume.origin),
@@ -179,23 +257,20 @@ def predict_volume(
     )
 
 
-def _run_window(model, image, stats, window, overlap, sw_batch_size, return_probabilities,
-                return_entropy, progress, cancel) -> SlidingWindowResult:
+def _run_window(model: LoadedModel, image: np.ndarray, stats: NormStats, *, sw_batch_size: int = 1,
+                **kwargs: Any) -> SlidingWindowResult:
     """:func:`sliding_window`, retried with one window per batch on CUDA out of memory."""
-    kwargs = dict(window=window, overlap=overlap, return_probabilities=return_probabilities,
-                  return_entropy=return_entropy, progress=progress, cancel=cancel, norm=stats)
     try:
-        return sliding_window(model, image, sw_batch_size=sw_batch_size, **kwargs)
+        return sliding_window(model, image, sw_batch_size=sw_batch_size, norm=stats, **kwargs)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         if sw_batch_size > 1:
             try:
-                return sliding_window(model, image, sw_batch_size=1, **kwargs)
+                return sliding_window(model, image, sw_batch_size=1, norm=stats, **kwargs)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
+        window = kwargs.get("window")
         raise InsufficientMemoryError(
             f"out of GPU memory predicting with window {tuple(window or model.patch_size)}; "
             "predict on the CPU (--device cpu) or use a smaller window"
         ) from None
-
-

@@ -11,18 +11,29 @@ which is what tells a radiologist where to annotate next.
 Memory
 ------
 A 512^3 volume must not need many float32 copies of itself per class. Windows are processed
-row by row along z, and the Gaussian-weighted sums live in a *ring buffer* only one window deep
-in z (``n_branches x C x window_z x Y x X`` float32). As soon as no later window can touch a
-z-slice, that slice is finalised: its class (uint8) and disagreement (float16) are written to
-the output arrays and its ring slot is reused. The peak is therefore about::
+row by row along z, and the Gaussian-weighted softmax sums live in a *ring buffer* only one
+window deep in z. It is float16 (the sums stay below the number of windows covering a voxel,
+where float16 keeps ~3 decimal digits, as many as the float16 outputs) and it holds classes
+1..C-1 of each branch only: each branch's sums over all classes equal the Gaussian weight
+sum, which is rebuilt from the window grid when slices are finalised, so class 0 and the
+weight sum cost nothing. As soon as no later window can touch a z-slice, it is finalised: its
+class (uint8) and disagreement (float16) are written to the output arrays and its ring slot
+is reused. The peak is therefore about::
 
     input (its own dtype) + labels (0.25x) + disagreement (0.5x)
-    + ring buffer ((n_branches * C + 1) * window_z / Z x) [+ probabilities, C * 0.5x, on request]
+    + ring buffer (n_branches * (C - 1) * window_z / Z / 2 x) [+ probabilities, C * 0.5x]
 
 in units of the volume's float32 size (windows are normalised one at a time, so there is
 no normalised copy of the volume). On top comes a fixed cost that does not grow with the
-volume: the network's activations for one window batch and finalisation temporaries of at
-most 16 MiB each; :mod:`barl_core.inference.memory` adds it all up.
+volume: the network's activations for one window batch and finalisation temporaries of a
+few slices; :mod:`barl_core.inference.memory` adds it all up.
+
+Speed
+-----
+The network dominates (>90% of the time on a CPU, profiled in ``benchmarks/speed.py``), so
+the lever is its arithmetic: ``precision="auto"`` runs it under bfloat16 autocast on CPUs
+that have native bfloat16 and float16 on CUDA (see
+:func:`~barl_core.inference.model.autocast_dtype`).
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import torch.nn.functional as F
 
 from barl_core.data.dataset import NormStats, normalize
 from barl_core.errors import CancelledError, InvalidVolumeError
-from barl_core.inference.model import LoadedModel
+from barl_core.inference.model import LoadedModel, autocast_dtype
 
 __all__ = [
     "SlidingWindowResult",
@@ -120,11 +131,12 @@ def is_cancelled(cancel: Any) -> bool:
     return False
 
 
-def _zeros(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """float32 zeros; on the CPU allocated by numpy, so memory profilers (tracemalloc) see it."""
+def _zeros(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Zeros; on the CPU allocated by numpy, so memory profilers (tracemalloc) see them."""
     if device.type == "cpu":
-        return torch.from_numpy(np.zeros(shape, dtype=np.float32))
-    return torch.zeros(shape, dtype=torch.float32, device=device)
+        np_dtype = {torch.float16: np.float16, torch.float32: np.float32}[dtype]
+        return torch.from_numpy(np.zeros(shape, dtype=np_dtype))
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 def _ring_parts(start: int, length: int, depth: int) -> Iterator[tuple[slice, slice]]:
@@ -161,6 +173,38 @@ def _effective_window(shape: Sequence[int], window: Sequence[int], divisor: int)
     return tuple(out)
 
 
+class _Grid:
+    """Where the windows go on the padded volume, and the Gaussian weight each voxel gets.
+
+    The weight sum is never stored: every window row along z has the same ``(y, x)`` corners,
+    so the sum over the windows covering a few z-slices is rebuilt from the Gaussian when those
+    slices are finalised. That saves a volume-wide float32 buffer one window deep.
+    """
+
+    def __init__(self, shape: Sequence[int], win: Sequence[int], overlap: float, device: torch.device):
+        self.shape, self.win = tuple(shape), tuple(win)
+        self.padded = tuple(max(n, w) for n, w in zip(shape, win, strict=True))
+        self.before = tuple((p - n) // 2 for p, n in zip(self.padded, shape, strict=True))
+        starts = [window_starts(p, w, overlap) for p, w in zip(self.padded, win, strict=True)]
+        self.z_starts = starts[0]
+        self.corners_yx = [(y, x) for y in starts[1] for x in starts[2]]
+        self.gauss = torch.from_numpy(gaussian_importance(win)).to(device)
+
+    def weight_sum(self, a: int, b: int) -> torch.Tensor:
+        """Summed Gaussian weight of padded z-slices ``[a, b)``, cropped to the real (y, x)."""
+        (wz, wy, wx), (_, py, px) = self.win, self.padded
+        w = torch.zeros((b - a, py, px), dtype=torch.float32, device=self.gauss.device)
+        for z0 in self.z_starts:
+            lo, hi = max(a, z0), min(b, z0 + wz)
+            if lo >= hi:
+                continue
+            g = self.gauss[lo - z0 : hi - z0]
+            for y0, x0 in self.corners_yx:
+                w[lo - a : hi - a, y0 : y0 + wy, x0 : x0 + wx] += g
+        by, bx = self.before[1:]
+        return w[:, by : by + self.shape[1], bx : bx + self.shape[2]]
+
+
 def sliding_window(
     model: LoadedModel,
     image: np.ndarray,
@@ -173,6 +217,7 @@ def sliding_window(
     progress: WindowProgress | None = None,
     cancel: Any = None,
     norm: NormStats | None = None,
+    precision: str = "auto",
 ) -> SlidingWindowResult:
     """Gaussian-blended sliding-window prediction of a ``(z, y, x)`` array.
 
@@ -200,6 +245,11 @@ def sliding_window(
     norm : NormStats, optional
         Normalise each window on the fly with these statistics, so that no normalised
         float32 copy of the whole volume is ever made.
+    precision : str
+        Arithmetic of the network: ``"auto"`` (float16 autocast on CUDA, bfloat16 on CPUs
+        with native bfloat16, float32 otherwise), ``"float32"``, ``"bfloat16"``, ``"float16"``
+        (see :func:`~barl_core.inference.model.autocast_dtype`). Blending is float32 math on
+        float16 sums in every case.
 
     Returns
     -------
@@ -215,56 +265,48 @@ def sliding_window(
     if sw_batch_size < 1:
         raise InvalidVolumeError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
     shape = arr.shape
-    win = _effective_window(shape, window or model.patch_size, model.divisor)
-    padded = tuple(max(n, w) for n, w in zip(shape, win, strict=True))
-    before = tuple((p - n) // 2 for p, n in zip(padded, shape, strict=True))
-    starts = [window_starts(p, w, overlap) for p, w in zip(padded, win, strict=True)]
-    rows = [[(z, y, x) for y in starts[1] for x in starts[2]] for z in starts[0]]
-    total = sum(len(r) for r in rows)
-
     dev = model.device
+    win = _effective_window(shape, window or model.patch_size, model.divisor)
+    grid = _Grid(shape, win, overlap, dev)
+    padded, before, gauss = grid.padded, grid.before, grid.gauss
+    total = len(grid.z_starts) * len(grid.corners_yx)
+
     nb, c = model.n_branches, model.num_classes
     wz, (_, py, px) = win[0], padded
-    ring = _zeros((nb, c, wz, py, px), dev)
-    wsum = _zeros((wz, py, px), dev)
-    gauss = torch.from_numpy(gaussian_importance(win)).to(dev)
+    # Gaussian-weighted softmax sums of classes 1..C-1 per branch, float16 (see module doc);
+    # class 0 is the weight sum minus the others
+    ring = _zeros((nb, c - 1, wz, py, px), dev, torch.float16)
 
     labels = np.empty(shape, dtype=np.uint8)
     disagreement = np.empty(shape, dtype=np.float16)
     probs = np.empty((c, *shape), dtype=np.float16) if return_probabilities else None
     entropy = np.empty(shape, dtype=np.float16) if return_entropy else None
-    amp = (
-        torch.autocast(device_type="cuda", dtype=torch.float16)
-        if dev.type == "cuda"
-        else contextlib.nullcontext()
-    )
+    low = autocast_dtype(precision, dev)
+    amp = torch.autocast(device_type=dev.type, dtype=low) if low is not None else contextlib.nullcontext()
 
-    chunk = int(np.clip(_FINALISE_BYTES // max(1, nb * c * shape[1] * shape[2] * 4), 1, 8))
+    chunk = int(np.clip(_FINALISE_BYTES // max(1, (nb + 2) * c * shape[1] * shape[2] * 4), 1, 8))
 
     def finalise(z_lo: int, z_hi: int) -> None:
         """Turn ring slots of padded z in [z_lo, z_hi) into outputs; free the slots."""
-        for off, phys in _ring_parts(z_lo, z_hi - z_lo, wz):
-            zs = z_lo + off.start
-            ze = z_lo + off.stop
-            # crop to the real volume; a few slices at a time bounds the temporaries
-            lo, hi = max(zs, before[0]), min(ze, before[0] + shape[0])
-            for a in range(lo, hi, chunk):
-                b = min(a + chunk, hi)
-                ps = slice(phys.start + (a - zs), phys.start + (b - zs))
-                ys = slice(before[1], before[1] + shape[1])
-                xs = slice(before[2], before[2] + shape[2])
-                p = ring[:, :, ps, ys, xs] / wsum[ps, ys, xs].clamp_min(1e-8)
-                mean = p.mean(0)
-                dst = slice(a - before[0], b - before[0])
-                labels[dst] = mean.argmax(0).to(torch.uint8).cpu().numpy()
-                dis = js_disagreement(p[0], p[1]) if nb == 2 else normalized_entropy(p[0])
-                disagreement[dst] = dis.to(torch.float16).cpu().numpy()
-                if probs is not None:
-                    probs[:, dst] = mean.to(torch.float16).cpu().numpy()
-                if entropy is not None:
-                    entropy[dst] = normalized_entropy(mean).to(torch.float16).cpu().numpy()
+        ys = slice(before[1], before[1] + shape[1])
+        xs = slice(before[2], before[2] + shape[2])
+        # crop to the real volume; a few slices at a time bounds the temporaries
+        for a in range(max(z_lo, before[0]), min(z_hi, before[0] + shape[0]), chunk):
+            b = min(a + chunk, z_hi, before[0] + shape[0])
+            rest = torch.cat([ring[:, :, phys, ys, xs] for _, phys in _ring_parts(a, b - a, wz)], 2)
+            rest = rest.float().div_(grid.weight_sum(a, b))
+            p = torch.cat([(1.0 - rest.sum(1, keepdim=True)).clamp_(0.0, 1.0), rest.clamp_(0.0, 1.0)], 1)
+            mean = p.mean(0)
+            dst = slice(a - before[0], b - before[0])
+            labels[dst] = mean.argmax(0).to(torch.uint8).cpu().numpy()
+            dis = js_disagreement(p[0], p[1]) if nb == 2 else normalized_entropy(p[0])
+            disagreement[dst] = dis.to(torch.float16).cpu().numpy()
+            if probs is not None:
+                probs[:, dst] = mean.to(torch.float16).cpu().numpy()
+            if entropy is not None:
+                entropy[dst] = normalized_entropy(mean).to(torch.float16).cpu().numpy()
+        for _, phys in _ring_parts(z_lo, z_hi - z_lo, wz):
             ring[:, :, phys] = 0
-            wsum[phys] = 0
 
     def tile(z: int, y: int, x: int) -> np.ndarray:
         """Window at padded corner (z, y, x), edge-padded where it leaves the volume."""
@@ -281,10 +323,11 @@ def sliding_window(
     done = 0
     z_done = 0  # padded z below this is final
     with torch.inference_mode():
-        for z0, row in zip(starts[0], rows, strict=True):
+        for z0 in grid.z_starts:
             if z0 > z_done:
                 finalise(z_done, z0)
                 z_done = z0
+            row = [(z0, y0, x0) for y0, x0 in grid.corners_yx]
             for i in range(0, len(row), sw_batch_size):
                 if is_cancelled(cancel):
                     raise CancelledError("prediction cancelled")
@@ -294,18 +337,14 @@ def sliding_window(
                 )[:, None].to(dev)
                 with amp:
                     outs = model.branch_logits(x)
-                for j, (_, y0, x0) in enumerate(batch):
-                    ys, xs = slice(y0, y0 + win[1]), slice(x0, x0 + win[2])
-                    for bi, logits in enumerate(outs):
-                        p = F.softmax(logits[j].float(), dim=0) * gauss
+                for bi, logits in enumerate(outs):
+                    p = F.softmax(logits.float(), dim=1)[:, 1:].mul_(gauss)
+                    for j, (_, y0, x0) in enumerate(batch):
+                        ys, xs = slice(y0, y0 + win[1]), slice(x0, x0 + win[2])
                         for off, phys in _ring_parts(z0, wz, wz):
-                            ring[bi, :, phys, ys, xs] += p[:, off]
-                    for off, phys in _ring_parts(z0, wz, wz):
-                        wsum[phys, ys, xs] += gauss[off]
+                            ring[bi, :, phys, ys, xs] += p[j, :, off]
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
         finalise(z_done, padded[0])
     return SlidingWindowResult(labels, disagreement, probs, entropy)
-
-

@@ -17,10 +17,12 @@ from barl_core.io.volume import Volume
 def test_memory_estimate_and_early_refusal(model, monkeypatch):
     f32 = 512**3 * 4
     big = estimate_memory((512, 512, 512), 3, window=(96, 96, 96), base_channels=8)
-    # input + outputs + ring ~ 3.1 float32 volumes, plus a fixed cost (activations, stats sample)
-    assert 3.0 * f32 < big < 4.5 * f32
     fixed = estimate_memory((96, 96, 96), 3, window=(96, 96, 96), base_channels=8)
     assert 100 * 2**20 < fixed < 800 * 2**20
+    # above the fixed cost (activations, stats sample): input 1x + outputs 0.75x + float16 ring
+    # (2 branches x 2 classes x 96 / 512 x 0.5 = 0.19x) ~ 1.94 float32 volumes, + 0.1x: the stats
+    # sample of 96^3 is smaller than the 2M voxels of 512^3
+    assert 1.9 * f32 < big - fixed < 2.3 * f32
     # activations grow with the width, the volume part does not
     assert estimate_memory((96, 96, 96), 3, window=(96, 96, 96), base_channels=32) > fixed + 500 * 2**20
     import barl_core.inference.predict as inference
@@ -83,15 +85,19 @@ def test_resident_memory_within_estimate():
     above_input = r["delta"]  # the input was already resident before the mark was reset
     assert above_input <= r["estimate"] - f32, (above_input / 2**20, r["estimate"] / 2**20)
     # ring (n_branches * C + 1) * window_z / Z = 7 * 16 / 192 = 0.58x, labels + disagreement 0.75x
-    volume_part = (7 * 16 / shape[0] + 0.75) * f32
+    # float16 ring n_branches * (C - 1) * window_z / Z / 2 = 2 * 2 * 16 / 192 / 2 = 0.17x,
+    # labels + disagreement 0.75x
+    volume_part = (2 * 2 * 16 / shape[0] / 2 + 0.75) * f32
     assert above_input < volume_part + 80 * 2**20, f"{above_input / f32:.2f}x the float32 volume"
 
 
 def test_peak_memory_bounded(net, rng):
     """The sliding phase's allocations stay within a small multiple of the volume's float32 size.
 
-    Documented bound (module docstring): outputs (0.75x) + ring buffer
-    ((n_branches * C + 1) * window_z / Z, here 7 * 8 / 48 = 1.2x) = 1.9x; tracemalloc sees the
+    Documented bound (module docstring): outputs (0.75x) + float16 ring buffer
+    (n_branches * (C - 1) * window_z / Z / 2, here 2 * 2 * 8 / 48 / 2 = 0.17x) = 0.92x, which
+    the float32 ring with a weight-sum channel of before (1.2x) breaks with the small temporaries
+    (tiles, finalisation chunks: ~0.35x of this small volume); tracemalloc sees the
     numpy outputs and the (numpy-backed) ring; torch temporaries are bounded separately. Fixed
     normalisation statistics keep the sampled statistics phase out of this measurement.
     """
@@ -110,7 +116,7 @@ def test_peak_memory_bounded(net, rng):
         tracemalloc.stop()
     f32 = vol.array.size * 4
     assert pred.labels.shape == shape
-    assert peak < 2.5 * f32, f"peak {peak / f32:.2f}x the float32 volume"
+    assert peak < 1.6 * f32, f"peak {peak / f32:.2f}x the float32 volume"
     # and the estimate used for the early refusal covers it (input included)
     assert estimate_memory(shape, 3, window=(8, 32, 32)) > peak
 
