@@ -42,6 +42,7 @@ __all__ = [
     "instance_matching_loss",
     "match_instances",
     "downsample_labels",
+    "hard_labels",
 ]
 
 #: The switchable cross-branch terms (names used by ``--disable``).
@@ -238,6 +239,18 @@ def supervised_loss(logits: Sequence[Tensor], target: Tensor, ignore_index: int 
 # --------------------------------------------------------------------------- label space
 
 
+def hard_labels(logits: Tensor) -> Tensor:
+    """Detached class decision ``argmax`` over dim 1 of ``[B, C, *spatial]`` logits.
+
+    Computed as ``max(1).indices`` (the first maximal class, as ``argmax``): on CPU,
+    ``argmax`` over a non-innermost dimension takes a slow path, about 10x slower than
+    ``max`` (26 vs 2-4 ms on a ``[4, 3, 32, 48, 32]`` tensor, 2 cores), and the BARL
+    losses take a dozen such decisions per iteration.
+    """
+    with torch.no_grad():
+        return logits.detach().max(1).indices
+
+
 def _masked_ce(logits: Tensor, pseudo: Tensor, mask: Tensor | None) -> Tensor:
     """Mean CE over ``mask`` voxels (all voxels when None); 0 when the mask is empty."""
     ce = F.cross_entropy(logits.float(), pseudo, reduction="none")
@@ -248,7 +261,11 @@ def _masked_ce(logits: Tensor, pseudo: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def dpr_loss(
-    logits_a: Sequence[Tensor], logits_b: Sequence[Tensor], threshold: float = 0.0
+    logits_a: Sequence[Tensor],
+    logits_b: Sequence[Tensor],
+    threshold: float = 0.0,
+    pseudo_a: Sequence[Tensor] | None = None,
+    pseudo_b: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Dual-Path Regularization: cross pseudo-supervision at every decoder scale.
 
@@ -258,16 +275,24 @@ def dpr_loss(
 
     Identical, confident branches give (near) zero; identical but uncertain branches do not,
     since CE against one's own argmax is the entropy-like ``-log max p``.
+
+    ``pseudo_a`` / ``pseudo_b`` (per scale, :func:`hard_labels` of the logits) may be passed
+    when the caller already has them (they are shared with :func:`pcbc_loss`); they are
+    recomputed otherwise, and always when ``threshold > 0`` (the confidence is needed).
     """
     _check_pair(logits_a, logits_b)
     total = logits_a[-1].new_zeros((), dtype=torch.float32)
-    for la, lb in zip(logits_a, logits_b, strict=True):
-        with torch.no_grad():
-            conf_a, pseudo_a = torch.softmax(la.float(), 1).max(1)
-            conf_b, pseudo_b = torch.softmax(lb.float(), 1).max(1)
-        mask_a = conf_a >= threshold if threshold > 0 else None
-        mask_b = conf_b >= threshold if threshold > 0 else None
-        total = total + _masked_ce(lb, pseudo_a, mask_a) + _masked_ce(la, pseudo_b, mask_b)
+    for s, (la, lb) in enumerate(zip(logits_a, logits_b, strict=True)):
+        mask_a = mask_b = None
+        if threshold > 0:
+            with torch.no_grad():
+                conf_a, target_a = torch.softmax(la.float(), 1).max(1)
+                conf_b, target_b = torch.softmax(lb.float(), 1).max(1)
+            mask_a, mask_b = conf_a >= threshold, conf_b >= threshold
+        else:
+            target_a = pseudo_a[s] if pseudo_a is not None else hard_labels(la)
+            target_b = pseudo_b[s] if pseudo_b is not None else hard_labels(lb)
+        total = total + _masked_ce(lb, target_a, mask_a) + _masked_ce(la, target_b, mask_b)
     return total / len(logits_a)
 
 
@@ -276,6 +301,8 @@ def pcbc_loss(
     logits_b: Sequence[Tensor],
     area_floor: float = 0.01,
     mode: str = "disagreement",
+    pseudo_a: Sequence[Tensor] | None = None,
+    pseudo_b: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Progressively Cognitive Bias Correction across decoder scales.
 
@@ -292,6 +319,9 @@ def pcbc_loss(
     scale, the per-voxel KL(p_s || target) is the uncertainty u, and the loss is
     ``sum(exp(-u) * ||p_s - target||^2) / sum(exp(-u)) + mean(u)``, averaged over scales and
     branches.
+
+    ``pseudo_a`` / ``pseudo_b``: optional per-scale :func:`hard_labels` of the logits
+    (computed here when omitted).
     """
     _check_pair(logits_a, logits_b)
     if mode == "urpc":
@@ -301,17 +331,16 @@ def pcbc_loss(
     n_scales = len(logits_a)
     if n_scales < 2:
         return _zero_like_graph(logits_a[-1], logits_b[-1])
-    with torch.no_grad():
-        pseudo_a = logits_a[-1].argmax(1)
-        pseudo_b = logits_b[-1].argmax(1)
+    hard_a = list(pseudo_a) if pseudo_a is not None else [hard_labels(t) for t in logits_a]
+    hard_b = list(pseudo_b) if pseudo_b is not None else [hard_labels(t) for t in logits_b]
     total = logits_a[-1].new_zeros((), dtype=torch.float32)
     weight_sum = 0.0
     for s in range(1, n_scales):  # 0-based index of scale s+1 in 1-based notation
         with torch.no_grad():
-            disagree = (logits_a[s - 1].argmax(1) != logits_b[s - 1].argmax(1)).float()
+            disagree = (hard_a[s - 1] != hard_b[s - 1]).float()
             area = disagree.sum().clamp(min=area_floor * disagree.numel())
-        ce_a = F.cross_entropy(logits_a[s].float(), pseudo_b, reduction="none")
-        ce_b = F.cross_entropy(logits_b[s].float(), pseudo_a, reduction="none")
+        ce_a = F.cross_entropy(logits_a[s].float(), hard_b[-1], reduction="none")
+        ce_b = F.cross_entropy(logits_b[s].float(), hard_a[-1], reduction="none")
         weight = s / (n_scales - 1)
         total = total + weight * ((ce_a + ce_b) * disagree).sum() / area
         weight_sum += weight

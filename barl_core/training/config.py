@@ -24,6 +24,7 @@ from barl_core.data.dataset import NormalizationConfig
 from barl_core.errors import TrainingError
 from barl_core.losses.terms import ALIGNMENT_TERMS, LossConfig
 from barl_core.networks.unet import NetworkConfig, required_divisor
+from barl_core.training.validator import ValidationConfig
 
 __all__ = [
     "TrainConfig",
@@ -126,6 +127,9 @@ class TrainConfig:
     network, losses, normalization, augment
         Nested configs of :mod:`~barl_core.networks.unet`, :mod:`~barl_core.losses.terms`,
         :mod:`~barl_core.data.dataset` and :mod:`~barl_core.data.augment`.
+    validation : ValidationConfig
+        Held-out validation during training (:mod:`~barl_core.training.validator`): every N
+        iterations, best checkpoint, plateau stop; off (``every=0``) by default.
     """
 
     method: str = "barl"
@@ -158,6 +162,7 @@ class TrainConfig:
     losses: LossConfig = field(default_factory=LossConfig)
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
@@ -344,7 +349,7 @@ def preset(name: str = "quick", **overrides: Any) -> TrainConfig:
         raise TrainingError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     values = dict(PRESETS[name])
     cfg = TrainConfig()
-    for nested in ("network", "losses"):  # nested configs: a preset/override dict is a patch
+    for nested in ("network", "losses", "validation"):  # nested configs: a preset/override dict is a patch
         changes = dict(values.pop(nested, {}))
         given = overrides.pop(nested, None)
         if isinstance(given, dict):

@@ -29,6 +29,7 @@ from barl_core.losses.terms import (
     downsample_labels,
     dpr_loss,
     gaussian_rampup,
+    hard_labels,
     instance_matching_loss,
     pcbc_loss,
     region_alignment_loss,
@@ -36,6 +37,7 @@ from barl_core.losses.terms import (
 )
 from barl_core.networks.unet import BiBranchNet, NetOutput, UNet3D, ema_update
 from barl_core.training.config import TrainConfig
+from barl_core.training.profiling import PhaseTimer
 
 __all__ = [
     "TrainingMethod",
@@ -73,6 +75,8 @@ class TrainingMethod:
         self.ignore_index = config.ignore_index
         #: What ``run(name, ...)`` calls: the trainable modules, or their DDP wrappers.
         self._runners: dict[str, nn.Module] = {}
+        #: Phase timing (the trainer installs its own; disabled unless profiling/planning).
+        self.timer = PhaseTimer()
 
     # -- to implement ---------------------------------------------------------------
     def model_for_checkpoint(self) -> nn.Module:
@@ -147,13 +151,12 @@ class TrainingMethod:
                 (images.shape[0] - n_l, *labels.shape[1:]), self.ignore_index, dtype=labels.dtype
             )
             full_labels = torch.cat([labels, pad])
-        v = make_views(images, full_labels, self.generator, self.config.augment)
-        dev = self.device
-        return (
-            Views(v.weak.to(dev, non_blocking=True), v.strong.to(dev, non_blocking=True),
-                  v.labels[:n_l].to(dev, non_blocking=True).long()),
-            n_l,
-        )
+        with self.timer.phase("views"):
+            v = make_views(images, full_labels, self.generator, self.config.augment)
+            dev = self.device
+            views = Views(v.weak.to(dev, non_blocking=True), v.strong.to(dev, non_blocking=True),
+                          v.labels[:n_l].to(dev, non_blocking=True).long())
+        return views, n_l
 
 
 def _pseudo_ce(logits: Tensor, pseudo: Tensor) -> Tensor:
@@ -190,37 +193,49 @@ class BarlMethod(TrainingMethod):
         weak_to_a = iteration % 2 == 0
         x_a, x_b = (views.weak, views.strong) if weak_to_a else (views.strong, views.weak)
         features = bool({"region", "instance"} & set(self.terms))
-        out_a: NetOutput = self.run("a", x_a, return_features=features)
-        out_b: NetOutput = self.run("b", x_b, return_features=features)
+        timer = self.timer
+        with timer.phase("forward"):
+            out_a: NetOutput = self.run("a", x_a, return_features=features)
+            out_b: NetOutput = self.run("b", x_b, return_features=features)
         y = views.labels
-        sup_a = supervised_loss([t[:n_l] for t in out_a.logits], y, self.ignore_index)
-        sup_b = supervised_loss([t[:n_l] for t in out_b.logits], y, self.ignore_index)
+        with timer.phase("loss:sup"):
+            sup_a = supervised_loss([t[:n_l] for t in out_a.logits], y, self.ignore_index)
+            sup_b = supervised_loss([t[:n_l] for t in out_b.logits], y, self.ignore_index)
         out: dict[str, Tensor] = {"sup": sup_a + sup_b}
         lc = self.losses
+        hard_a = hard_b = None
+        if {"dpr", "pcbc"} & set(self.terms):
+            with timer.phase("loss:pseudo"):  # one class decision per scale, shared by DPR and PCBC
+                hard_a = [hard_labels(t) for t in out_a.logits]
+                hard_b = [hard_labels(t) for t in out_b.logits]
         if "dpr" in self.terms:
-            out["dpr"] = dpr_loss(out_a.logits, out_b.logits, lc.dpr_threshold)
+            with timer.phase("loss:dpr"):
+                out["dpr"] = dpr_loss(out_a.logits, out_b.logits, lc.dpr_threshold, hard_a, hard_b)
         if "pcbc" in self.terms:
-            out["pcbc"] = pcbc_loss(out_a.logits, out_b.logits, lc.pcbc_area_floor, lc.pcbc_mode)
-        if "region" in self.terms or "instance" in self.terms:
-            # Decisions at feature resolution from pooled logits: 8x fewer voxels to argmax
+            with timer.phase("loss:pcbc"):
+                out["pcbc"] = pcbc_loss(out_a.logits, out_b.logits, lc.pcbc_area_floor, lc.pcbc_mode, hard_a, hard_b)
+        if features:
+            # Decisions at feature resolution from pooled logits: 8x fewer voxels to decide
             # than at full resolution, and voxel-aligned with the (avg-pooled) features.
             feat_size = tuple(out_a.features.shape[2:])
             k = self.config.network.num_classes
-            pooled_a = F.adaptive_avg_pool3d(out_a.logits[-1].detach().float(), feat_size)
-            pooled_b = F.adaptive_avg_pool3d(out_b.logits[-1].detach().float(), feat_size)
-            if "region" in self.terms:
-                # ground truth where annotated, else the weak branch's pseudo-label
-                region = (pooled_a if weak_to_a else pooled_b).argmax(1)
-                gt = downsample_labels(y, feat_size, num_classes=k, ignore_index=self.ignore_index)
-                region[:n_l] = torch.where(gt != self.ignore_index, gt, region[:n_l])
-                out["region"] = region_alignment_loss(
-                    out_a.features, out_b.features, region, k, lc.region_min_voxels, self.ignore_index
-                )
+            with timer.phase("loss:region"):
+                pooled_a = hard_labels(F.adaptive_avg_pool3d(out_a.logits[-1].detach().float(), feat_size))
+                pooled_b = hard_labels(F.adaptive_avg_pool3d(out_b.logits[-1].detach().float(), feat_size))
+                if "region" in self.terms:
+                    # ground truth where annotated, else the weak branch's pseudo-label
+                    region = (pooled_a if weak_to_a else pooled_b).clone()
+                    gt = downsample_labels(y, feat_size, num_classes=k, ignore_index=self.ignore_index)
+                    region[:n_l] = torch.where(gt != self.ignore_index, gt, region[:n_l])
+                    out["region"] = region_alignment_loss(
+                        out_a.features, out_b.features, region, k, lc.region_min_voxels, self.ignore_index
+                    )
             if "instance" in self.terms:
-                out["instance"] = instance_matching_loss(
-                    out_a.features, out_b.features, pooled_a.argmax(1) > 0, pooled_b.argmax(1) > 0,
-                    lc.instance_min_size, lc.instance_top_k, lc.instance_iou_threshold,
-                )
+                with timer.phase("loss:instance"):
+                    out["instance"] = instance_matching_loss(
+                        out_a.features, out_b.features, pooled_a > 0, pooled_b > 0,
+                        lc.instance_min_size, lc.instance_top_k, lc.instance_iou_threshold,
+                    )
         ramp = self.rampup(iteration)
         total = out["sup"]
         for term in self.terms:
@@ -248,8 +263,10 @@ class SupervisedMethod(TrainingMethod):
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, _ = self.views(labelled_images, labels, None)
-        out = self.run("net", views.weak, return_features=False)
-        sup = supervised_loss(out.logits, views.labels, self.ignore_index)
+        with self.timer.phase("forward"):
+            out = self.run("net", views.weak, return_features=False)
+        with self.timer.phase("loss:sup"):
+            sup = supervised_loss(out.logits, views.labels, self.ignore_index)
         return {"loss": sup, "sup": sup}
 
 
@@ -284,13 +301,16 @@ class MeanTeacherMethod(TrainingMethod):
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
-        out_s = self.run("student", views.strong, return_features=False)
-        with torch.no_grad():
-            out_t = self.teacher(views.weak, deep_supervision=False, return_features=False)
-        sup = supervised_loss([t[:n_l] for t in out_s.logits], views.labels, self.ignore_index)
-        consistency = F.mse_loss(
-            torch.softmax(out_s.logits[-1].float(), 1), torch.softmax(out_t.logits[-1].float(), 1)
-        )
+        with self.timer.phase("forward"):
+            out_s = self.run("student", views.strong, return_features=False)
+            with torch.no_grad():
+                out_t = self.teacher(views.weak, deep_supervision=False, return_features=False)
+        with self.timer.phase("loss:sup"):
+            sup = supervised_loss([t[:n_l] for t in out_s.logits], views.labels, self.ignore_index)
+        with self.timer.phase("loss:consistency"):
+            consistency = F.mse_loss(
+                torch.softmax(out_s.logits[-1].float(), 1), torch.softmax(out_t.logits[-1].float(), 1)
+            )
         total = sup + self.rampup(iteration) * self.config.consistency_weight * consistency
         return {"loss": total, "sup": sup, "consistency": consistency}
 
@@ -319,12 +339,15 @@ class CPSMethod(TrainingMethod):
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
         x_a, x_b = (views.weak, views.strong) if iteration % 2 == 0 else (views.strong, views.weak)
-        out_a = self.run("a", x_a, return_features=False)
-        out_b = self.run("b", x_b, return_features=False)
-        sup = supervised_loss([t[:n_l] for t in out_a.logits], views.labels, self.ignore_index)
-        sup = sup + supervised_loss([t[:n_l] for t in out_b.logits], views.labels, self.ignore_index)
-        la, lb = out_a.logits[-1], out_b.logits[-1]
-        cps = _pseudo_ce(la, lb.detach().argmax(1)) + _pseudo_ce(lb, la.detach().argmax(1))
+        with self.timer.phase("forward"):
+            out_a = self.run("a", x_a, return_features=False)
+            out_b = self.run("b", x_b, return_features=False)
+        with self.timer.phase("loss:sup"):
+            sup = supervised_loss([t[:n_l] for t in out_a.logits], views.labels, self.ignore_index)
+            sup = sup + supervised_loss([t[:n_l] for t in out_b.logits], views.labels, self.ignore_index)
+        with self.timer.phase("loss:cps"):
+            la, lb = out_a.logits[-1], out_b.logits[-1]
+            cps = _pseudo_ce(la, hard_labels(lb)) + _pseudo_ce(lb, hard_labels(la))
         total = sup + self.rampup(iteration) * self.config.cps_weight * cps
         return {"loss": total, "sup": sup, "cps": cps}
 

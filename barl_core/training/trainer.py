@@ -57,6 +57,8 @@ from barl_core.training import distributed
 from barl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from barl_core.training.config import TrainConfig, default_class_names
 from barl_core.training.methods import TrainingMethod, build_method
+from barl_core.training.profiling import PhaseTimer
+from barl_core.training.validator import Validator, split_validation
 
 __all__ = [
     "TrainProgress",
@@ -95,6 +97,8 @@ class TrainProgress:
     #: Non-empty for a notice rather than a loss report (e.g. an out-of-memory retry with
     #: a smaller batch); ``losses`` is then empty.
     message: str = ""
+    #: After a validation: ``{"dice": ..., "dice_<c>": ..., "best": ..., "best_iteration": ...}``.
+    validation: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,12 +113,21 @@ class TrainResult:
     status : {"completed", "cancelled"}
     history : list of dict
         The metric rows (one per logged iteration) of this run, resumed part included.
+    best_iteration : int or None
+        With validation: the iteration whose weights ``model.pt`` holds (best validation Dice).
+    best_score : float or None
+        That validation mean foreground Dice.
+    stopped_early : bool
+        True when the validation Dice plateaued (``validation.patience``) before the budget.
     """
 
     model_path: Path
     iterations_done: int
     status: str
     history: list[dict] = field(default_factory=list)
+    best_iteration: int | None = None
+    best_score: float | None = None
+    stopped_early: bool = False
 
 
 class CancelToken:
@@ -238,18 +251,13 @@ def prepare_training_data(
     work: list[Case] = []
     max_label = -1
     for case in cases:
-        image, labels = case.image, case.labels
-        if config.target_spacing is not None:
-            image = resample_volume(image, config.target_spacing)
-            if labels is not None:
-                labels = resample_volume(
-                    case.image.with_array(labels), config.target_spacing, is_label=True, ignore_index=ignore
-                ).array
+        case = _working_grid(case, config)
+        labels = case.labels
         if labels is not None:
             annotated = labels[labels != ignore]
             if annotated.size:
                 max_label = max(max_label, int(annotated.max()))
-        work.append(replace(case, image=image, labels=labels))
+        work.append(case)
     if max_label < 0:
         raise EmptyDatasetError(
             f"no annotated voxel in any of the {len(cases)} label map(s) (every voxel is the ignore "
@@ -271,6 +279,26 @@ def prepare_training_data(
     return volumes, stats, names
 
 
+def _working_grid(case: Case, config: TrainConfig) -> Case:
+    """The case resampled to ``config.target_spacing`` (unchanged without one)."""
+    if config.target_spacing is None:
+        return case
+    image = resample_volume(case.image, config.target_spacing)
+    labels = case.labels
+    if labels is not None:
+        labels = resample_volume(
+            case.image.with_array(labels), config.target_spacing, is_label=True, ignore_index=config.ignore_index
+        ).array
+    return replace(case, image=image, labels=labels)
+
+
+def validation_volumes(
+    cases: Sequence[Case], config: TrainConfig, stats: NormStats | None
+) -> list[TrainingVolume]:
+    """Validation cases on the training grid, normalised as the training volumes were."""
+    return training_volumes([_working_grid(c, config) for c in cases], config.normalization, stats)
+
+
 # --------------------------------------------------------------------------- the trainer
 class Trainer:
     """Runs a :class:`~barl_core.training.methods.TrainingMethod` on a patch sampler.
@@ -289,6 +317,9 @@ class Trainer:
         Receives a :class:`TrainProgress` every ``config.log_every`` iterations.
     cancel : CancelToken, optional
         Checked every iteration; on cancel a checkpoint is written and the run returns.
+    validation_volumes : list of TrainingVolume, optional
+        Held-out labelled volumes scored every ``config.validation.every`` iterations
+        (best weights kept in ``best.pt``, plateau stop after ``validation.patience``).
     """
 
     def __init__(
@@ -300,6 +331,7 @@ class Trainer:
         norm_stats: NormStats | None = None,
         callback: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        validation_volumes: list[TrainingVolume] | None = None,
     ):
         self.config = config.validate()
         self.volumes = volumes
@@ -317,6 +349,19 @@ class Trainer:
         dump = os.environ.get(DEBUG_DUMP_ENV)
         self._debug_dir = Path(dump) if dump else None
         self._debug: dict[str, Any] = {"batch_sums": []}
+        #: Per-phase wall time of the iterations (off unless a planner or profiler enables it).
+        self.timer = PhaseTimer()
+        vcfg = config.validation
+        self.validator: Validator | None = None
+        if vcfg.every and validation_volumes:
+            self.validator = Validator(
+                validation_volumes, config.patch_size, config.network.num_classes,
+                config.ignore_index, vcfg.overlap,
+            )
+        self.best_score: float | None = None
+        self.best_iteration: int | None = None
+        self._stale = 0
+        self._stop_early = False
 
     # -- hooks ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -340,6 +385,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.aug_generator = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + 1, rank))
         self.method: TrainingMethod = build_method(cfg, self.device, self.aug_generator)
+        self.timer.device = self.device
+        self.method.timer = self.timer
         if rank:
             torch.manual_seed(distributed.rank_seed(cfg.seed, rank))
         self.optimizer = build_optimizer(self.method.parameters(), cfg)
@@ -443,12 +490,14 @@ class Trainer:
     def _train_step_once(self, iteration: int) -> dict[str, float]:
         """Sample, forward (method), backward, optimiser step; returns the losses as floats."""
         cfg = self.config
-        images, labels = self.sampler.sample_labelled(cfg.batch_labeled)
+        timer = self.timer
+        with timer.phase("sample"):
+            images, labels = self.sampler.sample_labelled(cfg.batch_labeled)
+            unlabelled = None
+            if self.method.uses_unlabelled and cfg.batch_unlabeled > 0:
+                unlabelled = torch.from_numpy(self.sampler.sample_unlabelled(cfg.batch_unlabeled))
         if self._debug_dir is not None:
             self._debug["batch_sums"].append(float(images.sum()))
-        unlabelled = None
-        if self.method.uses_unlabelled and cfg.batch_unlabeled > 0:
-            unlabelled = torch.from_numpy(self.sampler.sample_unlabelled(cfg.batch_unlabeled))
         lr = self.lr_at(iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -463,10 +512,12 @@ class Trainer:
                 f"the loss became {total.item()} at iteration {iteration}; lower the learning rate "
                 "or check the images (constant or extreme intensities)"
             )
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.method.after_optimizer_step(iteration)
+        with timer.phase("backward"):
+            self.scaler.scale(total).backward()
+        with timer.phase("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.method.after_optimizer_step(iteration)
         out = {k: float(v.detach().float().item()) for k, v in losses.items()}
         out["lr"] = lr
         return out
@@ -477,19 +528,45 @@ class Trainer:
         self._times.append(seconds)
         done = iteration + 1
         its = len(self._times) / max(sum(self._times), 1e-9)
-        if done % cfg.log_every == 0 or done == cfg.iterations:
+        validation = self.validate(done)
+        if done % cfg.log_every == 0 or done == cfg.iterations or validation:
             lr = losses.pop("lr")
             losses = distributed.mean_over_ranks(losses, self.dist, self.device)  # every rank
             row = {"iteration": done, **losses, "lr": lr, "its_per_s": its, "time": time.time()}
+            row.update({f"val_{k}": v for k, v in validation.items()})
             self.history.append(row)
             if self.dist.is_main:
                 with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
                 if self.callback is not None:
-                    self.callback(TrainProgress(done, cfg.iterations, dict(losses), its, (cfg.iterations - done) / its, lr))
+                    self.callback(TrainProgress(done, cfg.iterations, dict(losses), its, (cfg.iterations - done) / its,
+                                                lr, validation=validation))
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations and self.dist.is_main:
             self.save_checkpoint(self.checkpoint_path(done))
             self._prune_checkpoints()
+
+    def validate(self, done: int) -> dict[str, float]:
+        """Score the held-out volumes when due; keep the best weights; decide a plateau stop.
+
+        Returns the scores (empty when no validation was due) with ``best`` and
+        ``best_iteration`` added. Rank 0 scores; every rank learns whether to stop.
+        """
+        vcfg = self.config.validation
+        if self.validator is None or not (done % vcfg.every == 0 or done == self.config.iterations):
+            return {}
+        scores: dict[str, float] = {}
+        stop = False
+        if self.dist.is_main:
+            scores = self.validator.score(self.method.model_for_checkpoint(), self.device)
+            if self.best_score is None or scores["dice"] > self.best_score + vcfg.min_delta:
+                self.best_score, self.best_iteration, self._stale = scores["dice"], done, 0
+                self.save_checkpoint(self.run_dir / "best.pt")
+            else:
+                self._stale += 1
+            stop = bool(vcfg.patience) and self._stale >= vcfg.patience
+            scores.update(best=float(self.best_score), best_iteration=float(self.best_iteration))
+        self._stop_early = distributed.any_rank(stop, self.dist, self.device)
+        return scores
 
     def checkpoint_path(self, iteration: int) -> Path:
         return self.run_dir / "checkpoints" / f"ckpt_{iteration:06d}.pt"
@@ -559,6 +636,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.iteration = int(ckpt["iteration"])
         self.history = list(ckpt.get("history") or [])
+        scored = [r for r in self.history if "val_dice" in r]
+        if scored:  # resume the plateau bookkeeping where it stopped
+            best = max(scored, key=lambda r: r["val_dice"])
+            self.best_score, self.best_iteration = float(best["val_dice"]), int(best["iteration"])
+            self._stale = sum(1 for r in scored if r["iteration"] > self.best_iteration)
         if self.dist.rank:  # the file holds rank 0's streams: give this rank its own again
             seed = self.config.seed
             self.sampler.rng = np.random.default_rng(distributed.rank_seed(seed, self.dist.rank, self.iteration))
@@ -610,11 +692,26 @@ class Trainer:
             losses = self.train_step(self.iteration)
             self.iteration += 1
             self.on_iteration_end(self.iteration - 1, losses, time.perf_counter() - start)
+            if self._stop_early:
+                if self.dist.is_main:
+                    self.message(
+                        f"validation Dice has not improved for {self.config.validation.patience} validations: "
+                        f"stopping at iteration {self.iteration} (best {self.best_score:.4f} at {self.best_iteration})"
+                    )
+                break
         if self.dist.is_main:
-            self.save_checkpoint(path)
+            ckpt = self.checkpoint_dict()
+            best = self.run_dir / "best.pt"
+            if status == "completed" and self.best_iteration is not None and best.is_file():
+                # the model the user gets is the best validated one (the schedule's state stays)
+                ckpt["model_state"] = load_checkpoint(best)["model_state"]
+                ckpt["best_iteration"] = self.best_iteration
+                ckpt["best_score"] = self.best_score
+            save_checkpoint(path, ckpt)
         self._debug_dump()
         distributed.barrier(self.dist)
-        return TrainResult(path, self.iteration, status, list(self.history))
+        return TrainResult(path, self.iteration, status, list(self.history), self.best_iteration,
+                           self.best_score, self._stop_early)
 
     def close(self) -> None:
         """Leave the torchrun process group if this trainer formed it (no-op otherwise)."""
@@ -749,6 +846,8 @@ def train(
     init_from: str | os.PathLike | None = None,
     callback: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    validation_cases: Sequence[Case] | None = None,
+    planner: Callable[[TrainConfig, list[TrainingVolume]], TrainConfig] | None = None,
 ) -> TrainResult:
     """Train a model on an MSD-style folder; the one call behind CLI, GUI jobs and demo.
 
@@ -772,6 +871,12 @@ def train(
     callback : callable, optional
         Receives :class:`TrainProgress`.
     cancel : CancelToken, optional
+    validation_cases : list of Case, optional
+        Held-out labelled cases to validate on (with ``config.validation.every``); without
+        them a fixed share of the labelled cases is held out (:func:`~barl_core.training.validator.split_validation`).
+    planner : callable, optional
+        ``planner(config, training_volumes) -> config``, called once the data is loaded
+        (e.g. :func:`barl_core.training.planner.make_planner`: fingerprint, timing, time budget).
 
     Returns
     -------
@@ -804,7 +909,19 @@ def train(
     cases = load_dataset(images_dir, labels_dir, ignore_index=config.ignore_index, num_classes=num_classes)
     volumes, stats, names = prepare_training_data(cases, config)
     config = config.with_classes(names).validate()
-    trainer = Trainer(config, volumes, run_dir, norm_stats=stats, callback=callback, cancel=cancel)
+    if planner is not None:
+        config = planner(config, volumes)
+    held_out: list[TrainingVolume] = []
+    if config.validation.every:
+        if validation_cases is not None:
+            held_out = validation_volumes(validation_cases, config, stats)
+        else:
+            volumes, held_out = split_validation(volumes, config.validation, config.ignore_index)
+        if not held_out:
+            _log.warning("validation is off: fewer than %d labelled cases to hold some out",
+                         config.validation.min_labelled_cases)
+    trainer = Trainer(config, volumes, run_dir, norm_stats=stats, callback=callback, cancel=cancel,
+                      validation_volumes=held_out)
     try:
         trainer.initialize()
         if resume_from is not None:

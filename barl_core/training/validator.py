@@ -1,0 +1,173 @@
+"""Validation during training: held-out labelled cases, Dice, best checkpoint, plateau stop.
+
+The trainer scores the model every ``ValidationConfig.every`` iterations on validation
+volumes nobody trains on, keeps the weights of the best score (``RUN_DIR/best.pt``; the final
+``model.pt`` holds them) and stops once ``patience`` validations in a row brought no
+improvement of at least ``min_delta``. Users no longer guess an iteration count: the plan gives
+an upper bound and the validation curve decides where to stop.
+
+Which volumes: the caller may pass them (a workspace's frozen validation cases, a benchmark's
+validation split); otherwise :func:`split_validation` holds out a fixed share of the labelled
+cases, chosen by a hash of their names (the same cases for every seed and every rerun).
+With fewer than ``min_labelled_cases`` labelled cases nothing is held out (every label is
+needed for training) and the run follows its iteration budget.
+
+The score is the mean foreground Dice on annotated voxels only (sparse labels work): per
+class, the mean over the cases where that class occurs in the truth or the prediction, then
+the mean over classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from barl_core.data.dataset import TrainingVolume
+from barl_core.errors import TrainingError
+
+__all__ = ["ValidationConfig", "Validator", "split_validation", "annotated_dice"]
+
+
+@dataclass
+class ValidationConfig:
+    """When and on what a run validates.
+
+    Parameters
+    ----------
+    every : int
+        Validate every N iterations (and at the last one); 0 switches validation off.
+    patience : int
+        Stop after this many validations in a row without improvement; 0 never stops early.
+    min_delta : float
+        An improvement smaller than this (mean Dice) does not reset the patience.
+    fraction : float
+        Share of the labelled cases held out when no validation cases are given.
+    max_cases : int
+        At most this many held-out cases (validation time stays small).
+    min_labelled_cases : int
+        With fewer labelled cases, none is held out (and validation is off).
+    overlap : float
+        Sliding-window overlap of the validation predictions.
+    """
+
+    every: int = 0
+    patience: int = 0
+    min_delta: float = 0.002
+    fraction: float = 0.2
+    max_cases: int = 10
+    min_labelled_cases: int = 5
+    overlap: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.patience < 0 or self.min_delta < 0:
+            raise TrainingError("validation every, patience and min_delta must be >= 0")
+        if not 0 < self.fraction < 1:
+            raise TrainingError(f"validation fraction must be in (0, 1), got {self.fraction}")
+        if self.max_cases < 1 or self.min_labelled_cases < 2:
+            raise TrainingError("validation max_cases must be >= 1 and min_labelled_cases >= 2")
+        if not 0 <= self.overlap < 1:
+            raise TrainingError(f"validation overlap must be in [0, 1), got {self.overlap}")
+
+
+def _name_hash(name: str) -> float:
+    digest = hashlib.sha256(f"validation:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _is_labelled(vol: TrainingVolume, ignore_index: int) -> bool:
+    return vol.labels is not None and bool(np.any(vol.labels != ignore_index))
+
+
+def split_validation(
+    volumes: Sequence[TrainingVolume], cfg: ValidationConfig, ignore_index: int = 255
+) -> tuple[list[TrainingVolume], list[TrainingVolume]]:
+    """Hold out a fixed share of the labelled volumes.
+
+    Returns
+    -------
+    train, validation : list of TrainingVolume
+        ``validation`` is empty when validation is off or too few cases are labelled; held-out
+        volumes are removed from training entirely (image included).
+    """
+    labelled = [v for v in volumes if _is_labelled(v, ignore_index)]
+    if cfg.every == 0 or len(labelled) < cfg.min_labelled_cases:
+        return list(volumes), []
+    n_val = min(cfg.max_cases, max(1, int(round(cfg.fraction * len(labelled)))))
+    chosen = {v.name for v in sorted(labelled, key=lambda v: _name_hash(v.name))[:n_val]}
+    return [v for v in volumes if v.name not in chosen], [v for v in volumes if v.name in chosen]
+
+
+def annotated_dice(
+    pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int = 255
+) -> list[float]:
+    """Per foreground class Dice on the annotated voxels; NaN where the class is in neither."""
+    valid = truth != ignore_index
+    out = []
+    for c in range(1, num_classes):
+        p = (pred == c) & valid
+        t = (truth == c) & valid
+        denom = int(p.sum()) + int(t.sum())
+        out.append(float("nan") if denom == 0 else 2.0 * int((p & t).sum()) / denom)
+    return out
+
+
+class Validator:
+    """Scores a network on fixed, already normalised validation volumes.
+
+    Parameters
+    ----------
+    volumes : list of TrainingVolume
+        Validation volumes with labels (255 = not annotated).
+    patch_size : sequence of int
+        Sliding-window size (the training patch).
+    num_classes : int
+    ignore_index : int
+    overlap : float
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[TrainingVolume],
+        patch_size: Sequence[int],
+        num_classes: int,
+        ignore_index: int = 255,
+        overlap: float = 0.25,
+    ):
+        self.volumes = [v for v in volumes if _is_labelled(v, ignore_index)]
+        if not self.volumes:
+            raise TrainingError("validation needs at least one volume with annotated voxels")
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.overlap = float(overlap)
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.volumes]
+
+    def score(self, module: nn.Module, device: torch.device | str) -> dict[str, float]:
+        """``{"dice": mean foreground Dice, "dice_<c>": per class}``; ``module`` is left in
+        the train/eval mode it was in."""
+        from barl_core.inference.model import LoadedModel
+        from barl_core.inference.window import sliding_window
+
+        was_training = module.training
+        model = LoadedModel.from_module(module, patch_size=self.patch_size, device=device)
+        per_class: list[list[float]] = [[] for _ in range(1, self.num_classes)]
+        try:
+            for vol in self.volumes:
+                res = sliding_window(model, np.asarray(vol.image, np.float32), overlap=self.overlap)
+                for k, d in enumerate(annotated_dice(res.labels, vol.labels, self.num_classes, self.ignore_index)):
+                    if d == d:
+                        per_class[k].append(d)
+        finally:
+            module.train(was_training)
+        means = [float(np.mean(v)) if v else 0.0 for v in per_class]
+        out = {"dice": float(np.mean(means)) if means else 0.0}
+        out.update({f"dice_{c}": m for c, m in enumerate(means, start=1)})
+        return out

@@ -1,0 +1,142 @@
+"""Issue 11 engine pieces: cheap class decisions, phase timing, validation during training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from barl_core.training.checkpoint import load_checkpoint
+from barl_core.data.dataset import TrainingVolume
+from barl_core.errors import TrainingError
+from barl_core.losses.terms import dpr_loss, hard_labels, pcbc_loss
+from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
+from barl_core.training.profiling import PhaseTimer
+from barl_core.training.trainer import train
+from barl_core.training.validator import ValidationConfig, Validator, annotated_dice, split_validation
+
+
+# ------------------------------------------------------------------ cheap decisions
+def test_hard_labels_equal_argmax_including_ties():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 5, 6, 7, generator=g)
+    assert torch.equal(hard_labels(x), x.argmax(1))
+    tied = torch.zeros(1, 3, 2, 2, 2)
+    tied[:, 1:] = 1.0  # classes 1 and 2 tie: the first maximal one wins, as with argmax
+    assert torch.equal(hard_labels(tied), tied.argmax(1))
+    assert not hard_labels(x.requires_grad_()).requires_grad
+
+
+def test_shared_pseudo_labels_give_the_same_losses():
+    g = torch.Generator().manual_seed(1)
+    la = [torch.randn(2, 3, 4, 4, 4, generator=g, requires_grad=True) for _ in range(3)]
+    lb = [torch.randn(2, 3, 4, 4, 4, generator=g, requires_grad=True) for _ in range(3)]
+    ha, hb = [hard_labels(t) for t in la], [hard_labels(t) for t in lb]
+    assert torch.allclose(dpr_loss(la, lb), dpr_loss(la, lb, 0.0, ha, hb))
+    assert torch.allclose(pcbc_loss(la, lb, 0.01), pcbc_loss(la, lb, 0.01, "disagreement", ha, hb))
+    # swapped pseudo-labels must change DPR: the argument is used, not recomputed
+    assert not torch.allclose(dpr_loss(la, lb), dpr_loss(la, lb, 0.0, hb, ha))
+
+
+def test_phase_timer_counts_only_when_enabled():
+    off = PhaseTimer()
+    with off.phase("a"):
+        pass
+    assert off.totals == {}
+    on = PhaseTimer(enabled=True)
+    for _ in range(3):
+        with on.phase("a"):
+            pass
+    with on.phase("b"):
+        pass
+    assert on.counts == {"a": 3, "b": 1} and all(v >= 0 for v in on.totals.values())
+    assert set(on.mean_per(3)) == {"a", "b"}
+    on.reset()
+    assert on.totals == {} and on.counts == {}
+
+
+# ------------------------------------------------------------------ validation pieces
+def _vol(name: str, labelled: bool, side: int = 4) -> TrainingVolume:
+    lab = np.full((side,) * 3, 255, np.uint8)
+    if labelled:
+        lab[1] = 0
+        lab[1, 1:3, 1:3] = 1
+    return TrainingVolume(np.zeros((side,) * 3, np.float32), lab if labelled else None, name)
+
+
+def test_split_validation_is_fixed_and_needs_enough_labelled_cases():
+    vols = [_vol(f"c{i}", labelled=i < 10) for i in range(14)]
+    cfg = ValidationConfig(every=10, fraction=0.2)
+    train_a, val_a = split_validation(vols, cfg)
+    train_b, val_b = split_validation(list(reversed(vols)), cfg)
+    assert len(val_a) == 2 and {v.name for v in val_a} == {v.name for v in val_b}  # order-independent
+    assert all(v.labels is not None for v in val_a)
+    assert {v.name for v in train_a} | {v.name for v in val_a} == {v.name for v in vols}
+    assert not {v.name for v in train_a} & {v.name for v in val_a}
+    few = [_vol(f"c{i}", labelled=i < 3) for i in range(8)]
+    assert split_validation(few, cfg) == (few, [])  # 3 < min_labelled_cases: nothing held out
+    assert split_validation(vols, ValidationConfig(every=0))[1] == []
+    with pytest.raises(TrainingError):
+        ValidationConfig(fraction=1.5)
+
+
+def test_annotated_dice_ignores_unannotated_voxels():
+    truth = np.full((2, 4, 4), 255, np.uint8)
+    truth[0] = 0
+    truth[0, :2, :2] = 1
+    pred = np.zeros((2, 4, 4), np.uint8)
+    pred[0, :2, :2] = 1
+    pred[1] = 1  # all wrong, but on unannotated voxels
+    assert annotated_dice(pred, truth, 3)[0] == pytest.approx(1.0)
+    assert np.isnan(annotated_dice(pred, truth, 3)[1])  # class 2 in neither
+    pred[0, 0, 0] = 0
+    assert annotated_dice(pred, truth, 3)[0] == pytest.approx(2 * 3 / 7)
+
+
+def test_validator_scores_a_network_and_restores_train_mode():
+    from barl_core.networks.unet import BiBranchNet, NetworkConfig
+
+    net = BiBranchNet(NetworkConfig(num_classes=2, base_channels=4, proj_dim=8)).train()
+    val = Validator([_vol("a", True, 16), _vol("b", False, 16)], (16, 16, 16), num_classes=2)
+    assert val.names == ["a"]  # unlabelled volumes are not validation volumes
+    scores = val.score(net, "cpu")
+    assert 0.0 <= scores["dice"] <= 1.0 and set(scores) == {"dice", "dice_1"}
+    assert net.training
+    with pytest.raises(TrainingError):
+        Validator([_vol("b", False)], (8, 8, 8), num_classes=2)
+
+
+# ------------------------------------------------------------------ validation in training
+@pytest.fixture(scope="module")
+def labelled_dataset(tmp_path_factory):
+    return make_phantom_dataset(
+        tmp_path_factory.mktemp("val") / "ds", 6, config=PhantomConfig(shape=(16, 24, 24)),
+        labelled_cases=6, slices_per_case=3,
+    )
+
+
+def test_training_validates_keeps_best_and_stops_on_plateau(labelled_dataset, tmp_path, tiny_config):
+    # min_delta 1.0 can never be beaten: the first validation is the best, the second one
+    # is a plateau, and patience 1 stops the run there, long before the 50 iterations.
+    cfg = tiny_config(method="supervised", iterations=50,
+                      validation={"every": 2, "patience": 1, "min_delta": 1.0, "min_labelled_cases": 5})
+    rows = []
+    result = train(cfg, labelled_dataset, None, tmp_path / "run", callback=rows.append)
+    assert result.stopped_early and result.iterations_done == 4
+    assert result.best_iteration == 2 and 0.0 <= result.best_score <= 1.0
+    validated = [r for r in result.history if "val_dice" in r]
+    assert [r["iteration"] for r in validated] == [2, 4]
+    assert any(p.validation for p in rows) and any("stopping" in p.message for p in rows)
+    final, best = load_checkpoint(result.model_path), load_checkpoint(tmp_path / "run" / "best.pt")
+    assert final["best_iteration"] == 2 and best["iteration"] == 2
+    for k, v in best["model_state"].items():  # model.pt holds the best weights
+        assert torch.equal(final["model_state"][k], v)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"val_dice"' in line for line in lines) == 2
+
+
+def test_training_without_patience_runs_its_budget(labelled_dataset, tmp_path, tiny_config):
+    cfg = tiny_config(method="supervised", iterations=4, validation={"every": 2, "min_labelled_cases": 5})
+    result = train(cfg, labelled_dataset, None, tmp_path / "run")
+    assert not result.stopped_early and result.iterations_done == 4
+    assert result.best_iteration in (2, 4)
