@@ -3,7 +3,7 @@
 What it answers: where the time of a training iteration goes (sampling, augmentation,
 network forward, each loss term, backward, optimiser step), how much a BARL iteration costs
 against a CPS one, and how close a supervised iteration comes to the bare network's
-forward + backward. Every method gets a :class:`barl_core.trainer.Trainer` on the same data;
+forward + backward. Every method gets a :class:`barl_core.training.trainer.Trainer` on the same data;
 the methods then take turns, one iteration each per round, so that load from other processes
 on a shared machine falls on all of them alike. ``network`` is the bare U-Net: one forward
 (finest head only, no projection) and ``backward()`` of the mean logit, batch ``batch_labeled``.

@@ -23,6 +23,7 @@ from typing import TextIO
 from barl_core.errors import CancelledError, TrainingError
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, parse_disable, preset
 from barl_core.training.distributed import is_main_process
+from barl_core.training.planner import PlanRequest, TrainingPlan, make_planner, parse_duration
 from barl_core.training.trainer import CancelToken, TrainProgress, train
 
 __all__ = ["register", "run", "build_config", "ProgressBar"]
@@ -41,7 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, help="training method (default barl)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="starting config (default quick: CPU-sized)")
     p.add_argument("--config", type=Path, metavar="JSON", help="a config.json to start from instead of a preset")
-    p.add_argument("--iterations", type=int, help="optimiser steps")
+    p.add_argument("--iterations", type=int,
+                   help="optimiser steps (default: planned from the data and the measured speed, "
+                        "up to --max-iterations; validation stops the run at its plateau)")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="plan the run to finish in about this long, e.g. 2m, 90s, 1.5h (times a few "
+                        "iterations first, then picks the patch and the iteration count)")
+    p.add_argument("--max-iterations", type=int, default=3000,
+                   help="upper bound of a planned iteration count (default 3000)")
+    p.add_argument("--validate-every", type=int, metavar="N",
+                   help="validate on held-out labelled cases every N iterations (0: off; default: planned)")
+    p.add_argument("--patience", type=int, metavar="K",
+                   help="stop after K validations without improvement (0: never; default: planned)")
     p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), help="training patch size")
     p.add_argument("--batch-labeled", type=int, help="labelled patches per iteration")
     p.add_argument("--batch-unlabeled", type=int, help="unlabelled patches per iteration")
@@ -82,10 +94,39 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         changes["target_spacing"] = tuple(args.target_spacing)
     if args.disable is not None:
         changes["disable"] = parse_disable(args.disable)
+    validation = {k: v for k, v in (("every", getattr(args, "validate_every", None)),
+                                     ("patience", getattr(args, "patience", None))) if v is not None}
+    if validation:
+        changes["validation"] = replace(cfg.validation, **validation)
     cfg = replace(cfg, **changes)
     if args.classes:
         cfg = cfg.with_classes([c.strip() for c in args.classes.split(",") if c.strip()])
     return cfg.validate()
+
+
+def plan_request(args: argparse.Namespace) -> PlanRequest | None:
+    """What to plan: None when the user fixed the iteration count (``--iterations`` or a
+    ``--config`` file) and gave no time budget, or resumes a run (its plan is in its config)."""
+    budget = getattr(args, "time_budget", None)
+    explicit = args.iterations is not None or getattr(args, "config", None) is not None
+    if getattr(args, "resume", False) or (explicit and budget is None):
+        return None
+    fixed = {name for flag, name in (
+        ("patch", "patch_size"), ("iterations", "iterations"), ("batch_labeled", "batch_labeled"),
+        ("batch_unlabeled", "batch_unlabeled"),
+    ) if getattr(args, flag, None) is not None}
+    if getattr(args, "validate_every", None) is not None or getattr(args, "patience", None) is not None:
+        fixed.add("validation")
+    report = (lambda text: print(f"barl: {text}", file=sys.stderr, flush=True)) if is_main_process() else None
+    return PlanRequest(
+        time_budget_s=parse_duration(budget) if budget else None, fixed=frozenset(fixed),
+        max_iterations=int(getattr(args, "max_iterations", 3000)), report=report,
+    )
+
+
+def _print_plan(plan: TrainingPlan) -> None:
+    if is_main_process():
+        print(plan.describe(), flush=True)
 
 
 def _format_eta(seconds: float) -> str:
@@ -125,6 +166,10 @@ class ProgressBar:
             f"[{bar}] {p.iteration}/{p.total} loss {p.losses.get('loss', float('nan')):.4f}"
             f" ({terms}) {p.its_per_s:.2f} it/s ETA {_format_eta(p.eta_s)}"
         )
+        if p.validation:  # a validation line is always printed, on a line of its own
+            v = p.validation
+            self.stream.write(("\n" if self.tty else "") + f"barl: iteration {p.iteration}: validation Dice "
+                              f"{v['dice']:.4f} (best {v['best']:.4f} at {int(v['best_iteration'])})\n")
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")
@@ -147,11 +192,13 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous or signal.default_int_handler)
 
         previous = signal.signal(signal.SIGINT, _on_sigint)
+    request = plan_request(args)
     try:
         result = train(
             cfg, args.images, args.labels, args.out,
             resume=args.resume, init_from=args.init_from,
             callback=None if args.quiet else ProgressBar(), cancel=token,
+            planner=make_planner(request, _print_plan) if request is not None else None,
         )
     finally:
         if previous is not None:
@@ -165,5 +212,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     last = result.history[-1] if result.history else {}
     loss = f", final loss {last['loss']:.4f}" if "loss" in last else ""
-    print(f"trained {result.iterations_done} iterations{loss}; model written to {result.model_path}")
+    best = ""
+    if result.best_iteration is not None:
+        best = (f"; best validation Dice {result.best_score:.4f} at iteration {result.best_iteration}"
+                + (" (stopped on the plateau)" if result.stopped_early else ""))
+    print(f"trained {result.iterations_done} iterations{loss}{best}; model written to {result.model_path}")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,70 @@ def test_training_without_patience_runs_its_budget(labelled_dataset, tmp_path, t
     result = train(cfg, labelled_dataset, None, tmp_path / "run")
     assert not result.stopped_early and result.iterations_done == 4
     assert result.best_iteration in (2, 4)
+
+
+# ------------------------------------------------------------------ the plan
+def test_parse_duration():
+    from barl_core.training.planner import parse_duration
+
+    assert parse_duration("2m") == 120 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    assert parse_duration("45") == 45
+    for bad in ("", "abc", "-2m", "0"):
+        with pytest.raises(TrainingError):
+            parse_duration(bad)
+
+
+def test_patch_from_median_shape_and_iterations_from_budget():
+    from barl_core.training.planner import DatasetFingerprint, fingerprint, plan_iterations, plan_patch
+
+    vols = [_vol("a", True, 4), _vol("b", False, 4), _vol("c", True, 4)]
+    fp = fingerprint(vols)
+    assert fp.n_cases == 3 and fp.n_labelled == 2 and fp.median_shape == (4, 4, 4)
+    assert fp.annotated_fraction == pytest.approx(16 / 64)
+    hippo = DatasetFingerprint(208, 208, (36, 50, 35), 1.0)
+    assert plan_patch(hippo, 8, 48 * 64 * 48) == (40, 56, 40)  # small volumes fit whole
+    big = DatasetFingerprint(10, 2, (200, 400, 400), 0.01)
+    patch = plan_patch(big, 8, 48 * 64 * 48)
+    assert all(p % 8 == 0 for p in patch) and np.prod(patch) <= 48 * 64 * 48
+    assert max(patch) - min(patch) <= 8  # the longest side shrinks first, so the sides end up even
+    assert plan_iterations(0.5, 100.0, 10_000) == 170  # 85% of the budget
+    assert plan_iterations(0.5, 100.0, 50) == 50 and plan_iterations(0.5, None, 3000) == 3000
+
+
+def test_make_plan_keeps_what_the_user_fixed(labelled_dataset, tiny_config):
+    from barl_core.data.dataset import load_dataset
+    from barl_core.training.planner import PlanRequest, make_plan
+    from barl_core.training.trainer import prepare_training_data
+
+    cfg = tiny_config(method="supervised", iterations=7)
+    volumes, _, names = prepare_training_data(load_dataset(labelled_dataset), cfg)
+    cfg = cfg.with_classes(names)
+    messages = []
+    planned, plan = make_plan(cfg, volumes, PlanRequest(time_budget_s=3600, max_iterations=40,
+                                                        timing_iterations=1, report=messages.append))
+    assert planned.patch_size == (16, 24, 24) == plan.patch_size  # the phantoms' shape, whole
+    assert planned.iterations == plan.iterations == 40  # the cap: an hour fits far more
+    assert planned.validation.every == 25 and planned.validation.patience == 5
+    assert plan.seconds_per_iteration > 0 and messages and "patch 16x24x24" in plan.describe()
+    kept, plan2 = make_plan(cfg, volumes, PlanRequest(time_budget_s=3600, timing_iterations=1,
+                                                      fixed=frozenset({"patch_size", "iterations"})))
+    assert kept.patch_size == (16, 16, 16) and kept.iterations == 7 and plan2.iterations == 7
+    # a budget too small for a useful run: the patch is shrunk (and the plan says so)
+    small, plan3 = make_plan(cfg, volumes, PlanRequest(time_budget_s=1e-3, timing_iterations=1))
+    assert np.prod(small.patch_size) < 16 * 24 * 24 and small.iterations == 1
+    assert any("halved" in n for n in plan3.notes) and any("under-trained" in n for n in plan3.notes)
+
+
+def test_cli_plans_trains_validates_without_an_iteration_count(labelled_dataset, tmp_path, capsys):
+    from barl_core.cli.main import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--images", str(labelled_dataset), "--out", str(out), "--method", "supervised",
+                 "--device", "cpu", "--max-iterations", "4", "--validate-every", "2", "--quiet"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "plan:" in text and "patch 16x24x24" in text and "validation every 2 iterations" in text
+    assert "best validation Dice" in text
+    config = json.loads((out / "config.json").read_text())
+    assert config["iterations"] == 4 and config["patch_size"] == [16, 24, 24]
+    assert (out / "best.pt").is_file()
