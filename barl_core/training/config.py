@@ -303,32 +303,40 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 #: Named starting points: ``quick`` for a CPU laptop, ``full`` for a GPU.
+#: The method settings both presets share: the presets differ in compute only (issue 11, "one
+#: method, two scales"). Evidence for each value (docs/method.md, docs/benchmarks.md):
+#: - AdamW at 3e-3 with the poly decay: the design note's SGD at lr 0.01 had barely left the
+#:   start after 250 CPU iterations (hippocampus: foreground Dice 0.00 vs 0.71 with AdamW).
+#: - Cross-branch pseudo-label terms at a tenth of the design weights: DPR at 1.0 / PCBC at 0.5
+#:   (and CPS at 1.0) pulled both branches to all-background before the supervised signal had
+#:   taught them the structure (10% of cases labelled, 250 iterations: CPS 0.00 at weight 1.0,
+#:   0.64/0.76 at 0.1; BARL 0.00 at the design weights, 0.49/0.74 at a tenth).
+#: - PCBC's area normalisation floored at 25% of the patch instead of 1%: PCBC averages its CE
+#:   over the disagreement voxels, so once the branches agree on all but a few percent of the
+#:   patch each contested voxel is pushed 1/area times harder than in CPS; that erased the
+#:   smaller class (5% of cases fully labelled: anterior Dice 0.00 with 1%, 0.63 with 25%).
+#: The design note's values stay available as config fields (``TrainConfig()`` defaults); the
+#: ``full`` preset used them until issue 11 and had never been run, so no run at the GPU scale
+#: shows that they are needed there.
+METHOD_SETTINGS: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "losses": {"dpr": 0.1, "pcbc": 0.05, "pcbc_area_floor": 0.25},
+    "cps_weight": 0.1,
+}
+
+#: Named starting points: ``quick`` for a CPU laptop, ``full`` for a GPU. They differ in
+#: compute (patch, width, iterations, checkpoint interval), not in the method.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        # Short CPU runs: AdamW reaches a usable model in a few hundred iterations where the
-        # design note's SGD at lr 0.01 (kept for "full") has barely left the start
-        # (hippocampus, 250 iterations: foreground Dice 0.71 vs 0.00; docs/method.md).
-        "optimizer": "adamw",
-        "lr": 3e-3,
+        **METHOD_SETTINGS,
         "iterations": 200,
         "patch_size": (32, 64, 64),
         "checkpoint_every": 50,
         "network": {"base_channels": 8},
-        # Cross-branch pseudo-label terms at a tenth of the design weights: in runs this
-        # short, DPR at 1.0 / PCBC at 0.5 (and CPS at 1.0) pull both branches to all-background
-        # before the supervised signal has taught them the structure (hippocampus, 10% of
-        # cases labelled, 250 iterations: CPS foreground Dice 0.00 at weight 1.0, 0.64/0.76 at
-        # 0.1; BARL 0.00 at the design weights, 0.49/0.74 at a tenth; docs/method.md).
-        # PCBC's area normalisation floored at 25% of the patch instead of 1%: PCBC averages
-        # its CE over the voxels where the branches disagree, so once they agree on all but
-        # a few percent of the patch, each contested voxel is pushed 1/area times harder than
-        # in CPS; in short runs that erased the smaller class (hippocampus, 5% of cases fully
-        # labelled, seed 0: anterior Dice 0.00 with the 1% floor, 0.63 with 25%, 0.65 with
-        # PCBC off; 3 slices per case: 0.21 -> 0.44; docs/benchmarks.md).
-        "losses": {"dpr": 0.1, "pcbc": 0.05, "pcbc_area_floor": 0.25},
-        "cps_weight": 0.1,
     },
     "full": {
+        **METHOD_SETTINGS,
         "iterations": 6000,
         "patch_size": (96, 96, 96),
         "checkpoint_every": 500,

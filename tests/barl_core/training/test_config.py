@@ -30,6 +30,12 @@ def test_presets_differ_in_size():
     assert quick.network.base_channels == 8 and full.network.base_channels == 16
     assert max(quick.patch_size) <= 64 and full.patch_size == (96, 96, 96)
     assert full.iterations > quick.iterations
+    # one method at two scales: everything but compute is the same
+    compute = {"iterations", "patch_size", "checkpoint_every", "network"}
+    q, f = quick.to_dict(), full.to_dict()
+    assert {k: v for k, v in q.items() if k not in compute} == {k: v for k, v in f.items() if k not in compute}
+    assert {k: v for k, v in q["network"].items() if k != "base_channels"} == {
+        k: v for k, v in f["network"].items() if k != "base_channels"}
 
 
 def test_preset_overrides_and_network_changes():
@@ -74,7 +80,7 @@ def test_unknown_preset_and_parse_disable():
 
 def test_optimizer_defaults_to_sgd_and_adamw_round_trips():
     assert TrainConfig().optimizer == "sgd"  # the design note's default
-    assert preset("full").optimizer == "sgd"
+    assert preset("full").optimizer == "adamw"  # the presets share the method settings
     assert (preset("quick").optimizer, preset("quick").lr) == ("adamw", 3e-3)  # short CPU runs
     cfg = preset("full", optimizer="adamw", lr=2e-3, foreground_fraction=0.5)
     back = TrainConfig.from_dict(cfg.to_dict())
