@@ -287,6 +287,7 @@ def build_train_config(
     log_every: int = 1,
     optimizer: str = BENCH_OPTIMIZER,
     lr: float = BENCH_LR,
+    validation: Mapping[str, Any] | None = None,
 ) -> Any:
     """A :class:`barl_core.training.config.TrainConfig` for one benchmark run.
 
@@ -295,6 +296,8 @@ def build_train_config(
     design note's SGD at lr 0.01 leaves every method at foreground Dice ~0 on hippocampus),
     patch, batch and network width, so only the method differs between runs. Periodic
     checkpoints are off (only the final model is written): benchmarks never resume a run.
+    ``validation`` holds :class:`barl_core.training.validator.ValidationConfig` fields
+    (``every``, ``patience``); off by default.
     """
     from barl_core.training.config import default_class_names, preset
 
@@ -316,6 +319,7 @@ def build_train_config(
         optimizer=optimizer,
         lr=float(lr),
         network={"base_channels": int(base_channels), "num_classes": len(names)},
+        validation=dict(validation or {}),
     )
 
 
@@ -334,6 +338,39 @@ def train_model(
     t0 = time.perf_counter()
     result = train(config, images_dir, labels_dir, out_dir, init_from=init_from, callback=callback)
     return Path(result.model_path), time.perf_counter() - t0
+
+
+def train_with_curve(
+    config: Any,
+    images_dir: Path,
+    labels_dir: Path,
+    out_dir: Path,
+    *,
+    validation: Mapping[str, BenchCase] | None = None,
+    validation_labels: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Any, float, list[dict]]:
+    """Train with held-out validation cases; return (TrainResult, wall seconds, learning curve).
+
+    The curve has one point per validation: ``{"iteration", "seconds", "dice"}``, seconds
+    counted from the start of the call (data loading included). ``validation_labels`` are the
+    label maps the validation sees (e.g. sparse); the cases' full truth otherwise.
+    """
+    from barl_core.data.dataset import Case
+    from barl_core.training.trainer import train
+
+    val_cases = None
+    if validation:
+        val_cases = [
+            Case(name, c.image, np.asarray((validation_labels or {}).get(name, c.truth), np.uint8),
+                 c.image_path or Path(f"{name}.nii.gz"), None)
+            for name, c in validation.items()
+        ]
+    t0_epoch, t0 = time.time(), time.perf_counter()
+    result = train(config, images_dir, labels_dir, out_dir, validation_cases=val_cases)
+    seconds = time.perf_counter() - t0
+    curve = [{"iteration": int(r["iteration"]), "seconds": round(float(r["time"]) - t0_epoch, 2),
+              "dice": float(r["val_dice"])} for r in result.history if "val_dice" in r]
+    return result, seconds, curve
 
 
 def iteration_times(

@@ -389,6 +389,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="BARL terms switched off one at a time in the ablation (default all four)")
     common.add_output_arguments(p, "label_efficiency", resume_help="keep runs already in --out and skip them",
                                 work_dir_help="where training folders go (default: a temp dir)")
+    p.add_argument("--val-cases", type=int, default=0,
+                   help="validate during training on this many pool cases (the last of the labelled order, "
+                   "never trained on, labelled like the run: sparse or full); 0: no validation")
+    p.add_argument("--val-every", type=int, default=100, help="iterations between validations (default 100)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop a run after this many validations without improvement (0: run all iterations)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="start no new run after this many minutes (the JSON keeps what finished)")
     p.add_argument("--la-root", type=Path, default=None,
@@ -477,13 +483,15 @@ def run(args: argparse.Namespace) -> dict:
         "distance_units": "voxels" if ds.voxel_units else "mm",
         "class_names": list(ds.class_names),
         "gpu_protocol": bool(args.gpu_protocol),
+        "validation": {"cases": args.val_cases, "every": args.val_every, "patience": args.patience},
     }
     store = common.ResultsStore.open(
         args.out, "label_efficiency", resume=args.resume, config=config,
         must_match=("dataset", "iterations", "patch_zyx", "base_channels", "batch_labeled",
                     "batch_unlabeled", "sparse_slices_per_case", "distance_units"))
+    val_names = validation_names(ds, args.val_cases, budgets)
     store.set("split", {"seed": common.SPLIT_SEED, "test": ds.test, "pool": ds.pool,
-                        "labelled_order": ds.pool_order,
+                        "labelled_order": ds.pool_order, "validation": val_names,
                         "labelled": {b.label: sorted(ds.pool_order[: b.n_labelled]) for b in budgets}})
     todo = [s for s in plan if not (args.resume and store.has(s.key))]
     print(f"[label_efficiency] {ds.name}: {len(ds.test)} test / {len(ds.pool)} pool cases, "
@@ -510,12 +518,13 @@ def run(args: argparse.Namespace) -> dict:
             fkey = (spec.budget.label, spec.setting, spec.group == "upper")
             if fkey not in folders:
                 labels = training_labels(ds, spec)
-                pool_cases = {n: ds.cases[n] for n in ds.pool}
+                pool_cases = {n: ds.cases[n] for n in ds.pool if n not in val_names}
+                labels = {n: v for n, v in labels.items() if n not in val_names}
                 folders[fkey] = common.materialise(pool_cases, labels, Path(tmp) / f"labels_{len(folders)}",
                                                    images_dir=Path(tmp) / "imagesTr")
             img_dir, lab_dir = folders[fkey]
             t_run = time.perf_counter()
-            record = run_one(spec, ds, args, img_dir, lab_dir, Path(tmp) / f"run_{i}", test_cases)
+            record = run_one(spec, ds, args, img_dir, lab_dir, Path(tmp) / f"run_{i}", test_cases, val_names)
             store.add_run(spec.key, record)
             durations.setdefault(spec.method, []).append(time.perf_counter() - t_run)
             print(f"[label_efficiency] {i}/{len(todo)} {spec.key}: mean fg Dice "
@@ -533,19 +542,81 @@ def run(args: argparse.Namespace) -> dict:
     if args.plot:
         plot(summary, args.plot, f"{ds.name}: Dice vs labelled budget")
         print(f"[label_efficiency] plot: {args.plot}")
+        if any(r.get("curve") for r in store.runs.values()):
+            curves = args.plot.with_name(args.plot.stem + "_curves.png")
+            plot_curves(store.runs, curves, f"{ds.name}: validation Dice during training")
+            print(f"[label_efficiency] learning curves: {curves}")
     return store.data
 
 
+def validation_names(ds: Dataset, n: int, budgets: Sequence[Budget]) -> list[str]:
+    """The last ``n`` cases of the labelled order: held out of every run (upper bound included).
+
+    Raises
+    ------
+    SystemExit
+        They would overlap a labelled budget.
+    """
+    if n <= 0:
+        return []
+    names = list(ds.pool_order[-n:])
+    largest = max((b.n_labelled for b in budgets), default=0)
+    if len(ds.pool_order) - n < largest:
+        raise SystemExit(f"--val-cases {n} would take cases of the {largest}-case labelled budget")
+    return sorted(names)
+
+
+def plot_curves(runs: dict, path: Path, title: str) -> None:
+    """Validation Dice against iterations and wall time, one line per run, a colour per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colours: dict[str, str] = {}
+    for key, run in sorted(runs.items()):
+        curve = run.get("curve") or []
+        if not curve:
+            continue
+        name = f"{run['variant']} ({run['setting']} {run['budget']})"
+        label = None if name in colours else name  # one legend entry per method and setting
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        its = [p["iteration"] for p in curve]
+        secs = [p["seconds"] / 60 for p in curve]
+        dice = [p["dice"] for p in curve]
+        axes[0].plot(its, dice, color=colour, label=label, alpha=0.8)
+        axes[1].plot(secs, dice, color=colour, alpha=0.8)
+    axes[0].set_xlabel("iteration")
+    axes[1].set_xlabel("wall time (min, shared 2-core machine)")
+    axes[0].set_ylabel("validation mean foreground Dice")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    common.save_figure(fig, path)
+
+
 def run_one(spec: RunSpec, ds: Dataset, args: argparse.Namespace, img_dir: Path, lab_dir: Path,
-            out_dir: Path, test_cases: dict[str, BenchCase]) -> dict:
-    """Train one configuration and score it on the test set."""
+            out_dir: Path, test_cases: dict[str, BenchCase], val_names: Sequence[str] = ()) -> dict:
+    """Train one configuration (validating on ``val_names`` when given) and score it on the test set."""
+    validation = {"every": args.val_every, "patience": args.patience} if val_names else None
     cfg = common.build_train_config(
         method=spec.method, iterations=args.iterations, patch=args.patch,
         base_channels=args.base_channels, num_classes=len(ds.class_names), seed=spec.seed,
         disable=spec.disable, batch_labeled=args.batch_labeled, batch_unlabeled=args.batch_unlabeled,
-        device=args.device, class_names=ds.class_names, num_threads=args.threads,
+        device=args.device, class_names=ds.class_names, num_threads=args.threads, validation=validation,
     )
-    model_path, train_s = common.train_model(cfg, img_dir, lab_dir, out_dir)
+    curve: list[dict] = []
+    best_iteration = None
+    iterations_done = args.iterations
+    if val_names:
+        val_cases = {n: ds.cases[n] for n in val_names}
+        val_labels = ({n: common.sparsify(c.truth, common.foreground_slices(c.truth, SPARSE_SLICES))
+                       for n, c in val_cases.items()} if spec.setting == "sparse" else None)
+        result, train_s, curve = common.train_with_curve(cfg, img_dir, lab_dir, out_dir,
+                                                         validation=val_cases, validation_labels=val_labels)
+        model_path, best_iteration, iterations_done = result.model_path, result.best_iteration, result.iterations_done
+    else:
+        model_path, train_s = common.train_model(cfg, img_dir, lab_dir, out_dir)
     ev = common.evaluate_model(model_path, test_cases, num_classes=len(ds.class_names),
                                class_names=ds.class_names, voxel_units=ds.voxel_units,
                                device=args.device)
@@ -560,6 +631,9 @@ def run_one(spec: RunSpec, ds: Dataset, args: argparse.Namespace, img_dir: Path,
         "disable": list(spec.disable),
         "seed": spec.seed,
         "iterations": args.iterations,
+        "iterations_done": iterations_done,
+        "best_iteration": best_iteration,
+        "curve": curve,
         "train_seconds": round(train_s, 2),
         "eval_seconds": round(ev["seconds"], 2),
         "metrics": ev["mean"],

@@ -3,7 +3,7 @@
 Why: every number in the docs must come from a script anyone can rerun. The docs hold
 marker pairs ``<!-- BEGIN:NAME -->`` / ``<!-- END:NAME -->``; this script replaces what is
 between them with tables rendered from ``benchmarks/results/*.json`` (NAME is one of
-``label_efficiency``, ``active_learning``, ``speed``, or ``NAME-machine`` for the machine
+``label_efficiency``, ``iteration_profile``, ``active_learning``, ``speed``, or ``NAME-machine`` for the machine
 and command block of that benchmark). A missing results file leaves a "not run yet" note.
 
 Example
@@ -28,7 +28,7 @@ from benchmarks import common  # noqa: E402
 
 __all__ = ["render_machine", "render_section", "render_all", "update_markdown", "main", "SECTIONS"]
 
-SECTIONS = ("label_efficiency", "active_learning", "speed")
+SECTIONS = ("label_efficiency", "iteration_profile", "active_learning", "speed")
 _MARKER = re.compile(r"(<!-- BEGIN:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END:(?P=name) -->)", re.S)
 
 
@@ -85,6 +85,10 @@ def render_section(name: str, data: dict) -> str:
         return render_table(summary) + "\n\n" + answer_text(summary) + picks + seeds + advice
     if name == "speed":
         from benchmarks.speed import render_table
+
+        return render_table(data)
+    if name == "iteration_profile":
+        from benchmarks.iteration_profile import render_table
 
         return render_table(data)
     raise ValueError(f"unknown section {name!r}")

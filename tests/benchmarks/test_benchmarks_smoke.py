@@ -347,3 +347,24 @@ def test_iteration_profile_smoke(tmp_path):
     assert "loss:dpr" not in data["results"]["supervised"]["phases_s"]
     assert set(data["ratios"]) >= {"supervised/network", "barl/supervised"}
     assert "| barl" in iteration_profile.render_table(data) and data["sessions"][-1]["finished"]
+
+
+def test_label_efficiency_validates_on_held_out_cases(phantom_dir, tmp_path):
+    from benchmarks import label_efficiency as le
+
+    out, png = tmp_path / "le.json", tmp_path / "le.png"
+    le.main(["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--budgets", "0.5", "--settings", "sparse",
+             "--methods", "supervised", "--seeds", "0", "--no-ablation", "--val-cases", "1", "--val-every", "1",
+             "--out", str(out), "--plot", str(png)])
+    data = json.loads(out.read_text())
+    (val,) = data["split"]["validation"]
+    assert val in data["split"]["pool"] and all(val not in v for v in data["split"]["labelled"].values())
+    assert len(data["runs"]) == 2  # supervised + the upper bound, both validated
+    for run in data["runs"].values():
+        assert [p["iteration"] for p in run["curve"]] == [1, 2]
+        assert all(0.0 <= p["dice"] <= 1.0 and p["seconds"] >= 0 for p in run["curve"])
+        assert run["best_iteration"] in (1, 2) and run["iterations_done"] == 2
+    assert (tmp_path / "le_curves.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="val-cases"):  # validation may not eat the labelled budget
+        le.main(["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--budgets", "0.5", "--methods",
+                 "supervised", "--seeds", "0", "--val-cases", "3", "--out", str(tmp_path / "x.json"), "--plot", ""])
