@@ -3,7 +3,7 @@
 Why: every number in the docs must come from a script anyone can rerun. The docs hold
 marker pairs ``<!-- BEGIN:NAME -->`` / ``<!-- END:NAME -->``; this script replaces what is
 between them with tables rendered from ``benchmarks/results/*.json`` (NAME is one of
-``label_efficiency``, ``iteration_profile``, ``active_learning``, ``speed``, or ``NAME-machine`` for the machine
+``label_efficiency``, ``iteration_profile``, ``active_learning``, ``speed``, ``gpu_check``, or ``NAME-machine`` for the machine
 and command block of that benchmark). A missing results file leaves a "not run yet" note.
 
 Example
@@ -28,7 +28,7 @@ from benchmarks import common  # noqa: E402
 
 __all__ = ["render_machine", "render_section", "render_all", "update_markdown", "main", "SECTIONS"]
 
-SECTIONS = ("label_efficiency", "iteration_profile", "active_learning", "speed")
+SECTIONS = ("label_efficiency", "iteration_profile", "active_learning", "speed", "gpu_check")
 _MARKER = re.compile(r"(<!-- BEGIN:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END:(?P=name) -->)", re.S)
 
 
@@ -91,6 +91,10 @@ def render_section(name: str, data: dict) -> str:
         from benchmarks.iteration_profile import render_table
 
         return render_table(data)
+    if name == "gpu_check":
+        from benchmarks.gpu_check import render_table as render_gpu
+
+        return render_gpu(data)
     raise ValueError(f"unknown section {name!r}")
 
 

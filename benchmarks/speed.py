@@ -1,6 +1,6 @@
 """Speed and memory, measured in one run so the ratios compare like with like.
 
-Four measurements (each can be selected with ``--parts``):
+Seven measurements (each can be selected with ``--parts``):
 
 ``train``
     Seconds per training iteration of ``supervised``, ``mean-teacher``, ``cps`` and ``barl``
@@ -12,6 +12,21 @@ Four measurements (each can be selected with ``--parts``):
     (both branches, class map and disagreement map) against MONAI's
     ``sliding_window_inference`` running the same two-branch network (mean of the branches'
     softmax), with the same window, overlap and Gaussian weighting; median of ``--repeats``.
+``options``
+    One forward pass of the two-branch network on one window under each inference option
+    (``no_grad``, ``inference_mode``, ``channels_last_3d``, bfloat16 autocast, both,
+    ``torch.compile``), interleaved rounds, with the largest softmax change against float32:
+    what ``barl_core`` keeps is what wins here.
+``interactive``
+    What the radiologist waits for on the app's phantom: a model trained briefly on it, then
+    the current slice's proposal (:func:`~barl_core.inference.predict.predict_slab`), the
+    whole case, the whole case in float32, and a prediction job in a child process from start
+    to written files (what the plugin runs); label agreement of slab and bfloat16 with the
+    float32 whole-volume pass, and foreground Dice against the phantom's truth.
+``large``
+    A 512^3 CBCT phantom (0.3 mm) predicted at the planned working resolution
+    (``--large-spacing``), with its disagreement, in a clean child process: seconds and peak
+    memory (as ``memory``).
 ``memory``
     Peak resident memory of predicting a ``--size``\\ ^3 CBCT phantom with its disagreement
     map, in a fresh child process (so nothing else inflates the peak; the phantom is
@@ -46,11 +61,11 @@ if __package__ in (None, ""):  # executed as ``python benchmarks/speed.py``
 
 from benchmarks import common  # noqa: E402
 
-__all__ = ["main", "parse_args", "time_training", "time_inference", "measure_memory", "measure_gui",
-           "render_table"]
+__all__ = ["main", "parse_args", "time_training", "time_inference", "time_options", "time_interactive",
+           "measure_large", "measure_memory", "measure_gui", "render_table"]
 
 METHODS = ("supervised", "mean-teacher", "cps", "barl")
-PARTS = ("train", "inference", "memory", "gui")
+PARTS = ("train", "inference", "options", "interactive", "large", "memory", "gui")
 _SCRIPT = Path(__file__).resolve()
 _GUI_TIMEOUT_S = 600
 
@@ -126,69 +141,221 @@ def time_training(args: argparse.Namespace, cases: dict, labels: dict, work: Pat
     return out
 
 
-def _monai_predictor(network):
-    """MONAI predictor: the mean of both branches' finest softmax (what barl_core averages)."""
+def _monai_predictor(network, low):
+    """MONAI predictor: the mean of both branches' finest softmax (what barl_core averages),
+    under the same autocast dtype as barl_core (None: float32)."""
+    import contextlib
+
     import torch
 
     def predict(x):
-        logits = network.forward_logits(x)
+        ctx = torch.autocast(x.device.type, dtype=low) if low is not None else contextlib.nullcontext()
+        with ctx:
+            logits = network.forward_logits(x)
         if isinstance(logits, tuple):
-            return (torch.softmax(logits[0], 1) + torch.softmax(logits[1], 1)) / 2
-        return torch.softmax(logits, 1)
+            return (torch.softmax(logits[0].float(), 1) + torch.softmax(logits[1].float(), 1)) / 2
+        return torch.softmax(logits.float(), 1)
 
     return predict
 
 
+def _precisions(device: str) -> list[str]:
+    """float32, and bfloat16 where the CPU has it natively (what ``precision="auto"`` picks)."""
+    import torch
+
+    from barl_core.inference.model import autocast_dtype
+
+    low = autocast_dtype("auto", torch.device(device))
+    return ["float32"] + ([str(low).replace("torch.", "")] if low is not None else [])
+
+
+def _interleaved(fns: dict, repeats: int) -> dict:
+    """Median seconds of each callable, timed in alternating rounds after one warm-up each, so
+    that a shared machine's load drifts over all of them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: {"median_s": float(np.median(v)), "times_s": [round(x, 4) for x in v]} for k, v in times.items()}
+
+
 def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
-    """barl_core's sliding window vs MONAI's, same network, window, overlap, Gaussian mode."""
+    """barl_core's sliding window vs MONAI's, same network, window, overlap, Gaussian mode and
+    network precision; the two alternate in every round."""
     import torch
     from monai.inferers import sliding_window_inference
 
     from barl_core.data.dataset import compute_norm_stats, normalize
-    from barl_core.inference.predict import load_model, predict_volume
+    from barl_core.inference.model import autocast_dtype, load_model
+    from barl_core.inference.predict import predict_volume
     from barl_core.training.checkpoint import build_model, load_checkpoint
 
     ckpt = load_checkpoint(model_path)
     window = tuple(int(s) for s in ckpt["patch_size"])
     overlap = float(args.overlap)
     loaded = load_model(model_path, device=args.device)
-    predict_kwargs = _predict_kwargs(overlap, args.sw_batch)
-
-    def run_barl():
-        return predict_volume(loaded, volume, **predict_kwargs)
-
-    network = build_model(ckpt).eval()
-    predictor = _monai_predictor(network)
-
-    def run_monai():
-        stats = compute_norm_stats(volume.array)
-        x = torch.from_numpy(normalize(volume.array, stats))[None, None]
-        with torch.inference_mode():
-            prob = sliding_window_inference(x, roi_size=window, sw_batch_size=args.sw_batch,
-                                            predictor=predictor, overlap=overlap, mode="gaussian")
-        return prob.argmax(1)[0].to(torch.uint8).numpy()
-
+    network = build_model(ckpt).to(args.device).eval()
     out = {"volume_zyx": list(volume.shape), "window_zyx": list(window), "overlap": overlap,
-           "sw_batch": args.sw_batch, "mode": "gaussian", "repeats": args.repeats,
-           "barl_core_kwargs": {k: v for k, v in predict_kwargs.items()}}
-    for name, fn in (("barl_core", run_barl), ("monai", run_monai)):
-        fn()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        out[name] = {"median_s": float(np.median(times)), "times_s": [round(t, 4) for t in times]}
-        print(f"[speed] inference {name}: {out[name]['median_s']:.3f} s", flush=True)
-    out["ratio_barl_core/monai"] = out["barl_core"]["median_s"] / out["monai"]["median_s"]
+           "sw_batch": args.sw_batch, "mode": "gaussian", "repeats": args.repeats, "precisions": {}}
+    for prec in _precisions(args.device):
+        low = autocast_dtype(prec, torch.device(args.device))
+        predictor = _monai_predictor(network, low)
+
+        def run_barl(prec=prec):
+            return predict_volume(loaded, volume, overlap=overlap, sw_batch_size=args.sw_batch, precision=prec)
+
+        def run_monai(predictor=predictor):
+            stats = compute_norm_stats(volume.array)
+            x = torch.from_numpy(normalize(volume.array, stats))[None, None].to(args.device)
+            with torch.inference_mode():
+                prob = sliding_window_inference(x, roi_size=window, sw_batch_size=args.sw_batch,
+                                                predictor=predictor, overlap=overlap, mode="gaussian")
+            return prob.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+        res = _interleaved({"barl_core": run_barl, "monai": run_monai}, args.repeats)
+        res["ratio_barl_core/monai"] = res["barl_core"]["median_s"] / res["monai"]["median_s"]
+        out["precisions"][prec] = res
+        print(f"[speed] inference {prec}: barl_core {res['barl_core']['median_s']:.2f} s, monai "
+              f"{res['monai']['median_s']:.2f} s, ratio {res['ratio_barl_core/monai']:.2f}", flush=True)
     out["note"] = ("barl_core also computes the disagreement map (Jensen-Shannon between the branches) "
                    "and maps the result back to the input grid; MONAI computes the averaged softmax only.")
     return out
 
 
-def _predict_kwargs(overlap: float, sw_batch: int) -> dict:
-    """Keyword arguments of :func:`barl_core.inference.predict.predict_volume` for both parts."""
-    return {"overlap": overlap, "sw_batch_size": sw_batch}
+def time_options(args: argparse.Namespace, model_path: Path) -> dict:
+    """One window's forward pass under each inference option, interleaved; softmax change vs float32."""
+    import copy
+
+    import torch
+
+    from barl_core.training.checkpoint import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(model_path)
+    net = build_model(ckpt).eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, *args.window)).astype(np.float32))
+    cl_net = copy.deepcopy(net).to(memory_format=torch.channels_last_3d)
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+
+    def softmax(outs):
+        return torch.stack([o.float().softmax(1) for o in outs])
+
+    def bf16(fn):
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fn()
+        return run
+
+    def no_grad():
+        with torch.no_grad():
+            return net.forward_logits(x)
+
+    def inference_mode():
+        with torch.inference_mode():
+            return net.forward_logits(x)
+
+    def channels_last():
+        with torch.inference_mode():
+            return cl_net.forward_logits(x_cl)
+
+    fns = {"float32, no_grad": no_grad, "float32, inference_mode": inference_mode,
+           "float32, channels_last_3d": channels_last}
+    if args.device == "cpu":
+        fns["bfloat16 autocast"] = bf16(inference_mode)
+        fns["bfloat16 autocast, channels_last_3d"] = bf16(channels_last)
+    out: dict = {"window_zyx": list(args.window), "base_channels": args.base_channels, "options": {}}
+    if args.compile:
+        t0 = time.perf_counter()
+        try:
+            compiled = torch.compile(net.forward_logits)
+            with torch.inference_mode():
+                compiled(x)
+            fns["float32, torch.compile"] = lambda: compiled(x)
+            out["compile_s"] = round(time.perf_counter() - t0, 1)
+        except Exception as exc:  # noqa: BLE001 - report why compile is unavailable, keep the rest
+            out["compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    with torch.inference_mode():
+        ref = softmax(inference_mode())
+        timed = _interleaved(fns, args.option_repeats)
+        for name, fn in fns.items():
+            diff = float((softmax(fn()) - ref).abs().max())
+            out["options"][name] = {**timed[name], "max_softmax_change": diff,
+                                    "speedup": timed["float32, no_grad"]["median_s"] / timed[name]["median_s"]}
+            print(f"[speed] options {name}: {timed[name]['median_s'] * 1000:.0f} ms "
+                  f"(x{out['options'][name]['speedup']:.2f}), max softmax change {diff:.4f}", flush=True)
+    return out
+
+
+def _foreground_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
+    from barl_core.evaluation.metrics import dice
+
+    return float(np.mean([dice(pred == k, truth == k) for k in range(1, num_classes)]))
+
+
+def time_interactive(args: argparse.Namespace, work: Path) -> dict:
+    """What the app waits for on its phantom after training: current slice, whole case, job."""
+    from barl_core.data.phantom import PHANTOM_CLASSES, make_phantom
+    from barl_core.inference.model import load_model
+    from barl_core.inference.predict import predict_slab, predict_volume
+    from barl_core.io.volume import write_volume
+    from barl_core.runtime.jobs import PredictJob
+
+    shape = tuple(args.app_size)
+    cases, labels = phantom_cases(4, shape)
+    cfg = common.build_train_config(
+        method="barl", iterations=args.app_iterations, patch=args.app_patch, base_channels=args.base_channels,
+        num_classes=len(PHANTOM_CLASSES), seed=0, batch_labeled=1, batch_unlabeled=1, device=args.device,
+        class_names=PHANTOM_CLASSES, num_threads=args.threads)
+    img_dir, lab_dir = common.materialise(cases, labels, work / "app_data")
+    model_path, train_s = common.train_model(cfg, img_dir, lab_dir, work / "app_run")
+    model = load_model(model_path, device=args.device)
+    vol, truth = make_phantom(shape=shape, seed=11)
+    vol.metadata = {}
+    z = shape[0] // 2
+    out: dict = {"volume_zyx": list(shape), "patch_zyx": list(args.app_patch), "base_channels": args.base_channels,
+                 "train_iterations": args.app_iterations, "train_s": round(train_s, 1), "slice": z,
+                 "overlap": args.overlap}
+    predict_slab(model, vol, (z, z + 1), overlap=args.overlap)  # warm-up: torch's one-time costs
+    t0 = time.perf_counter()
+    slab = predict_slab(model, vol, (z, z + 1), overlap=args.overlap)
+    out["slice_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    whole = predict_volume(model, vol, overlap=args.overlap)
+    out["whole_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    whole32 = predict_volume(model, vol, overlap=args.overlap, precision="float32")
+    out["whole_float32_s"] = time.perf_counter() - t0
+    out["slice_label_agreement"] = float((slab.labels[0] == whole.labels[z]).mean())
+    out["auto_vs_float32_label_agreement"] = float((whole.labels == whole32.labels).mean())
+    out["dice_auto"] = _foreground_dice(whole.labels, truth, model.num_classes)
+    out["dice_float32"] = _foreground_dice(whole32.labels, truth, model.num_classes)
+    image = write_volume(vol, work / "app_case" / "case.nii.gz")
+    t0 = time.perf_counter()
+    handle = PredictJob.start(model_path, [image], work / "app_pred", device=args.device, num_threads=args.threads)
+    final = None
+    while final is None:
+        for update in handle.poll():
+            if update.kind in ("done", "error", "cancelled"):
+                final = update
+        time.sleep(0.05)
+    handle.wait(30)
+    out["job_s"] = time.perf_counter() - t0
+    out["job_status"] = final.kind
+    print(f"[speed] interactive: slice {out['slice_s']:.1f} s, whole {out['whole_s']:.1f} s "
+          f"(float32 {out['whole_float32_s']:.1f} s), job {out['job_s']:.1f} s; slice agreement "
+          f"{out['slice_label_agreement']:.4f}, auto/float32 agreement {out['auto_vs_float32_label_agreement']:.4f}",
+          flush=True)
+    return out
+
+
+def measure_large(args: argparse.Namespace, model_path: Path, work: Path) -> dict:
+    """512^3 (``--large-size``) at the working spacing ``--large-spacing``, overlap ``--overlap``."""
+    res = _measure_one(args, model_path, work, args.large_size, overlap=args.overlap, spacing=args.large_spacing)
+    res["working_spacing"] = args.large_spacing
+    return res
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -209,21 +376,24 @@ def measure_memory(args: argparse.Namespace, model_path: Path, work: Path) -> di
     return out
 
 
-def _measure_one(args: argparse.Namespace, model_path: Path, work: Path, size: Sequence[int]) -> dict:
+def _measure_one(args: argparse.Namespace, model_path: Path, work: Path, size: Sequence[int], *,
+                 overlap: float | None = None, spacing: float | None = None) -> dict:
     label = "x".join(map(str, size))
+    overlap = args.memory_overlap if overlap is None else overlap
     npy = work / f"phantom_{label}.npy"
     env = _child_env(args)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(_SCRIPT), "--_phantom-child", "--sizes", label, "--_npy", str(npy)],
-                   check=True, env=env)
+    if not npy.is_file():  # the large and memory parts share one rendering (the work dir is temporary)
+        subprocess.run([sys.executable, str(_SCRIPT), "--_phantom-child", "--sizes", label, "--_npy", str(npy)],
+                       check=True, env=env)
     render_s = time.perf_counter() - t0
     res_path = work / "memory.json"
     proc = subprocess.run([sys.executable, str(_SCRIPT), "--_memory-child", "--_model", str(model_path),
                            "--_npy", str(npy), "--_json", str(res_path), "--device", args.device,
-                           "--overlap", str(args.memory_overlap), "--sw-batch", str(args.sw_batch),
-                           "--window", *map(str, args.window)],
+                           "--overlap", str(overlap), "--sw-batch", str(args.sw_batch),
+                           "--window", *map(str, args.window)]
+                          + (["--_spacing", str(spacing)] if spacing else []),
                           env=env)
-    npy.unlink(missing_ok=True)
     if proc.returncode != 0:
         return {"error": f"the memory child failed with exit code {proc.returncode}", "size_zyx": list(size)}
     res = json.loads(res_path.read_text())
@@ -270,13 +440,16 @@ def _memory_child(args: argparse.Namespace) -> int:
 
     import psutil
 
-    from barl_core.inference.predict import load_model, predict_volume, prediction_memory
+    from barl_core.inference.model import load_model
+    from barl_core.inference.predict import predict_volume, prediction_memory
     from barl_core.io.volume import Volume
 
     proc = psutil.Process()
     rss_imports = proc.memory_info().rss
     model = load_model(args._model, device=args.device)
-    kwargs = {**_predict_kwargs(args.overlap, args.sw_batch), "window": tuple(args.window)}
+    if args._spacing:  # predict at a planned working resolution (speed does not depend on weights)
+        model.metadata["target_spacing"] = [float(args._spacing)] * 3
+    kwargs = {"overlap": args.overlap, "sw_batch_size": args.sw_batch, "window": tuple(args.window)}
     # one small prediction first: torch's one-time allocations (kernels, thread pools) belong
     # to the process, not to the volume, so the baseline is taken after it
     warm = np.load(args._npy, mmap_mode="r")[:64, :64, :64].astype(np.float32)
@@ -314,6 +487,7 @@ def _memory_child(args: argparse.Namespace) -> int:
         "rss_with_volume_bytes": rss_volume, "peak_rss_sampled_bytes": peak[0],
         "peak_rss_bytes": max(vm_hwm or 0, peak[0]), "peak_source": "VmHWM" if vm_hwm else "sampled",
         "estimate_bytes": int(est), "predict_seconds": round(seconds, 2),
+        "target_spacing": model.target_spacing, "precision": "auto",
     }
     Path(args._json).write_text(json.dumps(res, indent=1))
     return 0
@@ -455,12 +629,61 @@ def render_table(data: dict) -> str:
         if tr.get("ratios"):
             out.append(common.markdown_table(["ratio", "value"], [[k, f"{v:.2f}"] for k, v in tr["ratios"].items()]))
     inf = data.get("inference")
-    if inf and "barl_core" in inf:
+    if inf and "precisions" in inf:
+        rows = [[prec, f"{r['barl_core']['median_s']:.2f}", f"{r['monai']['median_s']:.2f}",
+                 f"{r['ratio_barl_core/monai']:.2f}", f"{1 / r['ratio_barl_core/monai']:.2f}"]
+                for prec, r in inf["precisions"].items()]
+        out.append(f"### Sliding-window inference ({'x'.join(map(str, inf['volume_zyx']))} volume, window "
+                   f"{'x'.join(map(str, inf['window_zyx']))}, overlap {inf['overlap']}, gaussian, "
+                   f"{inf['repeats']} interleaved rounds)\n\n"
+                   + common.markdown_table(["network precision (both)", "barl_core s (median)", "MONAI s (median)",
+                                            "time ours / MONAI", "speed ours / MONAI (goal >= 1.0)"], rows))
+    elif inf and "barl_core" in inf:  # results of the older format
         rows = [[k, f"{inf[k]['median_s']:.3f}"] for k in ("barl_core", "monai")]
         rows.append(["barl_core / monai", f"{inf['ratio_barl_core/monai']:.2f}"])
         out.append(f"### Sliding-window inference ({'x'.join(map(str, inf['volume_zyx']))} volume, window "
                    f"{'x'.join(map(str, inf['window_zyx']))}, overlap {inf['overlap']}, gaussian)\n\n"
                    + common.markdown_table(["implementation", "seconds (median)"], rows))
+    opt = data.get("options")
+    if opt and opt.get("options"):
+        rows = [[k, f"{v['median_s'] * 1000:.0f}", f"{v['speedup']:.2f}", f"{v['max_softmax_change']:.4f}"]
+                for k, v in opt["options"].items()]
+        note = ""
+        if "compile_s" in opt:
+            note = f"\n\ntorch.compile took {opt['compile_s']:.0f} s to compile before its first window."
+        elif "compile_error" in opt:
+            note = f"\n\ntorch.compile failed: {opt['compile_error']}"
+        out.append(f"### Inference options, one {'x'.join(map(str, opt['window_zyx']))} window, both branches, base "
+                   f"{opt['base_channels']}\n\n"
+                   + common.markdown_table(["option", "ms (median)", "speed-up vs no_grad", "max softmax change"],
+                                           rows) + note)
+    app = data.get("interactive")
+    if app and "whole_s" in app:
+        rows = [["current slice's proposal (predict_slab)", f"{app['slice_s']:.1f}", "<= 5"],
+                ["whole case (predict_volume)", f"{app['whole_s']:.1f}", "<= 20"],
+                ["whole case, float32 network", f"{app['whole_float32_s']:.1f}", ""],
+                ["prediction job, child process start to files written", f"{app['job_s']:.1f}", ""]]
+        out.append(f"### The app's phantom ({'x'.join(map(str, app['volume_zyx']))}, window "
+                   f"{'x'.join(map(str, app['patch_zyx']))}, base {app['base_channels']}, overlap {app['overlap']}, "
+                   f"BARL trained {app['train_iterations']} iterations)\n\n"
+                   + common.markdown_table(["what the radiologist waits for", "seconds", "goal s"], rows)
+                   + "\n\n" + common.markdown_table(["quality check", "value"], [
+                       ["slice from predict_slab = whole-volume pass (voxels)", f"{app['slice_label_agreement']:.4f}"],
+                       ["labels, auto precision = float32 (voxels)", f"{app['auto_vs_float32_label_agreement']:.4f}"],
+                       ["foreground Dice vs truth, auto / float32",
+                        f"{app['dice_auto']:.3f} / {app['dice_float32']:.3f}"]]))
+    big = data.get("large")
+    if big and "predict_seconds" in big:
+        f32 = big["float32_bytes"]
+        out.append(f"### A {'x'.join(map(str, big['size_zyx']))} CBCT phantom (0.3 mm) at the working spacing "
+                   f"{big['working_spacing']} mm (window {'x'.join(map(str, big['window_zyx']))}, overlap "
+                   f"{big['overlap']}, base {big['base_channels']})\n\n"
+                   + common.markdown_table(["seconds (goal <= 180)", "peak RSS MiB",
+                                            "(peak - model process) / float32 (goal <= 2.5)"],
+                                           [[f"{big['predict_seconds']:.0f}", f"{big['peak_rss_bytes'] / 2**20:.0f}",
+                                             f"{(big['peak_rss_bytes'] - big['rss_after_model_bytes']) / f32:.2f}"]]))
+    elif big:
+        out.append(f"### Large volume\n\n{big.get('error', 'not measured')}")
     mem = data.get("memory")
     if mem and mem.get("volumes"):
         rows = []
@@ -546,12 +769,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-overlap", type=float, default=0.0,
                    help="overlap of the memory part (default 0: memory does not depend on it, time does)")
     p.add_argument("--gui-iterations", type=int, default=None, help="training iterations during the GUI part (default 40)")
+    p.add_argument("--option-repeats", type=int, default=None, help="options part: timed rounds (default 5)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="options part: leave torch.compile out (its first call compiles for minutes)")
+    p.add_argument("--app-size", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
+                   help="interactive part: the app's phantom (default 64 96 96)")
+    p.add_argument("--app-patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
+                   help="interactive part: training patch = window (default 32 64 64, the quick preset's)")
+    p.add_argument("--app-iterations", type=int, default=None, help="interactive part: BARL training iterations (default 40)")
+    p.add_argument("--large-size", type=parse_size, default=None, help="large part: phantom size (default 512)")
+    p.add_argument("--large-spacing", type=float, default=None,
+                   help="large part: planned working spacing in mm of the 0.3 mm phantom (default 0.6)")
     common.add_device_arguments(p)
     common.add_output_arguments(p, "speed")
     # hidden: the child processes of the memory and GUI parts
     for hidden in ("--_memory-child", "--_phantom-child", "--_gui-child"):
         p.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--_model", "--_npy", "--_json", "--_config", "--_images", "--_labels", "--_out"):
+    for hidden in ("--_model", "--_npy", "--_json", "--_config", "--_images", "--_labels", "--_out", "--_spacing"):
         p.add_argument(hidden, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     smoke = args.smoke
@@ -564,6 +798,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if smoke else 3)
     args.sizes = args.sizes or [(32, 32, 32) if smoke else (512, 512, 512)]
     args.gui_iterations = args.gui_iterations or (3 if smoke else 40)
+    args.option_repeats = args.option_repeats or (1 if smoke else 5)
+    args.compile = args.compile and not smoke
+    args.app_size = tuple(args.app_size or ((16, 24, 24) if smoke else (64, 96, 96)))
+    args.app_patch = tuple(args.app_patch or ((16, 16, 16) if smoke else (32, 64, 64)))
+    args.app_iterations = args.app_iterations or (1 if smoke else 40)
+    args.large_size = tuple(args.large_size or ((32, 32, 32) if smoke else (512, 512, 512)))
+    args.large_spacing = args.large_spacing or 0.6
     if smoke:
         args.batch_labeled, args.batch_unlabeled = 1, 1
     args.parts = [s.strip() for s in args.parts.split(",") if s.strip()]
@@ -592,7 +833,7 @@ def run(args: argparse.Namespace) -> dict:
         if "train" in args.parts:
             store.set("train", time_training(args, cases, labels, work))
         model_path = None
-        if "inference" in args.parts or "memory" in args.parts:
+        if {"inference", "options", "large", "memory"} & set(args.parts):
             model_path = make_model(args, cases, labels, work, args.window)
         if "inference" in args.parts:
             from barl_core.data.phantom import make_phantom
@@ -600,6 +841,12 @@ def run(args: argparse.Namespace) -> dict:
             vol, _ = make_phantom(shape=args.infer_size, seed=7)
             vol.metadata = {}
             store.set("inference", time_inference(args, model_path, vol))
+        if "options" in args.parts:
+            store.set("options", time_options(args, model_path))
+        if "interactive" in args.parts:
+            store.set("interactive", time_interactive(args, work))
+        if "large" in args.parts:
+            store.set("large", measure_large(args, model_path, work))
         if "memory" in args.parts:
             store.set("memory", measure_memory(args, model_path, work))
         if "gui" in args.parts:
