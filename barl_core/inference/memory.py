@@ -16,6 +16,7 @@ import numpy as np
 from barl_core.data.resample import needs_resampling
 from barl_core.errors import BarlError
 from barl_core.inference.model import LoadedModel
+from barl_core.inference.regrid import _SLAB_VOXELS
 from barl_core.inference.window import _FINALISE_BYTES
 from barl_core.io.volume import Volume
 
@@ -93,8 +94,10 @@ def estimate_memory(
     per_out = 1 + 2 + (2 * num_classes if return_probabilities else 0)
     total = n_in * input_itemsize + ring + n_work * per_out
     if working_shape is not None and tuple(work) != tuple(int(s) for s in shape):
-        # resampled float32 image; outputs again on the input grid (plus a float32 temporary)
-        total += n_work * 4 + n_in * (per_out + 4)
+        # the resampled float32 image; then the larger of SimpleITK's float32 copy of the input
+        # (resampling to the working grid) and the outputs again on the input grid with the
+        # slab temporaries of mapping them back (regrid)
+        total += n_work * 4 + max(n_in * 4, n_in * per_out + 8 * _SLAB_VOXELS)
     # sliding_window shrinks the window to the volume along short axes
     win = int(np.prod([min(int(w), n) for w, n in zip(window, work, strict=True)], dtype=np.float64))
     per_voxel = _ACT_BYTES_FIXED + _ACT_BYTES_PER_CHANNEL * int(base_channels)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from barl_core.data.dataset import NormStats
-from barl_core.data.resample import needs_resampling, resample_to_reference, resample_volume
+from barl_core.data.resample import needs_resampling, resample_volume
 from barl_core.errors import InvalidVolumeError
 from barl_core.inference.memory import (
     MEMORY_HEADROOM,
@@ -33,6 +33,7 @@ from barl_core.inference.memory import (
     prediction_memory,
 )
 from barl_core.inference.model import LoadedModel, load_model
+from barl_core.inference.regrid import to_input_grid
 from barl_core.inference.window import (
     SlidingWindowResult,
     WindowProgress,
@@ -237,20 +238,22 @@ def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, **kwar
         stats = model.norm_stats_for(work.array)
     res = _run_window(model, work.array, stats, **kwargs)
     del work  # a resampled copy is no longer needed
-    if resample:
-        geom = {"shape": list(res.labels.shape), "spacing": list(target), "origin": list(volume.origin),
-                "direction": list(volume.direction)}
-        labels = resample_to_reference(res.labels, geom, volume, is_label=True, default_value=0)
-        dis = resample_to_reference(res.disagreement, geom, volume, is_label=False)
-        probs = (
-            np.stack([resample_to_reference(p, geom, volume, is_label=False) for p in res.probabilities])
-            if res.probabilities is not None else None
-        )
-        ent = resample_to_reference(res.entropy, geom, volume, is_label=False) if res.entropy is not None else None
+    if resample:  # back onto the input grid a slab at a time (see regrid)
+        geom = {"spacing": list(target), "origin": list(volume.origin), "direction": list(volume.direction)}
+        labels = to_input_grid(res.labels, geom, volume, is_label=True, default_value=0)
+        dis = to_input_grid(res.disagreement, geom, volume, is_label=False)
+        probs = None
+        if res.probabilities is not None:
+            probs = np.empty((res.probabilities.shape[0], *volume.shape), dtype=res.probabilities.dtype)
+            for k, p in enumerate(res.probabilities):
+                probs[k] = to_input_grid(p, geom, volume, is_label=False)
+        ent = to_input_grid(res.entropy, geom, volume, is_label=False) if res.entropy is not None else None
         res = SlidingWindowResult(labels, dis, probs, ent)
+    dis = res.disagreement.astype(np.float16, copy=False)
+    np.clip(dis, 0, 1, out=dis)  # in place: interpolation keeps [0, 1] up to rounding
     return Prediction(
         labels=res.labels.astype(np.uint8, copy=False),
-        disagreement=np.clip(res.disagreement, 0, 1).astype(np.float16, copy=False),
+        disagreement=dis,
         probabilities=res.probabilities,
         entropy=res.entropy,
         class_names=model.class_names,
