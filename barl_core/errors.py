@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = [
     "BarlError",
     "InputFileError",
+    "OutputFileError",
+    "LockedError",
     "GeometryMismatchError",
     "LabelValueError",
     "InvalidVolumeError",
@@ -26,6 +28,15 @@ class BarlError(Exception):
 
 class InputFileError(BarlError):
     """A file or folder is missing, unreadable, corrupt or of an unsupported format."""
+
+
+class OutputFileError(BarlError):
+    """An output cannot be written completely (disk full, no permission, a bad name), or
+    it would replace an input or another output of the same command; nothing was replaced."""
+
+
+class LockedError(BarlError):
+    """A run folder or workspace is in use by another process (see ``runtime.lock``)."""
 
 
 class GeometryMismatchError(BarlError):

@@ -14,10 +14,7 @@ the same ``(z, y, x)`` order, which is what napari's ``affine`` expects.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from barl_core.errors import GeometryMismatchError, InputFileError, InvalidVolumeError
+from barl_core.errors import (
+    GeometryMismatchError,
+    InputFileError,
+    InvalidVolumeError,
+    LabelValueError,
+    OutputFileError,
+)
+from barl_core.io.atomic import atomic_path, describe_os_error, remove_stale_temporaries
+from barl_core.io.budget import check_byte_budget
+from barl_core.io.native_stderr import held_native_stderr
 from barl_core.io.nifti_check import check_nifti
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "write_labels",
     "check_same_grid",
     "label_dtype",
+    "check_label_values",
     "all_finite",
     "is_supported_path",
     "strip_extension",
@@ -136,6 +143,11 @@ class Volume:
             raise InvalidVolumeError(
                 f"{path or 'volume'}: expected a 3D volume, got {image.GetDimension()}D"
             )
+        if "complex" in image.GetPixelIDTypeAsString().lower():
+            raise InvalidVolumeError(
+                f"{path or 'volume'}: complex-valued voxels are not supported; "
+                "save the magnitude as a real-valued volume"
+            )
         if image.GetNumberOfComponentsPerPixel() != 1:
             raise InvalidVolumeError(
                 f"{path or 'volume'}: expected one value per voxel, got "
@@ -175,11 +187,13 @@ def _read_dicom_series(folder: Path, series_id: str | None) -> sitk.Image:
         if len(ids) > 1:
             raise InputFileError(
                 f"{folder}: holds {len(ids)} DICOM series ({', '.join(ids)}); "
-                "pass series_id= to choose one"
+                "choose one with --series-id ID (series_id= from Python)"
             )
         series_id = ids[0]
     elif series_id not in ids:
-        raise InputFileError(f"{folder}: no DICOM series {series_id!r}")
+        raise InputFileError(
+            f"{folder}: no DICOM series {series_id!r} (found: {', '.join(ids)})"
+        )
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -220,9 +234,7 @@ def read_volume(
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(p))
             reader.ReadImageInformation()
-            size = reader.GetSize()
-            if int(np.prod(np.asarray(size, dtype=np.float64))) > MAX_VOXELS:
-                raise InputFileError(f"{p}: header declares an absurd size {size}; refusing to read")
+            _check_header(p, reader)
             image = reader.Execute()
     except InputFileError:
         raise
@@ -231,7 +243,7 @@ def read_volume(
         detail = next((ln for ln in first if "rror" in ln), first[0] if first else "")
         raise InputFileError(f"{p}: cannot read this file (corrupt, truncated or not an image). {detail}".strip()) from None
     except (OSError, MemoryError) as exc:
-        raise InputFileError(f"{p}: cannot read this file: {exc}") from None
+        raise InputFileError(f"{p}: cannot read this file: {describe_os_error(exc)}") from None
     vol = Volume.from_sitk(image, path=p)
     if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")):
         # ITK reads truncated .nii.gz without error and turns NaN/Inf into 0: look ourselves
@@ -246,6 +258,18 @@ def read_volume(
         n = int(vol.array.size - np.count_nonzero(np.isfinite(vol.array)))
         raise InvalidVolumeError(f"{p}: holds {n} NaN/Inf voxels; clean the volume first")
     return vol
+
+
+def _check_header(p: Path, reader: sitk.ImageFileReader) -> None:
+    """Refuse what cannot be a usable volume before any voxel is allocated."""
+    size = reader.GetSize()
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    if int(np.prod(np.asarray(size, dtype=np.float64))) > MAX_VOXELS:
+        raise InputFileError(f"{p}: header declares an absurd size {size}; refusing to read")
+    if "complex" in pixel.lower():
+        raise InvalidVolumeError(f"{p}: complex-valued voxels ({pixel}) are not supported; "
+                                 "save the magnitude as a real-valued volume")
+    check_byte_budget(p, size, pixel, reader.GetNumberOfComponents())
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -270,81 +294,98 @@ def label_dtype(max_value: int) -> np.dtype:
     raise InvalidVolumeError(f"label value {max_value} is too large")
 
 
-class atomic_path:
-    """Context manager yielding a temporary path beside ``target``; renamed on success.
+def write_volume(
+    volume: Volume, path: str | os.PathLike, *, compress: bool = True, verify_voxels: bool = False
+) -> Path:
+    """Write a volume with its geometry; verified, then atomic (temporary file, then rename).
 
-    A reader never sees a half-written file: on any error (or a kill) only the
-    hidden temporary remains, and it never carries the final name.
+    The temporary is read back before it replaces anything: its header must declare this
+    grid and pixel type, a NIfTI file must hold all its data (streamed, bounded memory),
+    and with ``verify_voxels`` (label maps) every voxel must equal what was meant. So a
+    short write (a full disk; SimpleITK's NIfTI writer only *prints* ``NWAD: wrote only
+    ...`` and returns normally) never replaces a saved file.
+
+    Raises
+    ------
+    OutputFileError
+        The file cannot be written or does not read back as written; an existing file at
+        ``path`` is unchanged and no temporary is left.
     """
-
-    def __init__(self, target: str | os.PathLike, suffix: str | None = None):
-        self.target = Path(target)
-        self.suffix = suffix if suffix is not None else _full_suffix(self.target.name)
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            # the name is shortened so that a long (valid) target still gets a valid temporary
-            prefix=f".{self.target.name[:80]}.", suffix=".tmp" + self.suffix, dir=self.target.parent
-        )
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is None:
-            _fsync(self.tmp)
-            os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def _full_suffix(name: str) -> str:
-    low = name.lower()
-    for ext in SUPPORTED_EXTENSIONS:
-        if low.endswith(ext):
-            return name[-len(ext):]
-    return Path(name).suffix
-
-
-def _fsync(path: Path) -> None:
-    try:
-        with open(path, "rb+") as fh:
-            os.fsync(fh.fileno())
-    except OSError:
-        pass
-
-
-def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True) -> Path:
-    """Write a volume with its geometry; atomic (temporary file, then rename)."""
     p = Path(path)
     if not p.name.lower().endswith(SUPPORTED_EXTENSIONS):
-        raise InputFileError(f"{p}: unsupported output type (use {', '.join(SUPPORTED_EXTENSIONS)})")
+        raise OutputFileError(f"{p}: unsupported output type (use {', '.join(SUPPORTED_EXTENSIONS)})")
     if volume.array.ndim != 3:
         raise InvalidVolumeError(f"{p}: expected a 3D array, got {volume.array.ndim}D")
     image = volume.to_sitk()
-    try:
-        if p.name.lower().endswith(".mhd"):
-            _write_mhd_atomic(image, p, compress)
-        else:
-            with atomic_path(p) as tmp:
-                sitk.WriteImage(image, str(tmp), compress)
-    except RuntimeError as exc:
-        raise InputFileError(f"{p}: cannot write: {str(exc).strip().splitlines()[-1]}") from None
-    except OSError as exc:  # no permission, disk full, name too long, ...
-        raise InputFileError(f"{p}: cannot write: {exc.strerror or exc}") from None
-    return p
+    expected = volume.array if verify_voxels else None
+
+    def _verify(tmp: Path) -> None:
+        _verify_written(tmp, image, expected)
+
+    failure: Exception | None = None
+    with held_native_stderr() as held:  # ITK prints some write failures instead of raising
+        try:
+            if p.name.lower().endswith(".mhd"):
+                _write_mhd_atomic(image, p, compress, _verify)
+            else:
+                with atomic_path(p, verify=_verify) as tmp:
+                    sitk.WriteImage(image, str(tmp), compress)
+        except (OutputFileError, RuntimeError, OSError) as exc:
+            failure = exc
+    if failure is None:
+        held.release()
+        return p
+    if isinstance(failure, OutputFileError):
+        message = str(failure)
+    elif isinstance(failure, RuntimeError):
+        message = f"{p}: cannot write: {str(failure).strip().splitlines()[-1]}"
+    else:  # no permission, disk full, name too long, ...
+        message = f"{p}: cannot write: {describe_os_error(failure)}"
+    native = held.first()
+    raise OutputFileError(message + (f" [{native}]" if native and native not in message else ""))
 
 
-def _write_mhd_atomic(image: sitk.Image, p: Path, compress: bool) -> None:
+def _verify_written(tmp: Path, image: sitk.Image, expected: np.ndarray | None) -> None:
+    """Raise unless ``tmp`` reads back with ``image``'s grid (and ``expected``'s voxels).
+
+    NIfTI data is checked for completeness by streaming (:func:`check_nifti`); other
+    formats are read back whole (ITK's readers fail on truncated NRRD/MHA data).
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(tmp))
+    reader.ReadImageInformation()
+    if tuple(reader.GetSize()) != tuple(image.GetSize()) or reader.GetPixelID() != image.GetPixelID():
+        raise OutputFileError(
+            f"{tmp.name}: reads back as {reader.GetSize()} {reader.GetPixelIDTypeAsString()}, "
+            f"not {image.GetSize()} {image.GetPixelIDTypeAsString()}"
+        )
+    nifti = tmp.name.lower().endswith((".nii", ".nii.gz"))
+    if nifti:
+        found = check_nifti(tmp, check_finite=False)
+        if found.problem:
+            raise OutputFileError(found.problem)
+    if expected is not None or not nifti:
+        read_back = reader.Execute()  # kept alive: the view below borrows its buffer
+        back = sitk.GetArrayViewFromImage(read_back)
+        if expected is not None and not np.array_equal(back, expected):
+            raise OutputFileError("the voxels read back differ from those written")
+
+
+def _write_mhd_atomic(image: sitk.Image, p: Path, compress: bool, verify) -> None:
     # The header names its data file, so write both under their final names in a
-    # private folder, move the data first and the header (the "commit") last.
+    # private folder, verify them there, move the data first and the header (the
+    # "commit") last.
     p.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{p.name}.", dir=p.parent) as tmpdir:
         tmp_header = Path(tmpdir) / p.name
         sitk.WriteImage(image, str(tmp_header), compress)
+        try:
+            verify(tmp_header)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise OutputFileError(
+                f"{p}: the written file does not read back as written ({describe_os_error(exc)}; "
+                "disk full?); the previous file is unchanged"
+            ) from None
         for f in Path(tmpdir).iterdir():
             if f.name != p.name:
                 os.replace(f, p.parent / f.name)
@@ -370,7 +411,59 @@ def write_labels(
     if min_value < 0:
         raise InvalidVolumeError(f"{path}: label maps cannot hold negative values")
     out = reference.with_array(labels.astype(label_dtype(max_value), copy=False))
-    return write_volume(out, path, compress=compress)
+    return write_volume(out, path, compress=compress, verify_voxels=True)
+
+
+def check_label_values(
+    labels: np.ndarray,
+    num_classes: int | None = None,
+    *,
+    ignore_index: int = 255,
+    what: str = "label map",
+) -> np.ndarray:
+    """Refuse label values that are not classes, before anything is saved.
+
+    Why: casting to ``uint8`` turns -1 into 255 (the ignore value) and 0.7 or NaN into 0
+    (background) without a word, and the slice would stay recorded as annotated. So a
+    label array must hold whole, finite, non-negative numbers, each a class
+    ``0..num_classes-1`` or ``ignore_index``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The labels as the smallest unsigned integer type that holds them.
+
+    Raises
+    ------
+    LabelValueError
+        NaN/Inf, fractions, negative values, or values that are neither a class nor the
+        ignore value; the message names up to five of them.
+    """
+    a = np.asarray(labels)
+    if a.dtype == bool:
+        a = a.astype(np.uint8)
+    if a.dtype.kind not in "uif":
+        raise LabelValueError(f"{what}: labels must be numbers, not {a.dtype}")
+    if a.size == 0:
+        return a.astype(np.uint8)
+    if a.dtype.kind == "f":
+        if not all_finite(a):
+            raise LabelValueError(f"{what}: holds NaN or infinite label values")
+        if not np.array_equal(np.rint(a), a):
+            odd = np.unique(a[np.rint(a) != a])[:5]
+            raise LabelValueError(f"{what}: label values must be whole numbers, got {odd.tolist()}")
+    lo, hi = a.min(), a.max()
+    if lo < 0:
+        raise LabelValueError(f"{what}: negative label values ({int(lo)}) are not classes")
+    if num_classes is not None:
+        bad = (a != ignore_index) & (a >= num_classes)
+        if bad.any():
+            values = sorted(int(v) for v in np.unique(a[bad]))[:5]
+            raise LabelValueError(
+                f"{what}: label values {values} are not classes (0..{num_classes - 1}) "
+                f"nor the ignore value {ignore_index}"
+            )
+    return a.astype(label_dtype(int(hi)), copy=False)
 
 
 def check_same_grid(a: Volume, b: Volume, what: str = "label map") -> None:
@@ -396,41 +489,3 @@ def as_volume(obj: Volume | np.ndarray, spacing: Sequence[float] | None = None) 
         return obj
     arr = np.asarray(obj)
     return Volume(arr, spacing=tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0))))  # type: ignore[arg-type]
-
-
-#: Names :class:`atomic_path` (``mkstemp``) and the MHD writer (``TemporaryDirectory``) give
-#: their temporaries: hidden, the target's name, 8 random characters, then ``.tmp...``.
-_STALE_FILE_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp.*$")
-_STALE_DIR_RE = re.compile(r"^\..+\.mhd\.[a-z0-9_]{8}$", re.IGNORECASE)
-
-
-def remove_stale_temporaries(
-    folder: str | os.PathLike, *, min_age_s: float = 60.0, recursive: bool = True
-) -> list[Path]:
-    """Delete temporaries that a killed write left behind; return what was removed.
-
-    A write killed mid-way leaves only its hidden temporary (the final name still holds
-    the last complete version), which loaders already skip; this reclaims the space.
-    Only names of our own temporaries are touched, and only those older than
-    ``min_age_s``, so a write in flight in another process (a prediction job) survives.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    now = time.time()
-    removed: list[Path] = []
-    entries = root.rglob(".*") if recursive else root.glob(".*")
-    for path in sorted(entries, key=lambda q: len(q.parts), reverse=True):
-        try:
-            if now - path.lstat().st_mtime < min_age_s:
-                continue
-            if path.is_file() and not path.is_symlink() and _STALE_FILE_RE.match(path.name):
-                path.unlink()
-            elif path.is_dir() and not path.is_symlink() and _STALE_DIR_RE.match(path.name):
-                shutil.rmtree(path)
-            else:
-                continue
-        except OSError:  # vanished meanwhile, or not ours to delete
-            continue
-        removed.append(path)
-    return removed
