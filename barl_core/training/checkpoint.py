@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -23,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from barl_core.errors import CheckpointError
-from barl_core.io.volume import atomic_path
+from barl_core.errors import CheckpointError, OutputFileError
+from barl_core.io.atomic import atomic_path, describe_os_error
 from barl_core.networks.unet import BiBranchNet, NetworkConfig, UNet3D
 
 __all__ = [
@@ -149,11 +152,24 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
     data = plain({**ckpt, "format": FORMAT, "format_version": FORMAT_VERSION})
     p = Path(path)
     try:
-        with atomic_path(p) as tmp:
+        with atomic_path(p, verify=_verify_zip) as tmp:
             torch.save(data, tmp)
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot write checkpoint: {exc}") from None
+    except OutputFileError as exc:
+        raise CheckpointError(f"cannot write checkpoint: {exc}") from None
+    except (OSError, RuntimeError) as exc:  # torch reports a short write as RuntimeError
+        raise CheckpointError(
+            f"{p}: cannot write checkpoint ({describe_os_error(exc)}; disk full?); "
+            "the previous file is unchanged"
+        ) from None
     return p
+
+
+def _verify_zip(tmp: Path) -> None:
+    """A checkpoint is a zip archive: every member must read back with a matching CRC."""
+    with zipfile.ZipFile(tmp) as zf:
+        bad = zf.testzip()
+    if bad is not None:
+        raise CheckpointError(f"member {bad} does not read back as written")
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
@@ -171,17 +187,20 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> di
     if not p.is_file():
         raise CheckpointError(f"{p}: no such model file")
     try:
-        data = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol notices are not for users
+            warnings.simplefilter("ignore")
+            data = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a CheckpointError
-        detail = _unpickler_detail(str(exc))
-        if isinstance(exc, pickle.UnpicklingError) and (_looks_like_code(detail) or _is_raw_pickle(p)):
+        if _is_refused_object(exc) or _is_raw_pickle(p):
+            # Never quote torch's hint to retry with weights_only=False: that is the unsafe act.
             raise CheckpointError(
-                f"{p}: refusing to load: the file holds Python objects beyond weights and plain "
-                f"values, and loading it may execute code ({detail})"
+                f"{p}: refusing to load: the file holds {_refused_object(str(exc))} beyond "
+                "weights and plain values, and loading it may execute code; use only model "
+                "files written by napari-barl"
             ) from None
         raise CheckpointError(
             f"{p}: not a readable napari-barl model file (corrupt, truncated or another format: "
-            f"{type(exc).__name__}: {detail})"
+            f"{type(exc).__name__}: {_safe_detail(str(exc))})"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a napari-barl checkpoint (no '{FORMAT}' header)")
@@ -189,21 +208,53 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> di
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise CheckpointError(f"{p}: incomplete checkpoint, missing {', '.join(missing)}")
+    _check_contents(data, p)
     return data
 
 
-def _unpickler_detail(message: str) -> str:
-    """The informative line of torch's long weights-only error message."""
+def _check_contents(data: dict[str, Any], p: Path) -> None:
+    """Refuse a checkpoint whose parts have the wrong types or whose weights are not finite.
+
+    NaN or Inf weights (a diverged run, a corrupted file) would predict all background
+    and exit 0; refusing at load time says what is wrong instead.
+    """
+    state = data["model_state"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{p}: model_state is not a set of named tensors")
+    if not isinstance(data["network"], Mapping):
+        raise CheckpointError(f"{p}: the network description is not a mapping")
+    names = data["class_names"]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{p}: class_names is not a list of names")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{p}: {len(bad)} weight tensor(s) hold NaN or Inf (e.g. {bad[0]}): the run diverged "
+            "or the file is damaged; use an earlier checkpoint or retrain"
+        )
+
+
+def _is_refused_object(exc: BaseException) -> bool:
+    """The weights-only unpickler met a global, a class or a call it does not allow."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return False
+    low = str(exc).lower()
+    return any(w in low for w in ("global", "reduce", "build", "callable", "class"))
+
+
+def _refused_object(message: str) -> str:
+    """What the weights-only unpickler refused, e.g. ``a Python object (posix.system)``."""
+    found = re.search(r"GLOBAL\s+([\w.]+)", message)
+    return f"a Python object ({found.group(1)})" if found else "pickled Python objects"
+
+
+def _safe_detail(message: str) -> str:
+    """The first informative line of a load error, without advice to disable safe loading."""
     for line in message.splitlines():
-        if "WeightsUnpickler error:" in line:
-            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
-            if rest:
-                return rest[:200]
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    for i, line in enumerate(lines):
-        if line.startswith("WeightsUnpickler error") and i + 1 < len(lines):
-            return lines[i + 1][:200]
-    return (lines[0] if lines else "")[:200]
+        line = line.strip()
+        if line and "weights_only" not in line and "safe_globals" not in line:
+            return line.split(". ")[0][:200]
+    return "unreadable"
 
 
 def _is_raw_pickle(path: Path) -> bool:
@@ -213,11 +264,6 @@ def _is_raw_pickle(path: Path) -> bool:
             return fh.read(1) == b"\x80"
     except OSError:
         return False
-
-
-def _looks_like_code(detail: str) -> bool:
-    low = detail.lower()
-    return any(w in low for w in ("global", "reduce", "build", "callable", "class"))
 
 
 def network_config_of(ckpt: Mapping[str, Any]) -> NetworkConfig:
