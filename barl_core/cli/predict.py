@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from barl_core.errors import InputFileError
+from barl_core.cli.guards import add_series_id, check_output_folder, check_outputs, same_path
+from barl_core.errors import InputFileError, OutputFileError
 from barl_core.io.volume import (
     SUPPORTED_EXTENSIONS,
+    is_supported_path,
     read_volume,
+    remove_stale_temporaries,
     strip_extension,
     write_labels,
     write_volume,
@@ -41,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default 0.5)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="windows per forward pass (default 1)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_series_id(p)
     p.set_defaults(func=run)
 
 
@@ -49,55 +53,95 @@ def _is_volume_name(path: Path) -> bool:
 
 
 def input_files(path: Path) -> list[Path]:
-    """The volumes to predict: the file itself, or a folder's supported files (sorted).
+    """The volumes to predict: the file itself, a DICOM folder, or a folder's volume files.
 
     Raises
     ------
     InputFileError
-        Missing path, or a folder without any supported volume.
+        Missing or inaccessible path, or a folder without any supported volume.
     """
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _is_volume_name(p) and not p.name.startswith("."))
-        if not files:
+    try:
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir()
+                if not p.name.startswith(".") and _is_volume_name(p) and p.is_file()
+            )
+            if files:
+                return files
+            if is_supported_path(path):  # a DICOM series folder is one volume
+                return [path]
             raise InputFileError(f"{path}: no volume ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder")
-        return files
+    except OSError as exc:  # a link loop, a name too long, no permission
+        raise InputFileError(f"{path}: cannot access: {exc.strerror or exc}") from None
     raise InputFileError(f"{path}: no such file or folder")
+
+
+def _is_single(image: Path, files: list[Path]) -> bool:
+    return len(files) == 1 and (image.is_file() or files[0] == image)
 
 
 def _target(out: Path, name: str, suffix: str, single: bool) -> Path:
     """Output file: ``out`` itself when it names a volume file (one input), else ``out/NAME``."""
     if single and _is_volume_name(out):
         return out
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out}: exists and is not a folder")
     return out / f"{name}{suffix}.nii.gz"
 
 
-def run(args: argparse.Namespace) -> int:
+def plan_outputs(args: argparse.Namespace, files: list[Path], single: bool) -> list[tuple[Path, Path | None]]:
+    """(labels, disagreement) target of each input, checked before any work.
+
+    Raises
+    ------
+    OutputFileError
+        An output would replace an input (or the model), two outputs share a name, or an
+        output folder cannot be written to.
+    """
     from barl_core.inference.export import DISAGREEMENT_SUFFIX
+
+    plan = []
+    for path in files:
+        name = strip_extension(path.name)
+        dis = args.disagreement
+        plan.append((
+            _target(args.out, name, "", single),
+            _target(dis, name, DISAGREEMENT_SUFFIX, single) if dis is not None else None,
+        ))
+    for folder in {args.out, args.disagreement} - {None}:
+        if same_path(folder, args.image) and args.image.is_dir():
+            raise OutputFileError(
+                f"{folder}: is the input folder; write predictions to another folder"
+            )
+    outputs = [t for pair in plan for t in pair if t is not None]
+    check_outputs(outputs, [*files, args.model])
+    for folder in {t.parent for t in outputs}:
+        check_output_folder(folder)
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
     from barl_core.inference.model import load_model
     from barl_core.inference.predict import predict_volume
 
     files = input_files(args.image)
-    single = len(files) == 1 and args.image.is_file()
+    single = _is_single(args.image, files)
     if not single and _is_volume_name(args.out):
         raise InputFileError(f"{args.out}: several inputs need an output folder, not a file name")
+    plan = plan_outputs(args, files, single)
+    for folder in {t.parent for pair in plan for t in pair if t is not None}:
+        remove_stale_temporaries(folder, recursive=False)  # left by a killed earlier run
     model = load_model(args.model, device=args.device)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"model: {args.model} ({model.metadata.get('method', '?')}, classes {', '.join(model.class_names)}) on {model.device}")
-    for i, path in enumerate(files, start=1):
+    for i, (path, (lab_target, dis_target)) in enumerate(zip(files, plan, strict=True), start=1):
         name = strip_extension(path.name)
-        volume = read_volume(path)
+        volume = read_volume(path, series_id=args.series_id)
         pred = predict_volume(model, volume, overlap=args.overlap, sw_batch_size=args.batch)
-        lab = write_labels(pred.labels, volume, _target(args.out, name, "", single))
+        lab = write_labels(pred.labels, volume, lab_target)
         line = f"[{i}/{len(files)}] {name}: labels -> {lab}"
-        if args.disagreement is not None:
-            dis = write_volume(
-                volume.with_array(pred.disagreement.astype(np.float32)),
-                _target(args.disagreement, name, DISAGREEMENT_SUFFIX, single),
-            )
+        if dis_target is not None:
+            dis = write_volume(volume.with_array(pred.disagreement.astype(np.float32)), dis_target)
             line += f"; disagreement (mean {float(np.mean(pred.disagreement, dtype=np.float64)):.4f}) -> {dis}"
         say(line)
     return 0

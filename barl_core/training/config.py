@@ -14,7 +14,10 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import re
+import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
@@ -45,6 +48,14 @@ OPTIMIZERS = ("sgd", "adamw")
 #: BARL loss terms that ``disable`` can switch off (ablations).
 LOSS_TERMS = ALIGNMENT_TERMS
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: Ranges a config is validated against (a typo like 1e999 must not train forever).
+MAX_ITERATIONS = 10_000_000
+MAX_PATCH_SIDE = 1024
+MAX_BATCH_OR_COUNT = 1_000_000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def default_class_names(num_classes: int) -> tuple[str, ...]:
@@ -176,10 +187,22 @@ class TrainConfig:
             raise TrainingError(
                 f"--disable applies to BARL's loss terms only, not to method {self.method!r}"
             )
-        if self.iterations < 1:
-            raise TrainingError(f"iterations must be >= 1, got {self.iterations}")
-        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
-            raise TrainingError(f"patch size must be three positive integers (z, y, x), got {self.patch_size}")
+        if not _is_int(self.iterations) or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise TrainingError(
+                f"iterations must be a whole number in 1..{MAX_ITERATIONS:,}, got {self.iterations!r}"
+            )
+        if (
+            not isinstance(self.patch_size, (tuple, list)) or len(self.patch_size) != 3
+            or not all(_is_int(s) and 1 <= s <= MAX_PATCH_SIDE for s in self.patch_size)
+        ):
+            raise TrainingError(
+                f"patch size must be three whole numbers in 1..{MAX_PATCH_SIDE} (z, y, x), "
+                f"got {self.patch_size!r}"
+            )
+        for name in ("batch_labeled", "batch_unlabeled", "checkpoint_every", "keep_checkpoints", "log_every"):
+            value = getattr(self, name)
+            if not _is_int(value) or value > MAX_BATCH_OR_COUNT:
+                raise TrainingError(f"{name} must be a whole number up to {MAX_BATCH_OR_COUNT:,}, got {value!r}")
         divisor = required_divisor(self.network)
         bad = [int(s) for s in self.patch_size if int(s) % divisor]
         if bad:
@@ -288,7 +311,53 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[name] = _tupled(value)
         else:
             kwargs[name] = value
+        if sub is None:
+            _check_type(kwargs[name], hint, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> None:
+    """Refuse a JSON value of the wrong type before it reaches the trainer.
+
+    Why: ``"iterations": "abc"`` ended in a traceback deep in the loop, ``1e999`` (JSON's
+    infinity) made training never end, and ``"patch_size": 5`` failed far from its cause.
+    """
+    if hint is None or hint is Any:
+        return
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                _check_type(value, option, where)
+                return
+            except TrainingError as exc:
+                errors.append(str(exc))
+        raise TrainingError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise TrainingError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        if len(args) > 1 and args[-1] is not Ellipsis and len(value) != len(args):
+            raise TrainingError(f"{where}: expected {len(args)} values, got {len(value)}")
+        for v in value:
+            _check_type(v, item, where)
+        return
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TrainingError(f"{where}: expected true or false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TrainingError(f"{where}: expected a whole number, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TrainingError(f"{where}: expected a finite number, got {value!r}")
+    elif hint is str and not isinstance(value, str):
+        raise TrainingError(f"{where}: expected a string, got {value!r}")
 
 
 def _dataclass_in(hint: Any) -> type | None:
