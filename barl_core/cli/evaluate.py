@@ -14,9 +14,10 @@ import json
 import math
 from pathlib import Path
 
+from barl_core.cli.guards import check_outputs
 from barl_core.errors import InputFileError
 from barl_core.evaluation.metrics import METRIC_NAMES, evaluate_folders
-from barl_core.io.volume import atomic_path
+from barl_core.io.atomic import write_text_atomic
 
 __all__ = ["register", "run", "parse_classes", "format_results"]
 
@@ -121,6 +122,8 @@ def _json_safe(obj):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json_out is not None:
+        check_outputs([args.json_out], [args.pred, args.gt])
     result = evaluate_folders(
         args.pred,
         args.gt,
@@ -131,6 +134,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_results(result))
     if args.json_out is not None:
         payload = _json_safe({"pred": str(args.pred), "gt": str(args.gt), **result})
-        with atomic_path(args.json_out) as tmp:
-            tmp.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
+        write_text_atomic(args.json_out, json.dumps(payload, indent=2, allow_nan=False))
     return 0

@@ -47,7 +47,8 @@ def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
     outputs : paths
         Every file the command will write.
     inputs : paths
-        Every file or folder it reads (a folder input protects the files in it).
+        Every file or folder it reads; an existing file inside an input folder is
+        protected too (``--json gt/case.nii.gz`` would replace ground truth).
 
     Raises
     ------
@@ -58,7 +59,7 @@ def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
     seen: dict[str, Path] = {}
     for out in outputs:
         for src in ins:
-            if same_path(out, src):
+            if same_path(out, src) or _existing_inside(out, src):
                 raise OutputFileError(f"{out}: would overwrite the input {src}; choose another output")
         key = _key(out)
         if key in seen:
@@ -72,6 +73,15 @@ def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
                 raise OutputFileError(f"{out}: is a folder, not a file name")
         except OSError as exc:
             raise OutputFileError(f"{out}: cannot write here: {describe_os_error(exc)}") from None
+
+
+def _existing_inside(out: Path, folder: Path) -> bool:
+    try:
+        if not (folder.is_dir() and out.exists()):
+            return False
+        return Path(_key(folder)) in Path(_key(out)).parents
+    except OSError:
+        return False
 
 
 def check_output_folder(folder: Path) -> None:

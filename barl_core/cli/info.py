@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.cli.guards import add_series_id, check_outputs
 from barl_core.data.dataset import IGNORE_INDEX, _ranges, dataset_summary, load_dataset
 from barl_core.errors import InputFileError
-from barl_core.io.volume import SUPPORTED_EXTENSIONS, atomic_path, is_supported_path, read_volume
+from barl_core.io.atomic import write_text_atomic
+from barl_core.io.volume import SUPPORTED_EXTENSIONS, is_supported_path, read_volume
 
 __all__ = ["register", "run", "volume_info", "format_volume_info"]
 
@@ -60,12 +62,13 @@ def register(subparsers) -> None:
         default=None,
         help="also write the information as JSON to this file",
     )
+    add_series_id(p)
     p.set_defaults(func=run)
 
 
-def volume_info(path: Path) -> dict:
+def volume_info(path: Path, series_id: str | None = None) -> dict:
     """Geometry and intensity statistics of one volume (JSON-friendly)."""
-    vol = read_volume(path)
+    vol = read_volume(path, series_id=series_id)
     arr = vol.array
     info = {"kind": "volume", "path": str(path), **vol.geometry(), "dtype": str(arr.dtype)}
     flat = arr.reshape(-1)
@@ -147,12 +150,13 @@ def _format_dataset(rows: list[dict], root: Path) -> str:
 
 
 def _write_json(path: Path, payload) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
+    write_text_atomic(path, json.dumps(payload, indent=2, allow_nan=False))
 
 
 def run(args: argparse.Namespace) -> int:
     path: Path = args.path
+    if args.json_out is not None:
+        check_outputs([args.json_out], [path, *([args.labels_dir] if args.labels_dir else [])])
     try:
         is_dataset = _is_dataset(path)
     except OSError as exc:  # e.g. a name longer than the file system allows
@@ -169,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(
                 f"{path}: unsupported file type (use {', '.join(SUPPORTED_EXTENSIONS)})"
             )
-        payload = volume_info(path)
+        payload = volume_info(path, args.series_id)
         print(format_volume_info(payload))
     if args.json_out is not None:
         _write_json(args.json_out, payload)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.cli.guards import add_series_id, check_outputs
 from barl_core.cli.predict import input_files
-from barl_core.io.volume import atomic_path, check_same_grid, read_volume, strip_extension
+from barl_core.io.atomic import write_text_atomic
+from barl_core.io.volume import check_same_grid, read_volume, strip_extension
 
 __all__ = ["register", "run"]
 
@@ -45,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the ranking as JSON")
+    add_series_id(p)
     p.set_defaults(func=run)
 
 
@@ -72,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     files = input_files(args.images)
     labels_dir = _labels_dir(args.images, args.labels)
+    if args.json is not None:
+        check_outputs([args.json], [*files, args.model, *([labels_dir] if labels_dir else [])])
     model = load_model(args.model, device=args.device)
     rng = np.random.default_rng(args.seed)
     per_case: dict[str, dict] = {}
@@ -79,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     n_annotated: dict[str, int] = {}
     for path in files:
         name = strip_extension(path.name)
-        volume = read_volume(path)
+        volume = read_volume(path, series_id=args.series_id)
         labels = None
         lab_path = _find_labels(labels_dir, name)
         if lab_path is not None:
@@ -138,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
             "axis": args.axis,
             "cases": [{"name": c.name, "gain": c.score, **per_case[c.name]} for c in ranked],
         }
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
         print(f"written {args.json}")
     return 0
 

@@ -4,6 +4,11 @@ Writes ``RUN_DIR/model.pt``, periodic checkpoints, ``config.json`` and ``metrics
 Ctrl-C stops cleanly at the next iteration with a checkpoint (continue with ``--resume``);
 a second Ctrl-C aborts at once.
 
+An existing run folder is never replaced silently: ``--out`` on a folder holding a run
+needs ``--resume`` (continue it) or ``--overwrite`` (start over, deleting its model,
+checkpoints and metrics). While training, the folder is locked (``.barl.lock``): a second
+``barl train`` into it stops at once with a message naming the first.
+
 Multi-GPU: ``torchrun --nproc_per_node=N -m barl_core train ...`` runs this command once per
 GPU; rank 0 alone writes the run folder and prints (see ``docs/multi_gpu.md``).
 """
@@ -20,7 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from barl_core.errors import CancelledError, TrainingError
+from barl_core.cli.guards import check_output_folder, same_path
+from barl_core.errors import CancelledError, OutputFileError, TrainingError
+from barl_core.io.atomic import describe_os_error, remove_stale_temporaries
+from barl_core.runtime.lock import FolderLock
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, parse_disable, preset
 from barl_core.training.distributed import is_main_process
 from barl_core.training.planner import PlanRequest, TrainingPlan, make_planner, parse_duration
@@ -64,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N iterations")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in RUN_DIR (its model, checkpoints and metrics are deleted)")
     p.add_argument("--init-from", type=Path, metavar="CKPT", help="fine-tune from this model's weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -74,9 +83,12 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.config is not None:
         try:
             data = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TrainingError(f"{args.config}: cannot read the config: {exc}") from None
-        cfg = TrainConfig.from_dict(data)
+        try:
+            cfg = TrainConfig.from_dict(data)
+        except TrainingError as exc:
+            raise TrainingError(f"{args.config}: {exc}") from None
     else:
         cfg = preset(args.preset)
     changes: dict = {}
@@ -181,8 +193,92 @@ class ProgressBar:
         self.stream.flush()
 
 
+#: What a run folder holds (``--overwrite`` deletes exactly these, nothing else).
+RUN_FILES = ("model.pt", "config.json", "metrics.jsonl")
+
+
+def _run_contents(out: Path) -> list[Path]:
+    found = [out / n for n in RUN_FILES if (out / n).exists()]
+    ckpts = out / "checkpoints"
+    if ckpts.is_dir():
+        found += sorted(ckpts.glob("ckpt_*.pt"))
+    return found
+
+
+def check_run_folder(args: argparse.Namespace) -> None:
+    """Refuse, before any work, what would silently replace or mix runs.
+
+    Raises
+    ------
+    OutputFileError, TrainingError
+        ``--out`` is a file or not writable; it holds a run and neither ``--resume`` nor
+        ``--overwrite`` was given (or both were); ``--init-from`` lies in the run that
+        ``--overwrite`` would delete; ``--resume --iterations N`` with N other than the
+        run's own schedule.
+    """
+    out: Path = args.out
+    if args.resume and args.overwrite:
+        raise TrainingError("use either --resume (continue the run) or --overwrite (start over), not both")
+    try:
+        existing = _run_contents(out) if out.is_dir() else []
+    except OSError as exc:
+        raise OutputFileError(f"{out}: cannot use as run folder: {describe_os_error(exc)}") from None
+    if existing and not (args.resume or args.overwrite):
+        raise OutputFileError(
+            f"{out}: already holds a run ({', '.join(p.name for p in existing[:3])}); continue it "
+            "with --resume, replace it with --overwrite, or choose another --out"
+        )
+    if args.overwrite and args.init_from is not None and any(same_path(args.init_from, p) for p in existing):
+        raise OutputFileError(
+            f"{args.init_from}: is part of the run --overwrite would delete; fine-tune into another --out"
+        )
+    if args.resume and args.iterations is not None:
+        _check_resume_iterations(out, args.iterations)
+    check_output_folder(out)
+
+
+def _check_resume_iterations(out: Path, iterations: int) -> None:
+    from barl_core.training.checkpoint import load_checkpoint
+    from barl_core.training.trainer import latest_checkpoint
+
+    latest = latest_checkpoint(out)
+    if latest is None:
+        return  # train() says there is nothing to resume
+    ckpt = load_checkpoint(latest)
+    planned = int(ckpt.get("total_iterations") or ckpt.get("config", {}).get("iterations", 0))
+    if iterations != planned:
+        done = int(ckpt.get("iteration", 0))
+        raise TrainingError(
+            f"--resume continues the run's own schedule of {planned} iterations ({done} done); "
+            f"--iterations {iterations} would change it mid-run. To train further, fine-tune: "
+            f"--init-from {latest} --out NEW_RUN --iterations {iterations}"
+        )
+
+
+def _clear_run(out: Path) -> None:
+    for path in _run_contents(out):
+        path.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
+    check_run_folder(args)
+    lock = FolderLock(args.out, "barl train") if is_main_process() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if lock is not None:
+            # we hold the lock, so every temporary in the folder was left by a killed run
+            remove_stale_temporaries(args.out, min_age_s=0)
+            if args.overwrite:
+                _clear_run(args.out)
+        return _train(args, cfg)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(args: argparse.Namespace, cfg: TrainConfig) -> int:
     token = CancelToken()
     previous = None
     if threading.current_thread() is threading.main_thread():

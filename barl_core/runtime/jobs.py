@@ -460,8 +460,11 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
                 its_per_s=float(p.its_per_s), eta_s=float(p.eta_s),
             ))
 
-        result = train(config, images_dir, labels_dir, out_dir, resume=resume, init_from=init_from,
-                       callback=report, cancel=CancelToken(event))
+        from barl_core.runtime.lock import FolderLock
+
+        with FolderLock(out_dir, "a training job"):  # one writer per run folder (issue 14)
+            result = train(config, images_dir, labels_dir, out_dir, resume=resume, init_from=init_from,
+                           callback=report, cancel=CancelToken(event))
         kind = "done" if result.status == "completed" else "cancelled"
         final = ProgressUpdate(
             kind, iteration=result.iterations_done, total=config.iterations,

@@ -250,6 +250,7 @@ def prepare_training_data(
     ignore = config.ignore_index
     work: list[Case] = []
     max_label = -1
+    present: set[int] = set()
     for case in cases:
         case = _working_grid(case, config)
         labels = case.labels
@@ -257,6 +258,8 @@ def prepare_training_data(
             annotated = labels[labels != ignore]
             if annotated.size:
                 max_label = max(max_label, int(annotated.max()))
+                if config.class_names is None:
+                    present.update(int(v) for v in np.unique(annotated))
         work.append(case)
     if max_label < 0:
         raise EmptyDatasetError(
@@ -270,6 +273,14 @@ def prepare_training_data(
                 f"labels hold class {max_label} but only {len(names)} classes are named ({', '.join(names)})"
             )
     else:
+        missing = max_label + 1 - len(present)
+        if missing > max(2, (max_label + 1) // 2):
+            # e.g. values {0, 1, 254}: a stray value, not 255 classes (issue 14)
+            raise TrainingError(
+                f"labels hold value {max_label}, which would make a {max_label + 1}-class network, "
+                f"but only {len(present)} values occur ({', '.join(map(str, sorted(present)[:8]))}); "
+                f"name the classes with --classes, or fix the label maps (unannotated voxels are {ignore})"
+            )
         names = default_class_names(max(2, max_label + 1))
     stats = None
     if config.fixed_normalization:
