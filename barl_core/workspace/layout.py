@@ -19,7 +19,13 @@ On disk a workspace is an MSD-style folder, so the engine's dataset loader and t
 Why the label file is the source of truth: an annotated slice is exactly a slice of
 ``labelsTr/<case>`` without the ignore value, so a crash between writing the labels and
 writing ``workspace.json`` cannot make the two disagree about what was annotated.
-Every write (labels and JSON) is atomic (temporary file, then rename).
+Every write (labels and JSON) is verified, then atomic (temporary file, read back, then
+rename), and label values are checked before they are saved.
+
+One process writes a workspace at a time: :meth:`Workspace.open` locks the folder
+(``.barl.lock``, see :mod:`barl_core.runtime.lock`); a second process gets a
+:class:`~barl_core.errors.LockedError` and may open it with ``read_only=True`` instead,
+which reads everything and refuses every write.
 """
 
 from __future__ import annotations
@@ -34,15 +40,24 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.active.suggest import case_score
-from barl_core.errors import BarlError, GeometryMismatchError, InputFileError, LabelValueError
+from barl_core.errors import (
+    BarlError,
+    GeometryMismatchError,
+    InputFileError,
+    LabelValueError,
+    LockedError,
+)
 from barl_core.io.volume import (
     Volume,
     atomic_path,
+    check_label_values,
     read_volume,
+    remove_stale_temporaries,
     strip_extension,
     write_labels,
     write_volume,
 )
+from barl_core.runtime.lock import FolderLock
 from barl_core.workspace.provenance import ProvenanceStore, slice_dice
 
 __all__ = [
@@ -119,8 +134,10 @@ class Workspace:
         Class names, index = label value; ``class_names[0]`` is the background.
     """
 
-    def __init__(self, folder: Path, class_names: list[str]):
+    def __init__(self, folder: Path, class_names: list[str], *, read_only: bool = False):
         self.folder = Path(folder)
+        self.read_only = read_only
+        self._lock: FolderLock | None = None
         self.class_names = list(class_names)
         self._cases: dict[str, CaseRecord] = {}
         self.current_model: str | None = None
@@ -143,28 +160,75 @@ class Workspace:
         names = list(class_names) if class_names else ["background", "foreground"]
         _check_class_names(names)
         ws = cls(folder, names)
+        ws._take_lock()
         for sub in ("imagesTr", "labelsTr", "models", "predictions"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         ws._save_state()
         return ws
 
     @classmethod
-    def open(cls, folder: str | os.PathLike) -> Workspace:
-        """Open an existing workspace; a folder of volumes without state is adopted."""
+    def open(cls, folder: str | os.PathLike, *, read_only: bool = False) -> Workspace:
+        """Open an existing workspace; a folder of volumes without state is adopted.
+
+        Parameters
+        ----------
+        read_only : bool
+            Open without the lock and refuse every write: what the app does when another
+            process holds the workspace (a :class:`LockedError` from a normal open).
+
+        Raises
+        ------
+        LockedError
+            Another process has the workspace open for writing.
+        InputFileError
+            Not a workspace, or a ``workspace.json`` that cannot be read or has the wrong
+            shape (the file is left as it is).
+        """
         folder = Path(folder)
         state_path = folder / WORKSPACE_FILE
         if not state_path.exists():
-            if (folder / "imagesTr").is_dir():
+            if (folder / "imagesTr").is_dir() and not read_only:
                 return cls._adopt(folder)
             raise InputFileError(f"{folder}: not a napari-barl workspace (no {WORKSPACE_FILE})")
+        lock = None if read_only else _lock_workspace(folder)
+        try:
+            ws = cls._from_state(folder, state_path, read_only)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        ws._lock = lock
+        if not read_only:
+            remove_stale_temporaries(folder)  # left by a killed autosave
+        return ws
+
+    @classmethod
+    def _from_state(cls, folder: Path, state_path: Path, read_only: bool) -> Workspace:
         try:
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InputFileError(f"{state_path}: cannot read the workspace state: {exc}") from None
-        if state.get("format") != _FORMAT:
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise InputFileError(f"{state_path}: not a napari-barl workspace file")
-        ws = cls(folder, state.get("class_names") or ["background", "foreground"])
-        for rec in state.get("cases", []):
+        try:
+            return cls._parse_state(folder, state, read_only)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise InputFileError(
+                f"{state_path}: unexpected content ({type(exc).__name__}: {exc}); the file is left "
+                f"as it is: restore it, or move it away to rebuild the workspace from imagesTr/labelsTr"
+            ) from None
+
+    @classmethod
+    def _parse_state(cls, folder: Path, state: dict, read_only: bool) -> Workspace:
+        names = state.get("class_names") or ["background", "foreground"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"class_names must be a list of names, got {names!r}")
+        _check_class_names(names)
+        cases = state.get("cases", [])
+        if not isinstance(cases, list):
+            raise TypeError(f"cases must be a list, got {type(cases).__name__}")
+        ws = cls(folder, names, read_only=read_only)
+        for rec in cases:
             name = validate_case_name(rec["name"])
             ws._cases[name] = CaseRecord(
                 name=name,
@@ -176,10 +240,27 @@ class Workspace:
             )
         ws.current_model = state.get("current_model")
         ws.model_history = [ModelRecord(**m) for m in state.get("model_history", [])]
-        for sub in ("imagesTr", "labelsTr", "models", "predictions"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            for sub in ("imagesTr", "labelsTr", "models", "predictions"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
         ws._reconcile()
         return ws
+
+    def _take_lock(self) -> None:
+        self._lock = _lock_workspace(self.folder)
+
+    def close(self) -> None:
+        """Release the workspace lock (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise LockedError(
+                f"{self.folder}: opened read-only (another process has it open for writing); "
+                "nothing was saved"
+            )
 
     @classmethod
     def _adopt(cls, folder: Path) -> Workspace:
@@ -260,6 +341,7 @@ class Workspace:
 
     def add_volume(self, volume: Volume, name: str, *, overwrite: bool = False) -> str:
         """Copy a volume into ``imagesTr/`` as case ``name`` (keeping its geometry)."""
+        self._check_writable()
         validate_case_name(name)
         if volume.array.ndim != 3:
             raise InputFileError(f"case {name!r}: expected a 3D volume, got {volume.array.ndim}D")
@@ -277,6 +359,7 @@ class Workspace:
         return self.add_volume(vol, name or sanitize_case_name(strip_extension(Path(path).name)))
 
     def remove_case(self, name: str) -> None:
+        self._check_writable()
         self.record(name)
         for p in (
             self.image_path(name),
@@ -354,6 +437,7 @@ class Workspace:
         ``proposals[z]``, ``reverted``...), otherwise classified from its past
         (``drawn``, ``edited-from-proposal`` with the Dice to the proposal, ``unmarked``).
         """
+        self._check_writable()
         rec = self.record(name)
         ref = self.reference(name)
         labels = np.asarray(labels)
@@ -361,13 +445,11 @@ class Workspace:
             raise GeometryMismatchError(
                 f"labels of shape {labels.shape} do not match case {name!r} of shape {ref.shape}"
             )
-        bad = (labels != IGNORE_INDEX) & (labels >= self.num_classes)
-        if bad.any():
-            values = sorted(int(v) for v in np.unique(labels[bad]))[:5]
-            raise LabelValueError(
-                f"case {name!r}: label values {values} are not classes "
-                f"(0..{self.num_classes - 1}: {', '.join(self.class_names)})"
-            )
+        # -1, 0.7 or NaN must not turn silently into 255 or 0 (issue 14)
+        labels = check_label_values(
+            labels, self.num_classes, ignore_index=IGNORE_INDEX,
+            what=f"case {name!r} (classes 0..{self.num_classes - 1}: {', '.join(self.class_names)})",
+        )
         previous = self._previous_labels(name)
         annotated = _annotated(labels)
         if annotated:
@@ -457,6 +539,7 @@ class Workspace:
         The score is :func:`barl_core.active.suggest.case_score` (the mean of the most
         uncertain unannotated slices), what :func:`~barl_core.active.suggest.suggest_cases` ranks.
         """
+        self._check_writable()
         rec = self.record(name)
         ref = self.reference(name)
         write_labels(np.asarray(labels), ref, self.prediction_path(name))
@@ -631,9 +714,17 @@ class Workspace:
         }
 
     def _save_state(self) -> None:
+        self._check_writable()
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / WORKSPACE_FILE) as tmp:
             tmp.write_text(json.dumps(self.state(), indent=2), encoding="utf-8")
+
+
+def _lock_workspace(folder: Path) -> FolderLock:
+    try:
+        return FolderLock(folder, "a napari-barl workspace").acquire()
+    except LockedError as exc:
+        raise LockedError(f"{exc}; open it read-only to look without saving") from None
 
 
 def _annotated(labels: np.ndarray) -> list[int]:

@@ -176,13 +176,14 @@ def test_kill_during_label_autosave_keeps_the_last_saved_annotation(tmp_path):
     ws.add_volume(Volume(np.zeros(SHAPE, np.int16), spacing=(0.5, 0.4, 0.4)), "case")
     ws.save_labels("case", expected_labels(0))
     label_file = ws.label_path("case")
+    ws.close()  # hand the workspace lock over to the writer child
     state = {}
 
     def check(done):
         if done is not None:
             state["done"] = done
         done = state["done"]
-        reopened = Workspace.open(ws_dir)  # opens despite the leftover temporary
+        reopened = Workspace.open(ws_dir)  # opens despite the leftover temporary and the dead lock
         assert reopened.cases == ["case"]
         labels = reopened.load_labels("case")
         assert any(np.array_equal(labels, expected_labels(v)) for v in (done, done + 1))
@@ -191,6 +192,7 @@ def test_kill_during_label_autosave_keeps_the_last_saved_annotation(tmp_path):
         # the training loader takes the real case only, never a temporary
         cases = load_dataset(ws_dir / "imagesTr", ws_dir / "labelsTr")
         assert [c.name for c in cases] == ["case"] and np.array_equal(cases[0].labels, labels)
+        reopened.close()
 
     _kill_until_mid_write("labels", ws_dir, ws_dir / "labelsTr", check)
 
