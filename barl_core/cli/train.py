@@ -86,7 +86,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TrainingError(f"{args.config}: cannot read the config: {exc}") from None
         try:
-            cfg = TrainConfig.from_dict(data)
+            cfg = TrainConfig.from_dict(data).validate()
         except TrainingError as exc:
             raise TrainingError(f"{args.config}: {exc}") from None
     else:
