@@ -222,28 +222,23 @@ def read_volume(
         raise InputFileError(f"{p}: cannot access: {exc.strerror or exc}") from None
     if not exists:
         raise InputFileError(f"{p}: no such file or folder")
+    held = None
     try:
-        if p.is_dir():
-            image = _read_dicom_series(p, series_id)
-        else:
-            if not p.name.lower().endswith(SUPPORTED_EXTENSIONS):
-                raise InputFileError(
-                    f"{p}: unsupported file type (use one of {', '.join(SUPPORTED_EXTENSIONS)} "
-                    "or a DICOM folder)"
-                )
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(p))
-            reader.ReadImageInformation()
-            _check_header(p, reader)
-            image = reader.Execute()
-    except InputFileError:
+        with held_native_stderr() as held:  # ITK prints some reasons instead of raising them
+            image = _read_image(p, series_id)
+    except (InputFileError, InvalidVolumeError):
         raise
     except RuntimeError as exc:  # SimpleITK reports every IO failure as RuntimeError
-        first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "rror" in ln), first[0] if first else "")
-        raise InputFileError(f"{p}: cannot read this file (corrupt, truncated or not an image). {detail}".strip()) from None
+        lines = str(exc).strip().splitlines()
+        detail = (held.first() if held else "") or next(
+            (ln for ln in lines if "rror" in ln and "Exception thrown" not in ln), lines[-1] if lines else ""
+        )
+        raise InputFileError(
+            f"{p}: cannot read this file (corrupt, truncated or not an image): {detail}".strip()
+        ) from None
     except (OSError, MemoryError) as exc:
         raise InputFileError(f"{p}: cannot read this file: {describe_os_error(exc)}") from None
+    held.release()
     vol = Volume.from_sitk(image, path=p)
     if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")):
         # ITK reads truncated .nii.gz without error and turns NaN/Inf into 0: look ourselves
@@ -258,6 +253,20 @@ def read_volume(
         n = int(vol.array.size - np.count_nonzero(np.isfinite(vol.array)))
         raise InvalidVolumeError(f"{p}: holds {n} NaN/Inf voxels; clean the volume first")
     return vol
+
+
+def _read_image(p: Path, series_id: str | None) -> sitk.Image:
+    if p.is_dir():
+        return _read_dicom_series(p, series_id)
+    if not p.name.lower().endswith(SUPPORTED_EXTENSIONS):
+        raise InputFileError(
+            f"{p}: unsupported file type (use one of {', '.join(SUPPORTED_EXTENSIONS)} or a DICOM folder)"
+        )
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    reader.ReadImageInformation()
+    _check_header(p, reader)
+    return reader.Execute()
 
 
 def _check_header(p: Path, reader: sitk.ImageFileReader) -> None:

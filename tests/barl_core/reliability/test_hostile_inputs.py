@@ -340,3 +340,52 @@ def test_read_only_workspace_refuses_writes(rel, tmp_path):
     with pytest.raises(LockedError, match="read-only"):
         ro.save_labels("case", np.full((4, 5, 6), 255, np.uint8))
     rel.assert_kept(before)
+
+
+# ------------------------------------------------------------------ extra cases (not in issue 14)
+def _extra_input(kind: str, tmp_path: Path, model: Path) -> list:
+    src = _image(tmp_path / "case.nii.gz", shape=(8, 16, 16))
+    predict = ["predict", "--model", model, "--image", src, "--out", tmp_path / "p.nii.gz", "--device", "cpu"]
+    if kind == "empty-volume-file":
+        (tmp_path / "empty.nii.gz").write_bytes(b"")
+        return ["info", tmp_path / "empty.nii.gz"]
+    if kind in ("negative-dimension", "zero-dimension"):
+        p = write_volume(Volume(np.zeros((4, 4, 4), np.float32)), tmp_path / "d.nii", compress=False)
+        raw = bytearray(p.read_bytes())
+        raw[40:48] = struct.pack("<4h", 3, -4 if kind == "negative-dimension" else 0, 4, 4)
+        p.write_bytes(bytes(raw))
+        return ["info", p]
+    if kind == "model-is-a-folder":
+        (tmp_path / "m.pt").mkdir()
+        return [*predict[:2], tmp_path / "m.pt", *predict[3:]]
+    if kind == "empty-model-file":
+        (tmp_path / "m.pt").write_bytes(b"")
+        return [*predict[:2], tmp_path / "m.pt", *predict[3:]]
+    if kind == "class-names-not-strings":
+        data = load_checkpoint(model)
+        data["class_names"] = [0, 1, 2]
+        torch.save(data, tmp_path / "m.pt")
+        return [*predict[:2], tmp_path / "m.pt", *predict[3:]]
+    if kind == "network-setting-of-wrong-type":
+        data = load_checkpoint(model)
+        data["network"]["base_channels"] = "wide"
+        torch.save(data, tmp_path / "m.pt")
+        return [*predict[:2], tmp_path / "m.pt", *predict[3:]]
+    if kind == "overlap-1.5":
+        return [*predict, "--overlap", "1.5"]
+    if kind == "batch-0":
+        return [*predict, "--batch", "0"]
+    if kind == "suggest-top-minus-1":
+        return ["suggest", "--model", model, "--images", tmp_path, "--top", "-1", "--device", "cpu"]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", [
+    "empty-volume-file", "negative-dimension", "zero-dimension", "model-is-a-folder", "empty-model-file",
+    "class-names-not-strings", "network-setting-of-wrong-type", "overlap-1.5", "batch-0", "suggest-top-minus-1",
+])
+def test_extra_hostile_cases(rel, barl, tiny_run, tmp_path, kind):
+    argv = _extra_input(kind, tmp_path, tiny_run["model"])
+    before = rel.snapshot(tmp_path)
+    rel.expect_clear_error(barl(*argv))
+    rel.assert_kept(before)
