@@ -178,13 +178,19 @@ class Session:
 
     # ------------------------------------------------------------------ open and fill
     @classmethod
-    def open(cls, folder: str | os.PathLike, class_names: list[str] | None = None) -> Session:
+    def open(
+        cls, folder: str | os.PathLike, class_names: list[str] | None = None, *, read_only: bool = False
+    ) -> Session:
         """Open the workspace in ``folder``, creating it (with ``class_names``) if needed.
 
         A folder with ``workspace.json`` or an ``imagesTr/`` (an MSD dataset) is opened
-        as it is; ``class_names`` then does not rename anything.
+        as it is; ``class_names`` then does not rename anything. A workspace another process
+        has open raises :class:`~barl_core.errors.LockedError`; ``read_only=True`` opens it
+        to look, refusing every write.
         """
         folder = Path(folder)
+        if read_only:
+            return cls(Workspace.open(folder, read_only=True))
         is_ws = (folder / WORKSPACE_FILE).exists() or (folder / "imagesTr").is_dir()
         return cls(Workspace.open(folder) if is_ws else Workspace.create(folder, class_names))
 
