@@ -242,3 +242,22 @@ def test_temporaries_of_a_killed_predict_are_cleaned_by_the_next(rel, barl, tiny
     res = barl("predict", "--model", tiny_run["model"], "--image", src, "--out", out, "--device", "cpu", "--quiet")
     rel.expect_success(res)
     assert not stale.exists() and read_volume(out / "case.nii.gz").shape == (8, 16, 16)
+
+
+def test_read_only_output_folder(rel, barl, tiny_run, tmp_path):
+    """``--out`` / ``--json`` on a read-only file system (root ignores permission bits)."""
+    mnt = tmp_path / "ro_fs"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.decode().strip()[:120]})")
+    try:
+        src = write_volume(Volume(np.zeros((4, 8, 8), np.float32)), tmp_path / "case.nii.gz")
+        before = rel.snapshot(tmp_path)
+        rel.expect_clear_error(barl("predict", "--model", tiny_run["model"], "--image", src, "--out",
+                                    mnt / "p.nii.gz", "--device", "cpu"), "read-only")
+        rel.expect_clear_error(barl("info", src, "--json", mnt / "i.json"), "read-only")
+        rel.expect_clear_error(barl("train", "--images", tiny_run["dataset"], "--out", mnt / "run"), "read-only")
+        rel.assert_kept(before)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
