@@ -14,10 +14,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = ["HeldStderr", "held_native_stderr"]
+
+# Descriptor 2 is one per process: two threads redirecting it at once could leave it pointing
+# at a closed temporary. One holder at a time; a nested hold (same thread) just passes through.
+_guard = threading.RLock()
+_depth = 0
 
 
 class HeldStderr:
@@ -45,23 +51,39 @@ def held_native_stderr() -> Iterator[HeldStderr]:
 
     Falls back to no redirection when descriptor 2 cannot be duplicated or no temporary
     file can be made (a full ``/tmp``): the call still runs, its messages print as usual.
+    Threads take turns (a process has one descriptor 2); a nested hold passes through.
     """
+    global _depth
     held = HeldStderr()
+    with _guard:
+        if _depth:
+            yield held
+            return
+        _depth += 1
+        try:
+            with _redirected(held):
+                yield held
+        finally:
+            _depth -= 1
+
+
+@contextmanager
+def _redirected(held: HeldStderr) -> Iterator[None]:
     try:
         sink = tempfile.TemporaryFile()
     except OSError:
-        yield held
+        yield
         return
     with sink:
         try:
             sys.stderr.flush()
             saved = os.dup(2)
         except (OSError, ValueError, AttributeError):
-            yield held
+            yield
             return
         try:
             os.dup2(sink.fileno(), 2)
-            yield held
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
