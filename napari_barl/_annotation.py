@@ -2,11 +2,17 @@
 
 Mapping (napari's label 0 is "empty", the engine's 255 is "not annotated"):
 the layer holds class ids where the user painted and 0 elsewhere; a set of
-annotated slices (axis 0) says which slices count. A slice joins the set when it
-is painted (a ``paint`` event on it, or any non-zero voxel found when saving) or
-marked; on save, slices outside the set become 255. Saving is debounced (a QTimer
-restarted by each stroke) and atomic (the workspace writes a temporary file and
-renames it), so a crash loses at most the last second of painting.
+annotated slices (axis 0) says which slices count. Two paint modes decide what the
+unpainted voxels of a painted slice mean:
+
+- **full slice** (``"slice"``): the slice counts whole, unpainted voxels are background;
+- **scribble** (``"scribble"``): only painted voxels count, the rest stays unknown (255).
+  Background is then painted explicitly, with the layer value :data:`SCRIBBLE_BACKGROUND`.
+
+A slice joins the set when it is painted or marked, and leaves it when its strokes are
+all erased (unless it was marked: a marked empty slice is all background). Saving is
+debounced (a QTimer restarted by each stroke) and atomic (the workspace writes a
+temporary file and renames it), so a crash loses at most the last second of painting.
 """
 
 from __future__ import annotations
@@ -22,23 +28,56 @@ from barl_core.workspace.layout import IGNORE_INDEX, Workspace
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LabelsSync", "layer_data_from_labels", "labels_from_layer_data"]
+__all__ = [
+    "LabelsSync",
+    "layer_data_from_labels",
+    "labels_from_layer_data",
+    "partial_slices",
+    "SCRIBBLE_BACKGROUND",
+    "MODES",
+]
 
 AUTOSAVE_MS = 1500
+#: Layer value of background painted in scribble mode (0 would mean "unknown" there).
+SCRIBBLE_BACKGROUND = 254
+MODES = ("slice", "scribble")
+
+
+def partial_slices(labels: np.ndarray) -> set[int]:
+    """Slices holding both labels and unknown voxels (scribbled, axis 0)."""
+    flat = np.asarray(labels).reshape(labels.shape[0], -1)
+    unknown = flat == IGNORE_INDEX
+    return {int(z) for z in np.flatnonzero(unknown.any(axis=1) & (~unknown).any(axis=1))}
 
 
 def layer_data_from_labels(labels: np.ndarray) -> np.ndarray:
-    """Workspace labels (255 = not annotated) -> layer data (0 = empty)."""
+    """Workspace labels (255 = not annotated) -> layer data (0 = empty).
+
+    On scribbled slices background shows as :data:`SCRIBBLE_BACKGROUND`, so that it stays
+    distinct from the unknown voxels around it.
+    """
     data = labels.astype(np.uint8, copy=True)
+    for z in partial_slices(labels):
+        data[z][data[z] == 0] = SCRIBBLE_BACKGROUND
     data[data == IGNORE_INDEX] = 0
     return data
 
 
-def labels_from_layer_data(data: np.ndarray, annotated: set[int]) -> np.ndarray:
-    """Layer data + annotated slices -> workspace labels (255 off the annotated slices)."""
+def labels_from_layer_data(
+    data: np.ndarray, annotated: set[int], partial: set[int] = frozenset()
+) -> np.ndarray:
+    """Layer data + annotated (and scribbled) slices -> workspace labels.
+
+    Off the annotated slices everything is 255; on scribbled slices (``partial``) the
+    unpainted voxels are 255 too; :data:`SCRIBBLE_BACKGROUND` is background everywhere.
+    """
     out = np.asarray(data).astype(np.uint8, copy=True)
     keep = np.zeros(out.shape[0], dtype=bool)
     keep[[z for z in annotated if 0 <= z < out.shape[0]]] = True
+    for z in partial:
+        if 0 <= z < out.shape[0] and keep[z]:
+            out[z][out[z] == 0] = IGNORE_INDEX
+    out[out == SCRIBBLE_BACKGROUND] = 0
     out[~keep] = IGNORE_INDEX
     return out
 
@@ -85,6 +124,13 @@ class LabelsSync(QObject):
         super().__init__(parent)
         self.workspace, self.case, self.layer = workspace, case, layer
         self.annotated: set[int] = set(workspace.annotated_slices(case))
+        labels = workspace.load_labels(case)
+        self.partial: set[int] = partial_slices(labels)
+        flat = labels.reshape(labels.shape[0], -1)
+        # annotated but all background: marked by hand, kept even without strokes
+        self.marked: set[int] = {z for z in self.annotated if not flat[z].any()}
+        self.mode = "slice"
+        self._touched: set[int] = set()
         self.dirty = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -93,7 +139,13 @@ class LabelsSync(QObject):
         layer.events.paint.connect(self._on_paint)
 
     def _on_paint(self, event) -> None:
-        self.annotated |= _painted_slices(event)
+        painted = _painted_slices(event)
+        self._touched |= painted
+        for z in painted:  # the mode a slice was last painted in decides what it means
+            if self.mode == "scribble":
+                self.partial.add(z)
+            else:
+                self.partial.discard(z)
         self.schedule()
 
     def schedule(self) -> None:
@@ -112,15 +164,20 @@ class LabelsSync(QObject):
             return sorted(self.annotated)
         data = np.asarray(self.layer.data)
         flat = data.reshape(data.shape[0], -1)
-        self.annotated |= {int(z) for z in np.flatnonzero((flat != 0).any(axis=1))}
+        painted = {int(z) for z in np.flatnonzero((flat != 0).any(axis=1))}
+        # strokes erased to nothing: the slice is no longer annotated (unless marked)
+        self.annotated -= {z for z in self._touched if z not in painted and z not in self.marked}
+        self.annotated |= painted
+        self.partial &= self.annotated
         try:
             slices = self.workspace.save_labels(
-                self.case, labels_from_layer_data(data, self.annotated), **provenance
+                self.case, labels_from_layer_data(data, self.annotated, self.partial), **provenance
             )
         except BarlError as exc:
             self.failed.emit(f"labels of {self.case!r} not saved: {exc}")
             return None
         self.dirty = False
+        self._touched.clear()
         self.saved.emit(slices)
         return slices
 
@@ -129,10 +186,14 @@ class LabelsSync(QObject):
         z = int(z)
         if not 0 <= z < self.layer.data.shape[0]:
             raise BarlError(f"slice {z} is outside the volume")
-        if annotated:
+        if annotated:  # the whole slice counts: unpainted voxels are background
             self.annotated.add(z)
+            self.marked.add(z)
+            self.partial.discard(z)
         else:
             self.annotated.discard(z)
+            self.marked.discard(z)
+            self.partial.discard(z)
             self.layer.data[z] = 0
             self.layer.refresh()
         self.dirty = True
@@ -156,6 +217,8 @@ class LabelsSync(QObject):
         self.layer.data[z] = values
         self.layer.refresh()
         self.annotated.add(z)
+        self.marked.add(z)  # a whole slice from the model: kept even if all background
+        self.partial.discard(z)
         self.dirty = True
         return self.flush(
             how={z: how} if how else None,
@@ -166,9 +229,11 @@ class LabelsSync(QObject):
     def reload_slice(self, z: int) -> None:
         """Show slice ``z`` as the workspace has it (after a revert done on disk)."""
         z = int(z)
-        self.layer.data[z] = layer_data_from_labels(self.workspace.load_labels(self.case)[z])
+        labels = self.workspace.load_labels(self.case)
+        self.layer.data[z] = layer_data_from_labels(labels[z][None])[0]
         self.layer.refresh()
         self.annotated = set(self.workspace.annotated_slices(self.case))
+        self.partial = partial_slices(labels)
 
     def detach(self) -> None:
         """Save what is pending and stop listening to the layer."""

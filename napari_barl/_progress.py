@@ -48,6 +48,11 @@ class JobRunner(QObject):
     def is_running(self) -> bool:
         return self._handle is not None
 
+    @property
+    def handle(self):
+        """The running job's handle (None when idle)."""
+        return self._handle
+
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

@@ -22,12 +22,17 @@ from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem
 from barl_core.active.proposals import NEEDS_HUMAN
 from barl_core.errors import InputFileError
 
-from ._layers import geometry_kwargs
+from ._layers import geometry_kwargs, same_layer, single_colour_labels
 from ._notify import guarded
 from ._notify import notify as _notify
 from ._quality_panels import ACCEPT_KEY, REJECT_KEY, QualityTabs
 
-__all__ = ["QualityController", "PROPOSAL_LAYER", "NEEDS_HUMAN_LAYER"]
+__all__ = ["QualityController", "PROPOSAL_LAYER", "NEEDS_HUMAN_LAYER", "MIN_ACCEPT_COVERAGE"]
+
+#: Below this share of confidently proposed voxels, accepting a slice asks first: the rest
+#: of the slice would take the model's unsure guesses as training labels.
+MIN_ACCEPT_COVERAGE = 0.5
+COMPARE_COLOURS = ("cyan", "yellow")
 
 PROPOSAL_LAYER = "proposal"
 NEEDS_HUMAN_LAYER = "needs a human"
@@ -45,6 +50,7 @@ class QualityController(QObject):
         self._compare_layers: list = []
         t = self.tabs
         t.threshold.valueChanged.connect(lambda _v: self.refresh_proposals())
+        t.show_needs_human.toggled.connect(self._show_needs_human)
         t.accept_btn.clicked.connect(lambda: self.accept_current())
         t.reject_btn.clicked.connect(lambda: self.reject_current())
         t.revert_btn.clicked.connect(lambda: self.revert_selected())
@@ -72,8 +78,9 @@ class QualityController(QObject):
         viewer = self.w.viewer
         for layer in [ly for ly in viewer.layers if ly.name in names]:
             viewer.layers.remove(layer)
-            if layer in self.w._case_layers:
-                self.w._case_layers.remove(layer)
+            self.w._case_layers[:] = [
+                ly for ly in self.w._case_layers if not same_layer(ly, layer)
+            ]
 
     def _add_labels(self, data, name, **kwargs):
         ws, case = self.w.workspace, self.w.current_case
@@ -87,6 +94,11 @@ class QualityController(QObject):
         if layer is not None and layer in self.w.viewer.layers:
             self.w.viewer.layers.move(self.w.viewer.layers.index(layer), len(self.w.viewer.layers))
             self.w.viewer.layers.selection.active = layer
+
+    def _show_needs_human(self, on: bool) -> None:
+        for layer in self.w.viewer.layers:
+            if layer.name == NEEDS_HUMAN_LAYER:
+                layer.visible = bool(on)
 
     # ------------------------------------------------------------------ proposals
     def refresh_proposals(self) -> None:
@@ -106,15 +118,16 @@ class QualityController(QObject):
         if skip:
             needs[sorted(skip)] = 0
         self._add_labels(shown, PROPOSAL_LAYER, opacity=0.5)
-        layer = self._add_labels(needs, NEEDS_HUMAN_LAYER, opacity=0.6)
-        try:
-            from napari.utils.colormaps import DirectLabelColormap
-
-            layer.colormap = DirectLabelColormap(
-                color_dict={None: "transparent", 0: "transparent", 1: "magenta"}
-            )
-        except Exception:  # noqa: BLE001 (a colour is a nicety)
-            pass
+        # an outline, and hidden unless asked for: after a first round almost everything
+        # "needs a human", and a filled overlay would hide the prediction and disagreement
+        layer = self._add_labels(
+            needs,
+            NEEDS_HUMAN_LAYER,
+            opacity=0.8,
+            visible=self.tabs.show_needs_human.isChecked(),
+        )
+        layer.contour = 1
+        layer.colormap = single_colour_labels("magenta")
         self._keep_labels_on_top()
         self.update_status()
 
@@ -143,6 +156,17 @@ class QualityController(QObject):
         z = self.w.current_slice()
         session = self.w.session
         values, proposal = session.proposal_values(case, z, self.tabs.threshold.value())
+        coverage = float(np.mean(proposal != NEEDS_HUMAN))
+        if coverage < MIN_ACCEPT_COVERAGE and not self.confirm(
+            f"Only {100 * coverage:.0f}% of slice {z} is proposed with confidence.\n"
+            f"Accepting puts the model's unsure guesses on the other "
+            f"{100 * (1 - coverage):.0f}% into your training labels.\n\nAccept anyway?"
+        ):
+            self.tabs.proposal_status.setText(
+                f"slice {z}: not accepted ({100 * coverage:.0f}% confident); paint it or lower "
+                "the threshold"
+            )
+            return None
         slices = self.w.sync.set_slice(
             z, values, how="accepted", proposal=proposal, model_version=self._version_id()
         )
@@ -150,6 +174,15 @@ class QualityController(QObject):
         self.w._on_saved(ws.annotated_slices(case))
         self.refresh_proposals()
         return slices
+
+    def confirm(self, question: str) -> bool:
+        """Ask the user a yes/no question (default: no)."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self.w, "napari-barl", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No
+        )
+        return answer == QMessageBox.Yes
 
     @guarded
     def reject_current(self) -> None:
@@ -169,7 +202,8 @@ class QualityController(QObject):
         self.tabs.history_label.setText(f"slice {z} of {case}")
         for ev in ws.provenance.events(case, z):
             when = time.strftime("%H:%M:%S", time.localtime(ev.time))
-            text = f"{'v' + str(ev.version) if ev.version else '--'}  {ev.how}  {when}"
+            # "#K" for slice edits: "vN" names model versions
+            text = f"{'#' + str(ev.version) if ev.version else '--'}  {ev.how}  {when}"
             if ev.model_version:
                 text += f"  model {ev.model_version}"
             if ev.dice_to_proposal is not None:
@@ -186,7 +220,7 @@ class QualityController(QObject):
             item = self.tabs.history_list.currentItem()
             version = item.data(_ROLE) if item is not None else None
         if not version:
-            raise InputFileError("select a version (v1, v2...) of this slice first")
+            raise InputFileError("select an entry (#1, #2...) of this slice's history first")
         z = self.w.current_slice()
         self.w.save_now()
         ws.revert_slice(case, z, int(version))
@@ -246,13 +280,16 @@ class QualityController(QObject):
         z = self.w.current_slice()
         res, pa, pb = self.w.session.compare(a, b, case, z)
         self._remove_layers({ly.name for ly in self._compare_layers})
-        self._compare_layers = [
-            self._add_labels(pa.astype(np.uint8), f"version {a}", opacity=0.5, visible=True),
-            self._add_labels(pb.astype(np.uint8), f"version {b}", opacity=0.5, visible=True),
-        ]
+        self._compare_layers = []
+        for vid, p, colour in zip((a, b), (pa, pb), COMPARE_COLOURS, strict=True):
+            layer = self._add_labels(p.astype(np.uint8), f"version {vid} ({colour})", opacity=0.9)
+            layer.contour = 1  # two outlines stay readable over each other and the image
+            layer.colormap = single_colour_labels(colour)
+            self._compare_layers.append(layer)
         self._keep_labels_on_top()
         self.tabs.compare_label.setText(
-            f"slice {z}: Dice {res['dice']:.3f} between {a} and {b}; "
+            f"slice {z}: Dice {res['dice']:.3f} between {a} ({COMPARE_COLOURS[0]}) and "
+            f"{b} ({COMPARE_COLOURS[1]}); "
             f"{100 * res['changed_fraction']:.1f}% of voxels differ"
         )
         return res

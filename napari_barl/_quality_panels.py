@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListWidget,
     QPushButton,
@@ -45,10 +47,16 @@ class QualityTabs(QTabWidget):
         self.threshold.setSingleStep(0.01)
         self.threshold.setDecimals(2)
         self.threshold.setValue(0.9)
+        self.threshold.setMinimumWidth(self.threshold.sizeHint().width() + 8)
         self.threshold.setToolTip(
             "propose a voxel only where both branches agree with at least this probability"
         )
         form.addRow("Agreement threshold", self.threshold)
+        self.show_needs_human = QCheckBox('outline what "needs a human" (magenta)')
+        self.show_needs_human.setToolTip(
+            "voxels where the branches do not agree confidently enough to propose anything"
+        )
+        form.addRow(self.show_needs_human)
         self.accept_btn = QPushButton(f"Accept proposal ({ACCEPT_KEY})")
         self.reject_btn = QPushButton(f"Reject ({REJECT_KEY})")
         row = QHBoxLayout()
@@ -84,6 +92,7 @@ class QualityTabs(QTabWidget):
         self.version_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.version_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.version_table.verticalHeader().setVisible(False)
+        self.version_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.version_table.horizontalHeader().setStretchLastSection(True)
         self.version_table.setMinimumHeight(90)
         self.rollback_btn = QPushButton("Roll back to selected")
@@ -115,3 +124,10 @@ class QualityTabs(QTabWidget):
         lay.addStretch(1)
         self.addTab(adv, "Advice && audit")
         self.setMinimumHeight(230)
+        from . import _settings
+
+        for key, widget in (
+            ("proposals/threshold", self.threshold),
+            ("proposals/show_needs_human", self.show_needs_human),
+        ):
+            _settings.bind(key, widget)

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, preset
 
+from . import _settings
 from ._progress import LossPlot, format_eta
 
 __all__ = ["TrainingPanel", "gpu_description"]
@@ -110,10 +111,10 @@ class TrainingPanel(QGroupBox):
         self.loss_plot = LossPlot()
 
         lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addLayout(buttons)
+        lay.addLayout(buttons)  # the action first: above the fold, whatever the options
         lay.addWidget(self.progress)
         lay.addWidget(self.eta_label)
+        lay.addLayout(form)
         lay.addWidget(self.loss_plot)
 
         self.preset_box.currentTextChanged.connect(self.apply_preset)
@@ -122,6 +123,17 @@ class TrainingPanel(QGroupBox):
         self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit())
         self.apply_preset("quick")
         self.finetune_btn.setEnabled(False)
+        # the preset first: choosing it resets the values restored after it
+        for key, widget in (
+            ("training/preset", self.preset_box),
+            ("training/method", self.method_box),
+            ("training/iterations", self.iterations),
+            *((f"training/patch_{i}", sb) for i, sb in enumerate(self.patch)),
+            ("training/base_channels", self.base_channels),
+            ("training/device", self.device_box),
+            ("training/predict_after", self.predict_after),
+        ):
+            _settings.bind(key, widget)
 
     # ------------------------------------------------------------------ config
     def apply_preset(self, name: str) -> None:
@@ -130,7 +142,6 @@ class TrainingPanel(QGroupBox):
         for sb, v in zip(self.patch, cfg.patch_size, strict=True):
             sb.setValue(int(v))
         self.base_channels.setValue(cfg.network.base_channels)
-        self.device_box.setCurrentText("auto")
         if self.preset_box.currentText() != name:
             self.preset_box.setCurrentText(name)
 

@@ -10,24 +10,30 @@ notification instead of a traceback.
 from __future__ import annotations
 
 import logging
+import traceback
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMainWindow,
     QPushButton,
+    QRadioButton,
     QScrollArea,
     QTableWidget,
     QTableWidgetItem,
@@ -39,8 +45,15 @@ from barl_core.errors import BarlError, InputFileError
 from barl_core.workspace.layout import Workspace
 from barl_core.workspace.session import Session, SessionJob
 
-from ._annotation import LabelsSync, layer_data_from_labels
-from ._layers import GEOMETRY_KEY, geometry_kwargs, volume_from_layer_attributes
+from . import _settings
+from ._annotation import SCRIBBLE_BACKGROUND, LabelsSync, layer_data_from_labels
+from ._layers import (
+    GEOMETRY_KEY,
+    class_colormap,
+    geometry_kwargs,
+    same_layer,
+    volume_from_layer_attributes,
+)
 from ._minimap import UncertaintyMinimap, slice_profile
 from ._notify import guarded
 from ._notify import notify as _notify
@@ -58,6 +71,17 @@ log = logging.getLogger(__name__)
 CASE_KEY = "barl_case"
 PREDICTION_LAYER = "prediction"
 DISAGREEMENT_LAYER = "disagreement"
+#: What the export writes: (key, shown text). "final" merges your labels, accepted
+#: proposals (annotated slices) and the prediction for the rest.
+EXPORTS = (
+    ("final", "final mask (your labels + prediction)"),
+    ("labels", "your labels only"),
+    ("prediction", "prediction only"),
+)
+MODE_TEXT = {
+    "slice": "Full slice: a painted slice counts whole, unpainted voxels are background",
+    "scribble": "Scribble: only painted voxels count, the rest stays unknown",
+}
 
 
 class BarlWidget(QWidget):
@@ -106,6 +130,7 @@ class BarlWidget(QWidget):
         self.case_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.case_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.case_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.case_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.case_table.horizontalHeader().setStretchLastSection(True)
         self.case_table.verticalHeader().setVisible(False)
         self.case_table.setMinimumHeight(100)
@@ -116,7 +141,7 @@ class BarlWidget(QWidget):
         cls_box = QGroupBox("Classes (double-click to rename; select to paint)")
         cls_lay = QVBoxLayout(cls_box)
         self.class_list = QListWidget()
-        self.class_list.setMaximumHeight(90)
+        self.class_list.setMaximumHeight(80)
         crow = QHBoxLayout()
         self.add_class_btn = QPushButton("Add class")
         self.remove_class_btn = QPushButton("Remove last")
@@ -127,12 +152,29 @@ class BarlWidget(QWidget):
 
         ann_box = QGroupBox("Annotation")
         ann_lay = QVBoxLayout(ann_box)
+        mode_row = QHBoxLayout()
+        self.mode_slice = QRadioButton("Full slice")
+        self.mode_slice.setToolTip(MODE_TEXT["slice"])
+        self.mode_scribble = QRadioButton("Scribble")
+        self.mode_scribble.setToolTip(MODE_TEXT["scribble"])
+        self.mode_slice.setChecked(True)
+        self._mode_group = QButtonGroup(self)
+        for b in (self.mode_slice, self.mode_scribble):
+            self._mode_group.addButton(b)
+        mode_row.addWidget(QLabel("Paint mode:"))
+        mode_row.addWidget(self.mode_slice)
+        mode_row.addWidget(self.mode_scribble)
+        mode_row.addStretch(1)
+        self.mode_label = QLabel(MODE_TEXT["slice"])
+        self.mode_label.setWordWrap(True)
+        ann_lay.addLayout(mode_row)
+        ann_lay.addWidget(self.mode_label)
         self.annotated_label = QLabel("annotated slices: none")
         self.annotated_label.setWordWrap(True)
         self.annotated_list = QListWidget()
         self.annotated_list.setFlow(QListWidget.LeftToRight)
         self.annotated_list.setWrapping(True)
-        self.annotated_list.setMaximumHeight(50)
+        self.annotated_list.setMaximumHeight(34)
         arow = QHBoxLayout()
         self.mark_btn = QPushButton("Mark slice annotated")
         self.mark_btn.setToolTip(
@@ -155,7 +197,8 @@ class BarlWidget(QWidget):
         exp_box = QGroupBox("Export (NIfTI, source geometry)")
         erow = QHBoxLayout(exp_box)
         self.export_what = QComboBox()
-        self.export_what.addItems(["labels", "prediction"])
+        for key, text in EXPORTS:
+            self.export_what.addItem(text, key)
         self.export_all = QCheckBox("all cases")
         self.export_btn = QPushButton("Export...")
         for w in (self.export_what, self.export_all, self.export_btn):
@@ -168,12 +211,16 @@ class BarlWidget(QWidget):
         q_lay = QVBoxLayout(q_box)
         q_lay.addWidget(self.quality.tabs)
         q_box.toggled.connect(self.quality.tabs.setVisible)
-        for box in (ws_box, cls_box, ann_box, q_box, self.training, self.review, exp_box):
+        self.quality_box = q_box
+        # the order of the loop: data, paint, train, review, then the details and export
+        for box in (ws_box, cls_box, ann_box, self.training, self.review, q_box, exp_box):
             lay.addWidget(box)
         lay.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(inner)
+        self.scroll = scroll
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -203,6 +250,52 @@ class BarlWidget(QWidget):
             lambda z: self.go_to(self.current_case, z) if self.current_case else None
         )
         self.viewer.dims.events.current_step.connect(self._dims_changed)
+        self.mode_scribble.toggled.connect(lambda _on: self._mode_changed())
+        for key, widget in (
+            ("annotation/scribble", self.mode_scribble),
+            ("export/what", self.export_what),
+            ("export/all_cases", self.export_all),
+            ("quality/expanded", q_box),
+        ):
+            _settings.bind(key, widget)
+        self._window_filter = _WindowCloseFilter(self.shutdown, parent=self)
+        self._mode_changed()
+
+    # ================================================================== paint mode
+    @property
+    def paint_mode(self) -> str:
+        """``"slice"`` or ``"scribble"`` (see :mod:`napari_barl._annotation`)."""
+        return "scribble" if self.mode_scribble.isChecked() else "slice"
+
+    def _mode_changed(self) -> None:
+        mode = self.paint_mode
+        self.mode_label.setText(MODE_TEXT[mode])
+        if self.sync is not None:
+            self.sync.mode = mode
+        self._class_selected(self.class_list.currentRow())
+        self._show_mode_on_canvas()
+
+    def _show_mode_on_canvas(self) -> None:
+        """The paint mode is always on the canvas while a case is open."""
+        overlay = self.viewer.text_overlay
+        if self.sync is None:
+            overlay.visible = False
+            return
+        overlay.text = f"BARL paint mode - {MODE_TEXT[self.paint_mode]}"
+        overlay.position = "top_left"
+        overlay.font_size = 10
+        overlay.color = "yellow" if self.paint_mode == "scribble" else "white"
+        overlay.visible = True
+
+    def _watch_window(self) -> None:
+        """Once docked, watch napari's main window: closing the viewer stops our jobs."""
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            self._window_filter.watch(window)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self._watch_window()
+        super().showEvent(event)
 
     @property
     def workspace(self) -> Workspace | None:
@@ -364,18 +457,24 @@ class BarlWidget(QWidget):
             self._case_layers.append(img_layer)
         img_layer.visible = True
         for ly in self.viewer.layers:  # other cases' images out of the way
-            if (
-                ly is not img_layer
-                and isinstance(ly, napari.layers.Image)
-                and ly.metadata.get(CASE_KEY)
+            # compared by case name, not identity: docked through npe2 the widget sees
+            # the viewer through a proxy, and each access returns a new proxy object
+            if isinstance(ly, napari.layers.Image) and ly.metadata.get(CASE_KEY) not in (
+                None,
+                name,
             ):
                 ly.visible = False
         labels = ws.load_labels(name)
         lab_layer = self.viewer.add_labels(
-            layer_data_from_labels(labels), name=f"{name} labels", **geo
+            layer_data_from_labels(labels),
+            name=f"{name} labels",
+            colormap=class_colormap(ws.num_classes),
+            **geo,
         )
         self._case_layers.append(lab_layer)
+        self.viewer.scale_bar.visible = True  # in mm: the layers carry units
         self.sync = LabelsSync(ws, name, lab_layer, parent=self)
+        self.sync.mode = self.paint_mode
         self.sync.saved.connect(self._on_saved)
         self.sync.failed.connect(lambda msg: _notify("error", msg))
         self.current_case = name
@@ -387,6 +486,7 @@ class BarlWidget(QWidget):
         lab_layer.selected_label = max(1, self.class_list.currentRow())
         self._refresh_classes()
         self._on_saved(ws.annotated_slices(name))
+        self._show_mode_on_canvas()
         self._refresh_enabled()
 
     def _close_case(self) -> None:
@@ -401,6 +501,7 @@ class BarlWidget(QWidget):
         self.quality._compare_layers = []
         self.current_case = None
         self.minimap.set_case(0, None, ())
+        self._show_mode_on_canvas()
 
     def _layer_removing(self, event) -> None:
         """Save before the user deletes the labels layer of the current case."""
@@ -408,7 +509,7 @@ class BarlWidget(QWidget):
             layer = self.viewer.layers[event.index]
         except (IndexError, TypeError, AttributeError):
             return
-        if self.sync is not None and layer is self.sync.layer:
+        if self.sync is not None and same_layer(layer, self.sync.layer):
             self.sync.detach()
             self.sync = None
 
@@ -493,13 +594,19 @@ class BarlWidget(QWidget):
 
     def _class_selected(self, row: int) -> None:
         if self.labels_layer is not None and row >= 0:
-            self.labels_layer.selected_label = row
+            # background is "erase" in full-slice mode, an explicit label when scribbling
+            scribble_bg = row == 0 and self.paint_mode == "scribble"
+            self.labels_layer.selected_label = SCRIBBLE_BACKGROUND if scribble_bg else row
 
     @guarded
     def add_class(self, name: str | None = None) -> None:
         ws = self._require_workspace()
         names = ws.class_names
+        if len(names) >= SCRIBBLE_BACKGROUND:
+            raise BarlError(f"at most {SCRIBBLE_BACKGROUND} classes")
         ws.set_class_names(names + [name or f"class_{len(names)}"])
+        if self.labels_layer is not None:
+            self.labels_layer.colormap = class_colormap(ws.num_classes)
         self._refresh_classes()
 
     @guarded
@@ -569,6 +676,7 @@ class BarlWidget(QWidget):
         else:
             self.review.progress.setValue(0)
             self.review.status.setText("prediction: starting...")
+        self._watch_window()  # docked by now, even if never shown
         self.runner.start(job.handle, kind)
         self._refresh_enabled()
 
@@ -599,9 +707,11 @@ class BarlWidget(QWidget):
                 self._end_display(kind, f"{kind} failed", False)
                 _notify("error", f"{kind} failed: {msg}")
             elif upd.kind == "cancelled":
-                self._end_display(kind, f"{kind} cancelled", False)
+                # a cancelled run is not a model version: the working model stays as it was
+                # (its last checkpoint stays on disk, in the run folder)
                 if kind == "training":
-                    self._adopt_model(upd)
+                    self.session.finish(self._job, upd)
+                self._end_display(kind, f"{kind} cancelled: the working model is unchanged", False)
             elif kind == "training":
                 self._adopt_model(upd)
                 self._end_display(kind, "training done", True)
@@ -632,12 +742,7 @@ class BarlWidget(QWidget):
         if version is None:
             return
         self.quality.refresh_versions()
-        cancelled = upd.kind == "cancelled"
-        _notify(
-            "info",
-            f"model ready: {version.id} ({Path(version.path).name})"
-            + (" (last checkpoint of a cancelled run)" if cancelled else ""),
-        )
+        _notify("info", f"model ready: {version.id} ({Path(version.path).parent.name})")
 
     def _collect_predictions(self, upd) -> None:
         """File the job's predictions (the session does it) and show them."""
@@ -694,6 +799,8 @@ class BarlWidget(QWidget):
                 opacity=0.8,
                 **geo,
             )
+            # a colour bar says what the colours mean (branch disagreement, 0 = agree)
+            dis_layer.colorbar.visible = True
             self._case_layers.append(dis_layer)
         if self.labels_layer is not None:  # keep painting on top and active
             self.viewer.layers.move(
@@ -723,13 +830,17 @@ class BarlWidget(QWidget):
     def _choose_export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to folder")
         if folder:
-            self.export(folder, self.export_what.currentText(), self.export_all.isChecked())
+            self.export(folder, self.export_what.currentData(), self.export_all.isChecked())
 
     @guarded
     def export(
-        self, folder: str | Path, what: str = "labels", all_cases: bool = False
+        self, folder: str | Path, what: str = "final", all_cases: bool = False
     ) -> list[Path]:
-        """Write labels (255 = not annotated) or predictions as NIfTI on the source grid."""
+        """Write label maps as NIfTI on the source grid: ``final``, ``labels`` or ``prediction``.
+
+        See :meth:`barl_core.workspace.session.Session.export`: ``final`` (the default) is
+        the user's labels over the prediction; no export holds the 255 marker.
+        """
         session = self._require_session()
         self.save_now()
         cases = session.cases if all_cases else ([self.current_case] if self.current_case else [])
@@ -743,11 +854,18 @@ class BarlWidget(QWidget):
 
     # ================================================================== lifetime
     def shutdown(self) -> None:
-        """Save labels and stop a running job (called on close)."""
-        if self.sync is not None:
-            self.sync.flush()
+        """Stop a running job and save labels (called when the widget or viewer closes).
+
+        The job is cancelled first: saving touches widgets that may already be torn down,
+        and nothing may keep a training child running without its window.
+        """
         if self.runner.is_running():
             self.runner.cancel()
+        if self.sync is not None:
+            try:
+                self.sync.flush()
+            except Exception:  # noqa: BLE001 (closing: log, never raise into Qt)
+                log.error("napari-barl: saving on close failed: %s", traceback.format_exc())
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.shutdown()
@@ -759,3 +877,37 @@ class BarlWidget(QWidget):
             self.sync.flush()
         super().hideEvent(event)
 
+
+class _WindowCloseFilter(QObject):
+    """Calls ``on_close`` once the watched main window has closed (not when minimised).
+
+    A dock widget gets no close event of its own when napari's window closes; the jobs it
+    started must not run on without a window to show them.
+    """
+
+    def __init__(self, on_close, parent: QObject | None = None):
+        super().__init__(parent)
+        self._on_close = on_close
+        self._window = None
+        self._closing = False
+
+    def watch(self, window: QMainWindow) -> None:
+        # a weak reference: holding napari's window would keep the whole viewer alive
+        old = self._window() if self._window is not None else None
+        if old is window:
+            return
+        if old is not None:
+            old.removeEventFilter(self)
+        self._window = weakref.ref(window)
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt API)
+        kind = event.type()
+        if kind == QEvent.Close:
+            self._closing = True  # napari may still ask "really close?"
+        elif kind == QEvent.Hide and self._closing:
+            self._closing = False
+            self._on_close()
+        elif kind in (QEvent.Show, QEvent.WindowActivate):
+            self._closing = False  # the close was cancelled
+        return False

@@ -112,11 +112,13 @@ def slicer_ctbl_text(class_names: list[str]) -> str:
 
 
 def final_mask(labels: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """The prediction, with human labels wherever a slice was annotated."""
-    out = np.asarray(prediction, np.uint8).copy()
-    annotated = (np.asarray(labels) != IGNORE_INDEX).reshape(labels.shape[0], -1).any(axis=1)
-    out[annotated] = labels[annotated]
-    return out
+    """The prediction, with the human's label wherever a voxel was annotated.
+
+    Voxel by voxel, not slice by slice: a scribbled slice keeps the prediction where it
+    was left unknown, so the ignore value (255) never reaches the mask.
+    """
+    labels = np.asarray(labels)
+    return np.where(labels != IGNORE_INDEX, labels, np.asarray(prediction)).astype(np.uint8)
 
 
 def _sha256(path: Path) -> str:

@@ -660,9 +660,15 @@ class Workspace:
         return self._validation
 
     def add_version(self, path: str | os.PathLike, **kwargs):
-        """Record a training run as a model version and make it the current model."""
-        parent = self.current_version()
-        v = self.versions.add(self._rel(Path(path)), parent=parent.id if parent else None, **kwargs)
+        """Record a training run as a model version and make it the current model.
+
+        ``parent`` defaults to the current version (a fine-tune); pass ``parent=None`` for
+        a run trained from scratch.
+        """
+        if "parent" not in kwargs:
+            current = self.current_version()
+            kwargs["parent"] = current.id if current else None
+        v = self.versions.add(self._rel(Path(path)), **kwargs)
         self.add_model(path, {"version": v.id})
         return v
 

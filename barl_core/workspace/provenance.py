@@ -138,8 +138,13 @@ class ProvenanceStore:
         """How a user edit of slice ``z`` came about: ``(how, dice_to_proposal, proposal)``.
 
         An edit of a slice whose last labelled version holds a proposal is
-        ``edited-from-proposal`` (with the Dice between that proposal and the new
-        slice); an all-ignore slice is ``unmarked``; anything else is ``drawn``.
+        ``edited-from-proposal``, with the Dice between the slice as it was accepted and
+        the new slice; an all-ignore slice is ``unmarked``; anything else is ``drawn``.
+
+        The Dice is taken against the accepted slice (the proposal, filled with the model's
+        guess where it needed a human), not the bare proposal: the bare proposal is the
+        ignore value where the model was unsure, and comparing only where it said
+        something would score an edit of those voxels as no change at all.
         """
         new = np.asarray(new)
         if (new == IGNORE_INDEX).all():
@@ -148,8 +153,17 @@ class ProvenanceStore:
         if last is not None and last.how != "unmarked":
             proposal = self.load_proposal(case, z, last.version)
             if proposal is not None:
-                return "edited-from-proposal", slice_dice(proposal, new, num_classes), proposal
+                reference = self._accepted_slice(case, z, proposal)
+                return "edited-from-proposal", slice_dice(reference, new, num_classes), proposal
         return "drawn", None, None
+
+    def _accepted_slice(self, case: str, z: int, proposal: np.ndarray) -> np.ndarray:
+        """The slice as the human accepted it (latest ``accepted``/``reverted`` version)."""
+        for ev in reversed(self.events(case, z)):
+            if ev.version is not None and ev.how in ("accepted", "reverted"):
+                if self.load_proposal(case, z, ev.version) is not None:
+                    return self.load_version(case, z, ev.version)
+        return proposal
 
     def record(
         self,

@@ -66,12 +66,18 @@ from barl_core.active.proposals import NEEDS_HUMAN, fill_proposal, gate
 from barl_core.errors import BarlError, InputFileError
 from barl_core.io.volume import Volume, read_volume, strip_extension, write_labels
 from barl_core.runtime.jobs import JobHandle, ProgressUpdate
-from barl_core.workspace.layout import WORKSPACE_FILE, Workspace, check_slice, sanitize_case_name
+from barl_core.workspace.layout import (
+    IGNORE_INDEX,
+    WORKSPACE_FILE,
+    Workspace,
+    check_slice,
+    sanitize_case_name,
+)
 
 __all__ = ["Session", "SessionJob", "TrainingPlan", "PredictionOutcome", "EXPORT_KINDS"]
 
 #: What :meth:`Session.export` can write.
-EXPORT_KINDS = ("labels", "prediction")
+EXPORT_KINDS = ("final", "labels", "prediction")
 #: Hidden folders inside the workspace that a job writes to.
 _TRAIN_LABELS_DIR = ".train_labels"
 _PREDICT_JOB_DIR = ".job"
@@ -324,13 +330,18 @@ class Session:
         out_dir = ws.new_run_dir("finetune" if fine_tune else "run")
         handle = TrainJob.start(config, ws.images_dir, plan.labels_dir, out_dir, init_from=init_from)
         note = f"fine-tuned from {init_from.parent.name}" if init_from else "trained from scratch"
-        info = dict(plan.version_info(), config=config.to_dict(), note=note)
+        # a fine-tune's parent is the model it starts from; a run from scratch has none
+        parent = self.current_version_id() if fine_tune else None
+        info = dict(plan.version_info(), config=config.to_dict(), note=note, parent=parent)
         return SessionJob("training", handle, out_dir, info=info)
 
     def _finish_training(self, job: SessionJob, final: ProgressUpdate | None):
-        """Adopt the run's model as the next version (a cancelled run: its last checkpoint)."""
-        cancelled = final is not None and final.kind == "cancelled"
-        if final is None or final.kind == "error":
+        """Adopt the run's model as the next version.
+
+        A cancelled run is not adopted: the user stopped it, so its last checkpoint (kept in
+        the run folder) must not silently become the working model.
+        """
+        if final is None or final.kind in ("error", "cancelled"):
             return None
         path = Path(final.result_path) if final.result_path else None
         if path is not None and path.is_dir():
@@ -339,13 +350,8 @@ class Session:
             cands = sorted(job.out_dir.rglob("*.pt"), key=lambda p: p.stat().st_mtime)
             path = cands[-1] if cands else None
         if path is None:
-            if not cancelled:
-                raise BarlError("training finished but wrote no model file")
-            return None
-        info = dict(job.info)
-        if cancelled:
-            info["note"] = info.get("note", "") + " (cancelled: last checkpoint)"
-        return self.workspace.add_version(path, **info)
+            raise BarlError("training finished but wrote no model file")
+        return self.workspace.add_version(path, **dict(job.info))
 
     # ------------------------------------------------------------------ versions
     @property
@@ -457,8 +463,8 @@ class Session:
         Returns
         -------
         ModelVersion or None
-            Training: the adopted version (None when it failed, or was cancelled before
-            any checkpoint).
+            Training: the adopted version (None when it failed or was cancelled: a
+            cancelled run leaves the working model as it was).
         PredictionOutcome
             Prediction: the cases filed (also after a cancel: those already written).
         """
@@ -644,18 +650,33 @@ class Session:
     def export(
         self, folder: str | os.PathLike, what: str = "labels", cases: Sequence[str] | None = None
     ) -> tuple[list[Path], list[str]]:
-        """Write labels (255 = not annotated) or predictions as NIfTI on the source grid.
+        """Write label maps as NIfTI on the source grid: ``final``, ``labels`` or ``prediction``.
+
+        ``final`` is what a user means by "the segmentation": their labels (accepted
+        proposals included) where they annotated, the prediction everywhere else
+        (:func:`~barl_core.workspace.audit.final_mask`); without a prediction it is their
+        labels. No export holds the workspace's 255 ("not annotated"), which other tools
+        would show as a label: unannotated voxels are written as background (0).
 
         Returns the files written and the cases skipped (no prediction). Files are named
         ``<case>_<what>.nii.gz``.
         """
+        from barl_core.workspace.audit import final_mask
+
         if what not in EXPORT_KINDS:
             raise InputFileError(f"cannot export {what!r}: choose one of {EXPORT_KINDS}")
         ws = self.workspace
         folder = Path(folder)
         written, skipped = [], []
         for case in list(ws.cases if cases is None else cases):
-            data = ws.load_labels(case) if what == "labels" else ws.load_prediction(case)
+            labels = ws.load_labels(case)
+            pred = None if what == "labels" else ws.load_prediction(case)
+            if what == "labels" or (what == "final" and pred is None):
+                data = np.where(labels == IGNORE_INDEX, 0, labels).astype(np.uint8)
+            elif what == "final":
+                data = final_mask(labels, pred)
+            else:
+                data = pred
             if data is None:
                 skipped.append(case)
                 continue

@@ -10,7 +10,10 @@ The rule (transparent and reproducible):
 1. the first :data:`MIN_TRAIN` slices ever assigned (in case, slice order) are training
    slices, so that a model can be trained from the very first strokes;
 2. after that a slice is a validation slice iff ``hash(case, z) < fraction`` (default 0.2),
-   with ``hash`` the first 8 bytes of SHA-256 of ``"case:z"`` as a number in ``[0, 1)``.
+   with ``hash`` the first 8 bytes of SHA-256 of ``"case:z"`` as a number in ``[0, 1)``;
+3. while no slice is a validation slice yet, an update that adds slices past the first
+   :data:`MIN_TRAIN` holds out the one with the smallest hash, so that a handful of slices
+   already gives a validation score.
 
 Training must not see validation slices: :func:`materialize_training_labels` writes a copy of
 the workspace labels with those slices set to the ignore value (255), and that folder is what
@@ -74,20 +77,35 @@ class FrozenValidation:
             }
 
     def update(self, annotated: dict[str, list[int]]) -> list[tuple[str, int]]:
-        """Assign slices seen for the first time; return the new validation slices."""
+        """Assign slices seen for the first time; return the new validation slices.
+
+        If the hash rule leaves no validation slice at all once more than ``min_train``
+        slices are assigned, the newly seen slice (past the first ``min_train``) with the
+        smallest hash is held out instead: with few slices the hash alone often picks none
+        (7 slices: one chance in two), and versions then cannot be compared.
+        """
         n_train = sum(s == "train" for d in self.assigned.values() for s in d.values())
-        new_val = []
+        has_val = any(s == "val" for d in self.assigned.values() for s in d.values())
+        new_val, eligible = [], []
         for case in sorted(annotated):
             done = self.assigned.setdefault(case, {})
             for z in sorted(int(v) for v in annotated[case]):
                 if z in done:
                     continue
-                if n_train < self.min_train or slice_hash(case, z) >= self.fraction:
+                if n_train < self.min_train:
                     done[z] = "train"
                     n_train += 1
+                elif slice_hash(case, z) >= self.fraction:
+                    done[z] = "train"
+                    n_train += 1
+                    eligible.append((case, z))
                 else:
                     done[z] = "val"
                     new_val.append((case, z))
+        if not has_val and not new_val and eligible:
+            case, z = min(eligible, key=lambda cz: slice_hash(*cz))
+            self.assigned[case][z] = "val"
+            new_val.append((case, z))
         self.save()
         return new_val
 
@@ -111,7 +129,8 @@ class FrozenValidation:
             "format": "napari-barl-validation",
             "fraction": self.fraction,
             "min_train": self.min_train,
-            "rule": "first min_train slices train; then val iff sha256('case:z')[:8]/2^64 < fraction",
+            "rule": "first min_train slices train; then val iff sha256('case:z')[:8]/2^64 < fraction"
+            " (if none is val yet, the new slice with the smallest hash)",
             "assigned": {
                 c: {str(z): s for z, s in sorted(d.items())} for c, d in self.assigned.items()
             },
