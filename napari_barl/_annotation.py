@@ -86,6 +86,11 @@ def _painted_slices(event) -> set[int]:
     """Axis-0 indices touched by a napari ``paint`` event (its history atoms)."""
     found: set[int] = set()
     for atom in getattr(event, "value", None) or []:
+        key = getattr(atom, "slice_key", None)  # napari >= 0.6: a box of slices per stroke
+        if key is not None and isinstance(key[0], slice):
+            start, stop, _step = key[0].indices(1 << 30)
+            found.update(range(start, stop))
+            continue
         indices = atom[0] if isinstance(atom, tuple | list) else getattr(atom, "indices", None)
         if indices is None:
             continue
@@ -224,6 +229,27 @@ class LabelsSync(QObject):
             how={z: how} if how else None,
             proposals={z: proposal} if proposal is not None else None,
             model_version=model_version,
+        )
+
+    def set_slices(
+        self, values: dict[int, np.ndarray], *, how: str, note: str = ""
+    ) -> list[int] | None:
+        """Replace several whole slices at once (e.g. an accepted fill) in one save.
+
+        Each slice is recorded as ``how`` with its values as the proposal, so a later edit
+        is ``edited-from-proposal`` with the Dice to what was accepted.
+        """
+        for z, sl in values.items():
+            self.layer.data[int(z)] = sl
+            self.annotated.add(int(z))
+            self.marked.add(int(z))
+            self.partial.discard(int(z))
+        self.layer.refresh()
+        self.dirty = True
+        return self.flush(
+            how={int(z): how for z in values},
+            proposals={int(z): np.asarray(v) for z, v in values.items()},
+            note=note,
         )
 
     def reload_slice(self, z: int) -> None:

@@ -120,7 +120,11 @@ def data_to_world_matrix(attributes: dict, ndim: int = 3) -> np.ndarray:
     outer_raw = attributes.get("affine")
     if outer_raw is None:
         return inner.affine_matrix
-    outer = outer_raw if isinstance(outer_raw, Affine) else Affine(affine_matrix=np.asarray(outer_raw, float))
+    outer = (
+        outer_raw
+        if isinstance(outer_raw, Affine)
+        else Affine(affine_matrix=np.asarray(outer_raw, float))
+    )
     m = np.asarray(outer.affine_matrix, float)
     m = m[-(ndim + 1) :, -(ndim + 1) :]
     return m @ inner.affine_matrix

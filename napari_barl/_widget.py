@@ -60,6 +60,7 @@ from ._notify import notify as _notify
 from ._progress import JobRunner
 from ._quality import QualityController
 from ._review_panel import ReviewPanel
+from ._tools_panel import ToolsPanel
 from ._training_panel import TrainingPanel
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ class BarlWidget(QWidget):
             "count the current slice as annotated; unpainted voxels are background"
         )
         self.unmark_btn = QPushButton("Un-mark slice")
-        self.accept_btn = QPushButton("Accept prediction on slice")
+        self.accept_btn = QPushButton("Accept proposal on slice (Shift-A)")
         for b in (self.mark_btn, self.unmark_btn):
             arow.addWidget(b)
         self.minimap = UncertaintyMinimap()
@@ -213,7 +214,9 @@ class BarlWidget(QWidget):
         q_box.toggled.connect(self.quality.tabs.setVisible)
         self.quality_box = q_box
         # the order of the loop: data, paint, train, review, then the details and export
-        for box in (ws_box, cls_box, ann_box, self.training, self.review, q_box, exp_box):
+        self.tools = ToolsPanel(self)
+        for box in (ws_box, cls_box, ann_box, self.training, self.review, self.tools, q_box,
+                    exp_box):
             lay.addWidget(box)
         lay.addStretch(1)
         scroll = QScrollArea()
@@ -251,6 +254,10 @@ class BarlWidget(QWidget):
         )
         self.viewer.dims.events.current_step.connect(self._dims_changed)
         self.mode_scribble.toggled.connect(lambda _on: self._mode_changed())
+        self.tools.failed.connect(lambda msg: _notify("error", msg))
+        self.tools.labels_changed.connect(
+            lambda: self._on_saved(self.workspace.annotated_slices(self.current_case))
+        )
         for key, widget in (
             ("annotation/scribble", self.mode_scribble),
             ("export/what", self.export_what),
@@ -486,6 +493,7 @@ class BarlWidget(QWidget):
         lab_layer.selected_label = max(1, self.class_list.currentRow())
         self._refresh_classes()
         self._on_saved(ws.annotated_slices(name))
+        self.tools.case_changed()
         self._show_mode_on_canvas()
         self._refresh_enabled()
 
@@ -512,6 +520,17 @@ class BarlWidget(QWidget):
         if self.sync is not None and same_layer(layer, self.sync.layer):
             self.sync.detach()
             self.sync = None
+
+    def image_layer(self):
+        """The open case's Image layer (None without a case)."""
+        import napari
+
+        for ly in self.viewer.layers:
+            if isinstance(ly, napari.layers.Image) and (
+                self.current_case is not None and ly.metadata.get(CASE_KEY) == self.current_case
+            ):
+                return ly
+        return None
 
     @property
     def labels_layer(self):
@@ -625,14 +644,11 @@ class BarlWidget(QWidget):
 
     @guarded
     def accept_prediction_current_slice(self) -> None:
+        """Accept the model's proposal on the current slice: the same path as ``Shift-A``
+        (asks first when little of the slice is proposed with confidence)."""
         if self.sync is None:
             raise InputFileError("open a case first")
-        z = self.current_slice()
-        values, proposal = self.session.proposal_values(self.current_case, z, None)
-        self.sync.set_slice(z, values, how="accepted", proposal=proposal,
-                            model_version=self.session.current_version_id())
-        self.session.record_accepted(self.current_case, z)
-        self._on_saved(self.workspace.annotated_slices(self.current_case))
+        self.quality.accept_current()
 
     # ================================================================== jobs
     @guarded

@@ -32,7 +32,7 @@ def _paint_slice(layer, z, values) -> None:
     layer.events.paint(value=[(full, old, values[idx])])
 
 
-def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path):
+def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-barl", "phantom_small")
     image_layer, truth = viewer.layers["CBCT phantom"], viewer.layers["ground truth"]
@@ -90,7 +90,16 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path):
     qtbot.mouseClick(lst.viewport(), Qt.LeftButton, pos=rect.center())
     assert viewer.dims.current_step[0] == target
 
-    # accept the prediction on that slice: it becomes annotated
+    # accept the prediction on that slice: it becomes annotated (after a tiny run little
+    # is confident, so the dock asks first; the user says yes)
+    from qtpy.QtWidgets import QMessageBox
+
+    asked = []
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        staticmethod(lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes),
+    )
     w.accept_btn.click()
     assert target in Workspace.open(tmp_path / "ws").annotated_slices(case)
 

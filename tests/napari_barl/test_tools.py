@@ -1,0 +1,86 @@
+"""Radiologist tools through the npe2 dock: window/level, fill between slices, paint-over, 3D."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from barl_core.evaluation.metrics import dice
+from barl_core.io.volume import read_volume
+
+from .conftest import (
+    add_files_via_dialog,
+    dock,
+    open_workspace_via_dialog,
+    paint_slice,
+    phantom_files,
+)
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def user(make_napari_viewer, tmp_path, monkeypatch):
+    viewer = make_napari_viewer(show=True)
+    w = dock(viewer)
+    open_workspace_via_dialog(w, monkeypatch, tmp_path / "ws")
+    img, truth = phantom_files(tmp_path / "data")
+    add_files_via_dialog(w, monkeypatch, [img])
+    yield viewer, w, (read_volume(truth).array > 0).astype(np.uint8)
+    w.shutdown()
+
+
+def test_window_presets(user):
+    from napari_barl._tools_panel import WINDOW_PRESETS
+
+    viewer, w, _ = user
+    box = w.tools.window_box
+    i = next(k for k, p in enumerate(WINDOW_PRESETS) if p.name.startswith("CT soft"))
+    box.activated.emit(i + 1)
+    assert tuple(w.image_layer().contrast_limits) == pytest.approx((-160.0, 240.0))
+    j = next(k for k, p in enumerate(WINDOW_PRESETS) if p.name.startswith("MR"))
+    box.activated.emit(j + 1)
+    data = np.asarray(w.image_layer().data)
+    lo, hi = w.image_layer().contrast_limits
+    assert data.min() <= lo < hi <= data.max()
+
+
+def test_fill_between_slices_is_a_proposal_to_accept(user):
+    from napari_barl._tools_panel import FILL_LAYER
+
+    viewer, w, truth = user
+    case = w.current_case
+    for z in (4, 12):
+        w.go_to(case, z)
+        paint_slice(w.labels_layer, z, truth[z])
+    w.go_to(case, 8)
+    w.tools.fill_btn.click()
+    fill = np.asarray(viewer.layers[FILL_LAYER].data)
+    assert sorted(np.flatnonzero(fill.reshape(len(fill), -1).any(1))) == list(range(5, 12))
+    assert w.workspace.annotated_slices(case) == [4, 12], "a proposal, not labels yet"
+    ours = np.mean([dice(fill[z] == 1, truth[z] == 1) for z in range(5, 12)])
+    copy = np.mean([dice(truth[4 if z < 8 else 12] == 1, truth[z] == 1) for z in range(5, 12)])
+    assert ours >= copy
+    w.tools.accept_fill_btn.click()
+    assert FILL_LAYER not in viewer.layers
+    assert w.workspace.annotated_slices(case) == list(range(4, 13))
+    np.testing.assert_array_equal(w.workspace.load_labels(case)[8], fill[8])
+    assert w.workspace.provenance.latest(case, 8).how == "accepted"
+
+
+def test_paint_over_protects_other_classes_and_3d_view(user):
+    viewer, w, _ = user
+    w.add_class("lesion")
+    layer = w.labels_layer
+    layer.data[6, 10:14, 10:14] = 2
+    w.tools.protect.click()
+    assert layer.preserve_labels
+    layer.brush_size = 9
+    layer.paint((6, 12, 12), 1)
+    assert (layer.data[6, 10:14, 10:14] == 2).all() and layer.data[6, 12, 16] == 1
+    w.tools.view3d_btn.click()
+    assert viewer.dims.ndisplay == 3
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot[..., :3].max() > 0
+    w.tools.view3d_btn.click()
+    assert viewer.dims.ndisplay == 2
