@@ -51,6 +51,7 @@ def _truth(path):
     return (read_volume(path).array > 0).astype(np.uint8)  # one foreground class
 
 
+@pytest.mark.slow  # three real training runs: PyQt5 pass only (scripts/test.sh)
 def test_add_files_paint_train_gives_readable_result(user, qtbot):
     """Issue 15 "Done when": Add files, paint, train; and versions book-kept honestly."""
     from napari_barl._quality import NEEDS_HUMAN_LAYER
@@ -88,6 +89,8 @@ def test_add_files_paint_train_gives_readable_result(user, qtbot):
     assert v1.val_dice is not None
 
     # a second run from scratch is not a child of the first
+    w.training.iterations.setValue(2)
+    w.training.predict_after.setChecked(False)
     w.training.train_btn.click()
     qtbot.waitUntil(lambda: ws.current_version().id == "v2" and not w.is_busy(), timeout=240_000)
     assert ws.current_version().parent is None

@@ -32,6 +32,7 @@ def _paint_slice(layer, z, values) -> None:
     layer.events.paint(value=[(full, old, values[idx])])
 
 
+@pytest.mark.slow  # a real training run: PyQt5 pass only (scripts/test.sh)
 def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-barl", "phantom_small")

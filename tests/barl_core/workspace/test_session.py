@@ -102,9 +102,16 @@ def test_whole_loop_headless(tmp_path, phantom, tiny_config):
     assert skipped == [] and [p.name for p in written] == [f"{case}_prediction.nii.gz"]
     exported = np.asarray(nib.load(written[0]).dataobj).transpose(2, 1, 0)
     np.testing.assert_array_equal(exported, s.workspace.load_prediction(case))
+    labels = s.workspace.load_labels(case)
     written, _ = s.export(tmp_path / "out", "labels", [case])
     exported = np.asarray(nib.load(written[0]).dataobj).transpose(2, 1, 0)
-    np.testing.assert_array_equal(exported, s.workspace.load_labels(case))
+    # 255 ("not annotated") never leaves the workspace: other tools would show it as a label
+    np.testing.assert_array_equal(exported, np.where(labels == 255, 0, labels))
+    written, _ = s.export(tmp_path / "out", "final", [case])
+    exported = np.asarray(nib.load(written[0]).dataobj).transpose(2, 1, 0)
+    annotated = labels != 255
+    np.testing.assert_array_equal(exported[annotated], labels[annotated])
+    np.testing.assert_array_equal(exported[~annotated], s.workspace.load_prediction(case)[~annotated])
     with pytest.raises(InputFileError):
         s.export(tmp_path / "out", "probabilities")
     bundles = s.export_audit(tmp_path / "audit", [case])
