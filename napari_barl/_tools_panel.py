@@ -1,4 +1,4 @@
-"""Radiologist tools: window/level presets, fill between slices, paint-over, 3D view.
+"""Radiologist tools: window/level, linked views, fill between slices, paint-over, 3D view.
 
 What 3D Slicer's Segment Editor and ITK-SNAP users reach for, built on napari where it
 already has the feature (contrast limits, ``preserve_labels``, the 3D canvas). The panel
@@ -117,6 +117,13 @@ class ToolsPanel(QGroupBox):
         self.view3d_btn = QPushButton("3D view")
         self.view3d_btn.setCheckable(True)
         self.view3d_btn.setToolTip("show the segmentation as surfaces in 3D (toggle)")
+        self.ortho_btn = QPushButton("Linked views")
+        self.ortho_btn.setCheckable(True)
+        self.ortho_btn.setToolTip(
+            "coronal and sagittal views through the current point, with a crosshair "
+            "(radiological convention); click them to move there"
+        )
+        self.ortho = None
         lay = QGridLayout(self)
         lay.addWidget(self.window_box, 0, 0)
         lay.addWidget(self.view3d_btn, 0, 1)
@@ -124,11 +131,13 @@ class ToolsPanel(QGroupBox):
         lay.addWidget(self.accept_fill_btn, 1, 1)
         lay.addWidget(self.fill_status, 2, 0, 1, 2)
         lay.addWidget(self.protect, 3, 0, 1, 2)
+        lay.addWidget(self.ortho_btn, 4, 0)
         self.window_box.activated.connect(self._window_chosen)
         self.fill_btn.clicked.connect(lambda: self._guard(self.fill_between))
         self.accept_fill_btn.clicked.connect(lambda: self._guard(self.accept_fill))
         self.protect.toggled.connect(lambda _on: self.apply_protection())
         self.view3d_btn.toggled.connect(self.show_3d)
+        self.ortho_btn.toggled.connect(self.show_linked_views)
 
     def _guard(self, action) -> None:
         try:
@@ -225,11 +234,33 @@ class ToolsPanel(QGroupBox):
         return slices or []
 
     def case_changed(self) -> None:
-        """Forget a pending fill when another case opens."""
+        """Forget a pending fill when another case opens; linked views follow the case."""
         self._fill = {}
         self.accept_fill_btn.setEnabled(False)
         self.fill_status.setText("")
         self.apply_protection()
+        if self.ortho_btn.isChecked():
+            self.show_linked_views(False)
+            self.show_linked_views(True)
+
+    # ------------------------------------------------------------------ linked views
+    def show_linked_views(self, on: bool) -> None:
+        """Dock (or remove) coronal and sagittal views linked to the viewer's point."""
+        from ._ortho import OrthoViews
+
+        viewer = self.ctx.viewer
+        if self.ortho is not None:
+            self.ortho.disconnect_viewer()
+            viewer.window.remove_dock_widget(self.ortho)
+            self.ortho = None
+        layer = self.ctx.image_layer() if on else None
+        if layer is None:
+            if on:
+                self.ortho_btn.setChecked(False)
+                self.failed.emit("open a case first")
+            return
+        self.ortho = OrthoViews(viewer, layer)
+        viewer.window.add_dock_widget(self.ortho, name="BARL linked views", area="bottom")
 
     # ------------------------------------------------------------------ 3D
     def show_3d(self, on: bool) -> None:

@@ -90,3 +90,37 @@ def test_paint_over_protects_other_classes_and_3d_view(user):
     assert shot[..., :3].max() > 0
     w.tools.view3d_btn.click()
     assert viewer.dims.ndisplay == 2
+
+
+def test_linked_views_follow_and_move_the_viewer(user, qtbot):
+    from qtpy.QtCore import QPoint, Qt
+
+    from napari_barl._ortho import plane_image
+
+    viewer, w, _ = user
+    case = w.current_case
+    w.go_to(case, 7)
+    w.tools.ortho_btn.click()
+    ortho = w.tools.ortho
+    assert ortho is not None
+    qtbot.waitUntil(ortho.isVisible, timeout=5000)
+    nz = w.labels_layer.data.shape[0]
+    z, y, x = ortho.voxel()
+    assert z == 7 and ortho.coronal.cross == (nz - 1 - 7, x)
+    # radiological: superior on top (the last z row of the array is the first row shown)
+    img = np.asarray(w.image_layer().data)
+    limits = tuple(w.image_layer().contrast_limits)
+    shown = plane_image(img, "coronal", y, limits)
+    np.testing.assert_array_equal(shown[0], plane_image(img[nz - 1 :], "coronal", y, limits)[0])
+    np.testing.assert_array_equal(shown[-1], plane_image(img[:1], "coronal", y, limits)[0])
+    # clicking row r of the coronal view moves the axial slice to z = nz - 1 - r
+    view = ortho.coronal
+    left, top_px, vw, vh = view._geometry()
+    r = 4
+    qtbot.mouseClick(
+        view, Qt.LeftButton, pos=QPoint(int(left + vw * 5), int(top_px + (r + 0.5) * vh))
+    )
+    assert w.current_slice() == nz - 1 - r
+    assert ortho.sagittal.cross[0] == r
+    w.tools.ortho_btn.click()
+    assert w.tools.ortho is None

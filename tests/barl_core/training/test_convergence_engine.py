@@ -8,14 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from barl_core.training.checkpoint import load_checkpoint
 from barl_core.data.dataset import TrainingVolume
+from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.errors import TrainingError
 from barl_core.losses.terms import dpr_loss, hard_labels, pcbc_loss
-from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
+from barl_core.training.checkpoint import load_checkpoint
 from barl_core.training.profiling import PhaseTimer
 from barl_core.training.trainer import train
-from barl_core.training.validator import ValidationConfig, Validator, annotated_dice, split_validation
+from barl_core.training.validator import (
+    ValidationConfig,
+    Validator,
+    annotated_dice,
+    split_validation,
+)
 
 
 # ------------------------------------------------------------------ cheap decisions
@@ -156,7 +161,12 @@ def test_parse_duration():
 
 
 def test_patch_from_median_shape_and_iterations_from_budget():
-    from barl_core.training.planner import DatasetFingerprint, fingerprint, plan_iterations, plan_patch
+    from barl_core.training.planner import (
+        DatasetFingerprint,
+        fingerprint,
+        plan_iterations,
+        plan_patch,
+    )
 
     vols = [_vol("a", True, 4), _vol("b", False, 4), _vol("c", True, 4)]
     fp = fingerprint(vols)
