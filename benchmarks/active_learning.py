@@ -220,11 +220,19 @@ def advice_along_curves(runs: dict, cfg=None) -> dict:
     learning curve, against where the curve flattens.
 
     The advice is asked after every round with the curve so far (test-set Dice standing in for
-    the frozen-validation Dice the app uses; every new slice already trained on). The curve
-    *flattens* at the first round whose Dice is within :data:`FLAT_WITHIN` of the run's best.
+    the frozen-validation Dice the app uses; every new slice already trained on). Twice: with
+    ``cfg`` as given (its Dice target included), and with the target set to 0, which isolates
+    the *plateau test* ("the last gain is small"): where it would stop once the target is met.
+    The curve *flattens* at the first round whose Dice is within :data:`FLAT_WITHIN` of the
+    run's best (the last round when it is still rising). A plateau stop is *early* when the
+    curve later rises more than :data:`FLAT_WITHIN` above the Dice at which it stopped.
     """
-    from barl_core.workspace.advice import advise
+    from dataclasses import replace
 
+    from barl_core.workspace.advice import AdviceConfig, advise
+
+    cfg = cfg or AdviceConfig()
+    no_target = replace(cfg, target_dice=0.0)
     out: dict = {}
     for key, run in runs.items():
         curve = [(p["n_slices"], p["mean_fg_dice"]) for p in run["curve"] if p["mean_fg_dice"] is not None]
@@ -232,22 +240,32 @@ def advice_along_curves(runs: dict, cfg=None) -> dict:
             continue
         best = max(d for _, d in curve)
         flat = next(i for i, (_, d) in enumerate(curve) if d >= best - FLAT_WITHIN)
-        actions = [advise(curve[: i + 1], n_annotated=curve[i][0], has_model=True, cfg=cfg).action
-                   for i in range(len(curve))]
-        stop = next((i for i, a in enumerate(actions) if a == "export"), None)
+
+        def first_stop(c, start=0, curve=curve):
+            acts = [advise(curve[: i + 1], n_annotated=curve[i][0], has_model=True, cfg=c).action
+                    for i in range(len(curve))]
+            return acts, next((i for i, a in enumerate(acts) if a == "export" and i >= start), None)
+
+        actions, stop = first_stop(cfg)
+        _, plateau = first_stop(no_target, start=1)  # a gain needs two points
+        early = plateau is not None and max(d for _, d in curve[plateau:]) > curve[plateau][1] + FLAT_WITHIN
         out[key] = {"strategy": run["strategy"], "flat_round": flat, "stop_round": stop, "actions": actions,
-                    "best_dice": best}
+                    "plateau_stop_round": plateau, "plateau_stop_early": early, "best_dice": best,
+                    "last_round": len(curve) - 1}
     return out
 
 
 def render_advice(advice: dict) -> str:
     rows = []
     for key, v in sorted(advice.items()):
-        rows.append([key, str(v["flat_round"]), "never" if v["stop_round"] is None else str(v["stop_round"]),
-                     f"{v['best_dice']:.3f}", " ".join(a.replace("label-more", "more") for a in v["actions"])])
+        plateau = v.get("plateau_stop_round")
+        rows.append([key, str(v["flat_round"]) + (" (still rising)" if v["flat_round"] == v.get("last_round") else ""),
+                     "never" if v["stop_round"] is None else str(v["stop_round"]),
+                     "never" if plateau is None else f"{plateau}" + (" (early)" if v.get("plateau_stop_early") else ""),
+                     f"{v['best_dice']:.3f}"])
     return ("### \"Label more or stop?\" along the curves\n\n" + common.markdown_table(
-        ["run", f"flat from round (within {FLAT_WITHIN} of best)", "advice says stop at round", "best Dice",
-         "advice per round"], rows))
+        ["run", f"flat from round (within {FLAT_WITHIN} of best)", "advice says stop at round",
+         "plateau test alone stops at round", "best Dice"], rows))
 
 
 def render_per_seed(runs: dict) -> str:

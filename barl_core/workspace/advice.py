@@ -6,8 +6,9 @@ The rules are deliberately simple so a user can check them (first match wins):
    (N = the shortfall); otherwise *train now*.
 2. **New labels unused** -> ``unused_slices >= retrain_after`` annotated slices that the
    current version did not train on: *fine-tune now*.
-3. **Good enough** -> frozen-validation Dice ``>= target_dice``, the last gain on the learning
-   curve ``< plateau_gain`` (or only one point), the humans barely correct the proposals
+3. **Good enough** -> frozen-validation Dice ``>= target_dice``, the mean gain per version
+   over the last two versions ``< plateau_gain`` (the last gain with two points; none with
+   one), the humans barely correct the proposals
    (mean proposal-vs-final Dice over the last ``window`` corrections ``>= correction_ok``, or
    no corrections yet) and disagreement not rising: *export*.
 4. **Otherwise** -> *label N more* slices, the top suggestions. N is estimated from the slope of
@@ -107,6 +108,9 @@ def advise(
     reasons = []
     dice = curve[-1][1] if curve else None
     gain = curve[-1][1] - curve[-2][1] if len(curve) >= 2 else None
+    # the plateau test averages two steps: one noisy version (a dip, or a small step the next
+    # version follows with a big one) must not read as a plateau (docs/benchmarks.md section 2)
+    plateau = (curve[-1][1] - curve[-3][1]) / 2 if len(curve) >= 3 else gain
     recent = (correction_dice or [])[-cfg.window :]
     effort_ok = not recent or float(np.mean(recent)) >= cfg.correction_ok
     trend = disagreement_trend or []
@@ -124,7 +128,7 @@ def advise(
     if (
         dice is not None
         and dice >= cfg.target_dice
-        and (gain is None or gain < cfg.plateau_gain)
+        and (plateau is None or plateau < cfg.plateau_gain)
         and effort_ok
         and not rising
     ):
