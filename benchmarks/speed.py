@@ -328,6 +328,12 @@ def time_interactive(args: argparse.Namespace, work: Path) -> dict:
     t0 = time.perf_counter()
     whole32 = predict_volume(model, vol, overlap=args.overlap, precision="float32")
     out["whole_float32_s"] = time.perf_counter() - t0
+    # fewer, larger windows: the whole case as one window (one forward pass, no overlap)
+    t0 = time.perf_counter()
+    one = predict_volume(model, vol, window=shape, overlap=0.0)
+    out["whole_one_window_s"] = time.perf_counter() - t0
+    out["one_window_label_agreement"] = float((one.labels == whole.labels).mean())
+    out["dice_one_window"] = _foreground_dice(one.labels, truth, model.num_classes)
     out["slice_label_agreement"] = float((slab.labels[0] == whole.labels[z]).mean())
     out["auto_vs_float32_label_agreement"] = float((whole.labels == whole32.labels).mean())
     out["dice_auto"] = _foreground_dice(whole.labels, truth, model.num_classes)
@@ -662,6 +668,7 @@ def render_table(data: dict) -> str:
         rows = [["current slice's proposal (predict_slab)", f"{app['slice_s']:.1f}", "<= 5"],
                 ["whole case (predict_volume)", f"{app['whole_s']:.1f}", "<= 20"],
                 ["whole case, float32 network", f"{app['whole_float32_s']:.1f}", ""],
+                ["whole case as one window (no overlap)", f"{app.get('whole_one_window_s', float('nan')):.1f}", ""],
                 ["prediction job, child process start to files written", f"{app['job_s']:.1f}", ""]]
         out.append(f"### The app's phantom ({'x'.join(map(str, app['volume_zyx']))}, window "
                    f"{'x'.join(map(str, app['patch_zyx']))}, base {app['base_channels']}, overlap {app['overlap']}, "
@@ -671,7 +678,10 @@ def render_table(data: dict) -> str:
                        ["slice from predict_slab = whole-volume pass (voxels)", f"{app['slice_label_agreement']:.4f}"],
                        ["labels, auto precision = float32 (voxels)", f"{app['auto_vs_float32_label_agreement']:.4f}"],
                        ["foreground Dice vs truth, auto / float32",
-                        f"{app['dice_auto']:.3f} / {app['dice_float32']:.3f}"]]))
+                        f"{app['dice_auto']:.3f} / {app['dice_float32']:.3f}"],
+                       ["one window = default windows (voxels); its Dice",
+                        f"{app.get('one_window_label_agreement', float('nan')):.4f}; "
+                        f"{app.get('dice_one_window', float('nan')):.3f}"]]))
     big = data.get("large")
     if big and "predict_seconds" in big:
         f32 = big["float32_bytes"]

@@ -170,19 +170,17 @@ def predict_slab(
     model: LoadedModel,
     volume: Volume,
     z_range: tuple[int, int],
-    *,
-    context: int | None = None,
     **kwargs: Any,
 ) -> Prediction:
     """Predict only the z-slices ``[lo, hi)`` of ``volume``: the current slice's proposal first.
 
     The app calls this for the slice the radiologist is looking at (a few seconds), shows it,
-    then fills in the rest with :func:`predict_volume` behind it. The slab is predicted from a
-    z-crop with ``context`` slices on each side (default: half the window, at the working
-    spacing, converted to input slices), normalised with the statistics of the *whole* volume,
-    so it sees what the whole-volume pass sees around those slices. Values differ from that
-    pass only by where the windows fall (each window's instance-normalisation statistics);
-    ``benchmarks/speed.py`` reports how many voxels of the slab get the same class.
+    then fills in the rest with :func:`predict_volume` behind it. Only the rows of windows
+    that touch those slices run, but they are the *same* windows, weights and normalisation
+    statistics as the whole-volume pass, so the slab equals that pass on its slices: the
+    proposal does not change when the rest arrives. At a working spacing the whole volume is
+    resampled (seconds) and the working slices under the slab, one more each side for the
+    interpolation, are predicted and mapped back.
 
     Parameters
     ----------
@@ -190,8 +188,6 @@ def predict_slab(
     volume : Volume
     z_range : (int, int)
         Input z-slices ``[lo, hi)``, ``0 <= lo < hi <= Z``.
-    context : int, optional
-        Slices of context each side of the slab.
     **kwargs
         ``window``, ``overlap``, ``sw_batch_size``, ``precision``, ``return_probabilities``,
         ``return_entropy``, ``progress``, ``cancel`` as for :func:`predict_volume`.
@@ -205,20 +201,9 @@ def predict_slab(
     lo, hi = (int(v) for v in z_range)
     if not 0 <= lo < hi <= arr.shape[0]:
         raise InvalidVolumeError(f"z_range {z_range} is not within the volume's {arr.shape[0]} slices")
-    if context is None:
-        wz = (kwargs.get("window") or model.patch_size)[0]
-        scale = (model.target_spacing[0] / volume.spacing[0]) if model.target_spacing else 1.0
-        context = int(math.ceil(wz * scale / 2))
-    a, b = max(0, lo - context), min(arr.shape[0], hi + context)
-    stats = model.norm_stats_for(arr)
-    pred = _predict(model, _z_crop(volume, a, b), stats, **kwargs)
-    keep = slice(lo - a, hi - a)
-    return Prediction(
-        labels=pred.labels[keep], disagreement=pred.disagreement[keep],
-        probabilities=pred.probabilities[:, keep] if pred.probabilities is not None else None,
-        entropy=pred.entropy[keep] if pred.entropy is not None else None,
-        class_names=pred.class_names, z_range=(lo, hi),
-    )
+    pred = _predict(model, volume, None, z_range=(lo, hi), **kwargs)
+    pred.z_range = (lo, hi)
+    return pred
 
 
 def _z_crop(volume: Volume, a: int, b: int) -> Volume:
@@ -229,25 +214,37 @@ def _z_crop(volume: Volume, a: int, b: int) -> Volume:
                   direction=volume.direction)
 
 
-def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, **kwargs: Any) -> Prediction:
-    """Resample, normalise (``stats``, else as training did), slide, map back to the input grid."""
+def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, *,
+             z_range: tuple[int, int] | None = None, **kwargs: Any) -> Prediction:
+    """Resample, normalise (``stats``, else as training did), slide (over the z-slices
+    ``z_range`` of the input only, if given), map back to the input grid."""
     target = model.target_spacing
     resample = needs_resampling(volume, target)
     work = resample_volume(volume, target) if resample else volume
     if stats is None:
         stats = model.norm_stats_for(work.array)
-    res = _run_window(model, work.array, stats, **kwargs)
+    reference, w_range = volume, z_range
+    if z_range is not None:
+        reference = _z_crop(volume, *z_range)
+        if resample:  # the working slices an input slice interpolates from, and one more each side
+            scale = float(volume.spacing[0]) / float(target[0])
+            w_range = (max(0, math.floor(z_range[0] * scale) - 1),
+                       min(work.shape[0], math.ceil((z_range[1] - 1) * scale) + 2))
+    res = _run_window(model, work.array, stats, z_range=w_range, **kwargs)
     del work  # a resampled copy is no longer needed
     if resample:  # back onto the input grid a slab at a time (see regrid)
-        geom = {"spacing": list(target), "origin": list(volume.origin), "direction": list(volume.direction)}
-        labels = to_input_grid(res.labels, geom, volume, is_label=True, default_value=0)
-        dis = to_input_grid(res.disagreement, geom, volume, is_label=False)
+        d = np.asarray(volume.direction, dtype=float).reshape(3, 3)
+        first = w_range[0] if w_range is not None else 0
+        origin = np.asarray(volume.origin, dtype=float) + d[:, 2] * (first * float(target[0]))
+        geom = {"spacing": list(target), "origin": [float(o) for o in origin], "direction": list(volume.direction)}
+        labels = to_input_grid(res.labels, geom, reference, is_label=True, default_value=0)
+        dis = to_input_grid(res.disagreement, geom, reference, is_label=False)
         probs = None
         if res.probabilities is not None:
-            probs = np.empty((res.probabilities.shape[0], *volume.shape), dtype=res.probabilities.dtype)
+            probs = np.empty((res.probabilities.shape[0], *reference.shape), dtype=res.probabilities.dtype)
             for k, p in enumerate(res.probabilities):
-                probs[k] = to_input_grid(p, geom, volume, is_label=False)
-        ent = to_input_grid(res.entropy, geom, volume, is_label=False) if res.entropy is not None else None
+                probs[k] = to_input_grid(p, geom, reference, is_label=False)
+        ent = to_input_grid(res.entropy, geom, reference, is_label=False) if res.entropy is not None else None
         res = SlidingWindowResult(labels, dis, probs, ent)
     dis = res.disagreement.astype(np.float16, copy=False)
     np.clip(dis, 0, 1, out=dis)  # in place: interpolation keeps [0, 1] up to rounding

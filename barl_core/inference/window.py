@@ -220,6 +220,7 @@ def sliding_window(
     cancel: Any = None,
     norm: NormStats | None = None,
     precision: str = "auto",
+    z_range: tuple[int, int] | None = None,
 ) -> SlidingWindowResult:
     """Gaussian-blended sliding-window prediction of a ``(z, y, x)`` array.
 
@@ -252,6 +253,10 @@ def sliding_window(
         with native bfloat16, float32 otherwise), ``"float32"``, ``"bfloat16"``, ``"float16"``
         (see :func:`~barl_core.inference.model.autocast_dtype`). Blending is float32 math on
         float16 sums in every case.
+    z_range : (int, int), optional
+        Only the slices ``[lo, hi)``: only the rows of windows touching them run, and the
+        outputs hold ``hi - lo`` slices equal to those of the whole-array pass (same windows,
+        same weights).
 
     Returns
     -------
@@ -271,7 +276,13 @@ def sliding_window(
     win = _effective_window(shape, window or model.patch_size, model.divisor)
     grid = _Grid(shape, win, overlap, dev)
     padded, before, gauss = grid.padded, grid.before, grid.gauss
-    total = len(grid.z_starts) * len(grid.corners_yx)
+    lo, hi = (0, shape[0]) if z_range is None else (int(z_range[0]), int(z_range[1]))
+    if not 0 <= lo < hi <= shape[0]:
+        raise InvalidVolumeError(f"z_range {z_range} is not within the array's {shape[0]} slices")
+    out_lo, out_hi = lo + grid.before[0], hi + grid.before[0]  # in padded coordinates
+    rows = [z0 for z0 in grid.z_starts if z0 < out_hi and z0 + win[0] > out_lo]
+    total = len(rows) * len(grid.corners_yx)
+    out_shape = (hi - lo, shape[1], shape[2])
 
     nb, c = model.n_branches, model.num_classes
     wz, (_, py, px) = win[0], padded
@@ -279,10 +290,10 @@ def sliding_window(
     # class 0 is the weight sum minus the others
     ring = _zeros((nb, c - 1, wz, py, px), dev, torch.float16)
 
-    labels = np.empty(shape, dtype=np.uint8)
-    disagreement = np.empty(shape, dtype=np.float16)
-    probs = np.empty((c, *shape), dtype=np.float16) if return_probabilities else None
-    entropy = np.empty(shape, dtype=np.float16) if return_entropy else None
+    labels = np.empty(out_shape, dtype=np.uint8)
+    disagreement = np.empty(out_shape, dtype=np.float16)
+    probs = np.empty((c, *out_shape), dtype=np.float16) if return_probabilities else None
+    entropy = np.empty(out_shape, dtype=np.float16) if return_entropy else None
     low = autocast_dtype(precision, dev)
     amp = torch.autocast(device_type=dev.type, dtype=low) if low is not None else contextlib.nullcontext()
 
@@ -293,13 +304,13 @@ def sliding_window(
         ys = slice(before[1], before[1] + shape[1])
         xs = slice(before[2], before[2] + shape[2])
         # crop to the real volume; a few slices at a time bounds the temporaries
-        for a in range(max(z_lo, before[0]), min(z_hi, before[0] + shape[0]), chunk):
-            b = min(a + chunk, z_hi, before[0] + shape[0])
+        for a in range(max(z_lo, out_lo), min(z_hi, out_hi), chunk):
+            b = min(a + chunk, z_hi, out_hi)
             rest = torch.cat([ring[:, :, phys, ys, xs] for _, phys in _ring_parts(a, b - a, wz)], 2)
             rest = rest.float().div_(grid.weight_sum(a, b))
             p = torch.cat([(1.0 - rest.sum(1, keepdim=True)).clamp_(0.0, 1.0), rest.clamp_(0.0, 1.0)], 1)
             mean = p.mean(0)
-            dst = slice(a - before[0], b - before[0])
+            dst = slice(a - out_lo, b - out_lo)
             labels[dst] = mean.argmax(0).to(torch.uint8).cpu().numpy()
             dis = js_disagreement(p[0], p[1]) if nb == 2 else normalized_entropy(p[0])
             disagreement[dst] = dis.to(torch.float16).cpu().numpy()
@@ -323,9 +334,9 @@ def sliding_window(
         return normalize(t, norm) if norm is not None else t
 
     done = 0
-    z_done = 0  # padded z below this is final
+    z_done = rows[0]  # padded z below this is final
     with torch.inference_mode():
-        for z0 in grid.z_starts:
+        for z0 in rows:
             if z0 > z_done:
                 finalise(z_done, z0)
                 z_done = z0
