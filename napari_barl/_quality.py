@@ -42,9 +42,14 @@ _ROLE = Qt.UserRole
 class QualityController(QObject):
     """Drives the quality tabs for a :class:`~napari_barl._widget.BarlWidget`."""
 
-    def __init__(self, widget):
+    def __init__(self, widget, state):
         super().__init__(widget)
         self.w = widget
+        self.state = state
+        self._layers: list = []  # the layers this controller added for the open case
+        state.events.case.connect(self._case_changed)
+        state.events.session.connect(lambda _s: self.refresh_versions())
+        state.events.model.connect(lambda _m: self.refresh_versions())
         self.tabs = QualityTabs()
         self.proposal: np.ndarray | None = None
         self._compare_layers: list = []
@@ -66,27 +71,31 @@ class QualityController(QObject):
 
     # ------------------------------------------------------------------ helpers
     def _ws_case(self):
-        ws, case = self.w.workspace, self.w.current_case
+        ws, case = self.state.workspace, self.state.case
         if ws is None or case is None or self.w.sync is None:
             raise InputFileError("open a case first")
         return ws, case
 
     def _version_id(self) -> str | None:
-        return self.w.session.current_version_id() if self.w.session else None
+        return self.state.session.current_version_id() if self.state.session else None
 
     def _remove_layers(self, names) -> None:
         viewer = self.w.viewer
         for layer in [ly for ly in viewer.layers if ly.name in names]:
             viewer.layers.remove(layer)
-            self.w._case_layers[:] = [
-                ly for ly in self.w._case_layers if not same_layer(ly, layer)
-            ]
+            self._layers = [ly for ly in self._layers if not same_layer(ly, layer)]
+
+    def _case_changed(self, _case: str | None) -> None:
+        """Another case (or none): this controller's layers and proposal belong to the old one."""
+        self._remove_layers({ly.name for ly in self._layers})
+        self._layers, self._compare_layers = [], []
+        self.proposal = None
 
     def _add_labels(self, data, name, **kwargs):
-        ws, case = self.w.workspace, self.w.current_case
+        ws, case = self.state.workspace, self.state.case
         geo = geometry_kwargs(ws.reference(case), {"barl_case": case})
         layer = self.w.viewer.add_labels(data, name=name, **geo, **kwargs)
-        self.w._case_layers.append(layer)
+        self._layers.append(layer)
         return layer
 
     def _keep_labels_on_top(self) -> None:
@@ -105,14 +114,14 @@ class QualityController(QObject):
         """Gate the current case's prediction and show the proposal and "needs a human" layers."""
         self._remove_layers({PROPOSAL_LAYER, NEEDS_HUMAN_LAYER})
         self.proposal = None
-        ws, case = self.w.workspace, self.w.current_case
+        ws, case = self.state.workspace, self.state.case
         if ws is None or case is None or self.w.sync is None:
             return
-        self.proposal = self.w.session.proposal(case, self.tabs.threshold.value())
+        self.proposal = self.state.session.proposal(case, self.tabs.threshold.value())
         if self.proposal is None:
             self.tabs.proposal_status.setText("no proposals: predict this case first")
             return
-        skip = self.w.session.proposal_skip(case)
+        skip = self.state.session.proposal_skip(case)
         shown = np.where(self.proposal == NEEDS_HUMAN, 0, self.proposal).astype(np.uint8)
         needs = (self.proposal == NEEDS_HUMAN).astype(np.uint8)
         if skip:
@@ -134,14 +143,14 @@ class QualityController(QObject):
     def update_status(self) -> None:
         if self.proposal is None or self.w.sync is None:
             return
-        ws, case = self.w.workspace, self.w.current_case
+        ws, case = self.state.workspace, self.state.case
         z = self.w.current_slice()
         if z in ws.annotated_slices(case):
             text = f"slice {z}: annotated (no proposal)"
         elif z in ws.provenance.rejected(case):
             text = f"slice {z}: proposal rejected - draw it yourself"
         else:
-            cov = self.w.session.proposal_coverage(self.proposal, z)
+            cov = self.state.session.proposal_coverage(self.proposal, z)
             text = (
                 f"slice {z}: {100 * cov:.0f}% proposed with agreement >= "
                 f"{self.tabs.threshold.value():.2f}; magenta needs a human. "
@@ -154,7 +163,7 @@ class QualityController(QObject):
         """Accept the proposal on the current slice (recorded as model-proposed, human-accepted)."""
         ws, case = self._ws_case()
         z = self.w.current_slice()
-        session = self.w.session
+        session = self.state.session
         values, proposal = session.proposal_values(case, z, self.tabs.threshold.value())
         coverage = float(np.mean(proposal != NEEDS_HUMAN))
         if coverage < MIN_ACCEPT_COVERAGE and not self.confirm(
@@ -171,7 +180,7 @@ class QualityController(QObject):
             z, values, how="accepted", proposal=proposal, model_version=self._version_id()
         )
         session.record_accepted(case, z)
-        self.w._on_saved(ws.annotated_slices(case))
+        self.w.show_annotated(ws.annotated_slices(case))
         self.refresh_proposals()
         return slices
 
@@ -187,7 +196,7 @@ class QualityController(QObject):
     @guarded
     def reject_current(self) -> None:
         _ws, case = self._ws_case()
-        self.w.session.reject_proposal(case, self.w.current_slice())
+        self.state.session.reject_proposal(case, self.w.current_slice())
         self.refresh_proposals()
         self.refresh_history()
 
@@ -195,7 +204,7 @@ class QualityController(QObject):
     def refresh_history(self) -> None:
         lst = self.tabs.history_list
         lst.clear()
-        ws, case = self.w.workspace, self.w.current_case
+        ws, case = self.state.workspace, self.state.case
         if ws is None or case is None or self.w.sync is None:
             return
         z = self.w.current_slice()
@@ -225,13 +234,13 @@ class QualityController(QObject):
         self.w.save_now()
         ws.revert_slice(case, z, int(version))
         self.w.sync.reload_slice(z)
-        self.w._on_saved(ws.annotated_slices(case))
+        self.w.show_annotated(ws.annotated_slices(case))
         self.refresh_proposals()
 
     # ------------------------------------------------------------------ versions
     def refresh_versions(self) -> None:
         t = self.tabs
-        ws = self.w.workspace
+        ws = self.state.workspace
         t.version_table.setRowCount(0)
         for box in (t.compare_a, t.compare_b):
             box.clear()
@@ -262,15 +271,15 @@ class QualityController(QObject):
     @guarded
     def rollback(self, version: str | None = None) -> None:
         """Make ``version`` (default: the selected row) the working model."""
-        self.w._require_workspace()
+        self.state.require_session()
         if version is None:
             items = self.tabs.version_table.selectedItems()
             version = items[0].data(_ROLE) if items else None
         if not version:
             raise InputFileError("select a version to roll back to")
-        path = self.w.session.rollback(version)
+        path = self.state.session.rollback(version)
         self.refresh_versions()
-        self.w._refresh_enabled()
+        self.state.model = version  # the dock enables Fine-tune / Predict for it
         _notify("info", f"working model is now {version} ({path.parent.name}); predict to see it")
 
     @guarded
@@ -278,7 +287,7 @@ class QualityController(QObject):
         """Dice between versions ``a`` and ``b`` on the current slice; show both as layers."""
         _ws, case = self._ws_case()
         z = self.w.current_slice()
-        res, pa, pb = self.w.session.compare(a, b, case, z)
+        res, pa, pb = self.state.session.compare(a, b, case, z)
         self._remove_layers({ly.name for ly in self._compare_layers})
         self._compare_layers = []
         for vid, p, colour in zip((a, b), (pa, pb), COMPARE_COLOURS, strict=True):
@@ -297,22 +306,22 @@ class QualityController(QObject):
     # ------------------------------------------------------------------ training glue
     def prepare_training(self) -> tuple[Path, dict]:
         """Freeze new validation slices and write the training labels (see :meth:`Session.prepare_training`)."""
-        self.w._require_workspace()
-        plan = self.w.session.prepare_training()
+        self.state.require_session()
+        plan = self.state.session.prepare_training()
         return plan.labels_dir, plan.version_info()
 
     def evaluate_version(self, vid: str) -> dict | None:
         """Score version ``vid`` on the frozen validation slices and show it."""
-        metrics = self.w.session.evaluate_version(vid)
+        metrics = self.state.session.evaluate_version(vid)
         self.refresh_versions()
         return metrics
 
     # ------------------------------------------------------------------ advice and audit
     @guarded
     def advise(self):
-        self.w._require_workspace()
+        self.state.require_session()
         self.w.save_now()
-        adv = self.w.session.advise(self.w.current_case)
+        adv = self.state.session.advise(self.state.case)
         which = ", ".join(f"{c} slice {z}" for c, z in adv.slices)
         text = adv.message + (f"\nNext: {which}" if which else "")
         if adv.reasons:
@@ -327,12 +336,12 @@ class QualityController(QObject):
 
     @guarded
     def export_audit(self, folder: str | Path, all_cases: bool = False) -> list:
-        ws = self.w._require_workspace()
+        ws = self.state.require_session().workspace
         self.w.save_now()
-        cases = ws.cases if all_cases else ([self.w.current_case] if self.w.current_case else [])
+        cases = ws.cases if all_cases else ([self.state.case] if self.state.case else [])
         if not cases:
             raise InputFileError("open a case first")
-        bundles = self.w.session.export_audit(folder, cases)
+        bundles = self.state.session.export_audit(folder, cases)
         self.tabs.audit_label.setText(f"audit bundle(s) written to {folder}")
         _notify("info", f"exported {len(bundles)} audit bundle(s) to {folder}")
         return bundles

@@ -3,7 +3,8 @@
 What 3D Slicer's Segment Editor and ITK-SNAP users reach for, built on napari where it
 already has the feature (contrast limits, ``preserve_labels``, the 3D canvas). The panel
 reads the open case through a small :class:`CaseContext` and never touches other panels;
-the interpolation itself is :mod:`barl_core.active.interpolate`.
+it follows the open case through :class:`~napari_barl._state.BarlState`; the
+interpolation itself is :mod:`barl_core.active.interpolate`.
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ class ToolsPanel(QGroupBox):
     failed = Signal(str)
     labels_changed = Signal()
 
-    def __init__(self, context: CaseContext, parent: QWidget | None = None):
+    def __init__(self, context: CaseContext, state, parent: QWidget | None = None):
         super().__init__("Tools", parent)
         self.ctx = context
+        state.events.case.connect(lambda _case: self.case_changed())
         self._fill: dict[int, np.ndarray] = {}
         self.window_box = QComboBox()
         self.window_box.addItem("Window / level...")

@@ -60,6 +60,7 @@ from ._notify import notify as _notify
 from ._progress import JobRunner
 from ._quality import QualityController
 from ._review_panel import ReviewPanel
+from ._state import BarlState
 from ._tools_panel import ToolsPanel
 from ._training_panel import TrainingPanel
 
@@ -97,8 +98,7 @@ class BarlWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.session: Session | None = None
-        self.current_case: str | None = None
+        self.state = BarlState()
         self.sync: LabelsSync | None = None
         self._case_layers: list = []
         self._job_kind = ""
@@ -205,7 +205,7 @@ class BarlWidget(QWidget):
         for w in (self.export_what, self.export_all, self.export_btn):
             erow.addWidget(w)
 
-        self.quality = QualityController(self)
+        self.quality = QualityController(self, self.state)
         q_box = QGroupBox("Proposals, history, versions, audit")
         q_box.setCheckable(True)  # collapsible: unchecking hides the tabs
         q_box.setChecked(True)
@@ -214,7 +214,7 @@ class BarlWidget(QWidget):
         q_box.toggled.connect(self.quality.tabs.setVisible)
         self.quality_box = q_box
         # the order of the loop: data, paint, train, review, then the details and export
-        self.tools = ToolsPanel(self)
+        self.tools = ToolsPanel(self, self.state)
         for box in (ws_box, cls_box, ann_box, self.training, self.review, self.tools, q_box,
                     exp_box):
             lay.addWidget(box)
@@ -253,7 +253,11 @@ class BarlWidget(QWidget):
             lambda z: self.go_to(self.current_case, z) if self.current_case else None
         )
         self.viewer.dims.events.current_step.connect(self._dims_changed)
-        self.mode_scribble.toggled.connect(lambda _on: self._mode_changed())
+        self.mode_scribble.toggled.connect(
+            lambda on: setattr(self.state, "paint_mode", "scribble" if on else "slice")
+        )
+        self.state.events.paint_mode.connect(self._mode_changed)
+        self.state.events.model.connect(lambda _v: self._refresh_enabled())
         self.tools.failed.connect(lambda msg: _notify("error", msg))
         self.tools.labels_changed.connect(
             lambda: self._on_saved(self.workspace.annotated_slices(self.current_case))
@@ -266,16 +270,21 @@ class BarlWidget(QWidget):
         ):
             _settings.bind(key, widget)
         self._window_filter = _WindowCloseFilter(self.shutdown, parent=self)
+        self.state.paint_mode = self.paint_mode_from_buttons()
         self._mode_changed()
+
+    def paint_mode_from_buttons(self) -> str:
+        return "scribble" if self.mode_scribble.isChecked() else "slice"
 
     # ================================================================== paint mode
     @property
     def paint_mode(self) -> str:
-        """``"slice"`` or ``"scribble"`` (see :mod:`napari_barl._annotation`)."""
-        return "scribble" if self.mode_scribble.isChecked() else "slice"
+        """``"slice"`` or ``"scribble"`` (``state.paint_mode``; see :mod:`napari_barl._annotation`)."""
+        return self.state.paint_mode
 
-    def _mode_changed(self) -> None:
+    def _mode_changed(self, _mode: str | None = None) -> None:
         mode = self.paint_mode
+        (self.mode_scribble if mode == "scribble" else self.mode_slice).setChecked(True)
         self.mode_label.setText(MODE_TEXT[mode])
         if self.sync is not None:
             self.sync.mode = mode
@@ -305,9 +314,19 @@ class BarlWidget(QWidget):
         super().showEvent(event)
 
     @property
+    def session(self) -> Session | None:
+        """The open workspace's use-cases (``state.session``)."""
+        return self.state.session
+
+    @property
+    def current_case(self) -> str | None:
+        """The case shown in the viewer (``state.case``)."""
+        return self.state.case
+
+    @property
     def workspace(self) -> Workspace | None:
         """The open workspace (the session's), or None."""
-        return self.session.workspace if self.session is not None else None
+        return self.state.workspace
 
     def _dims_changed(self, _event=None) -> None:
         if self.labels_layer is not None:
@@ -343,11 +362,11 @@ class BarlWidget(QWidget):
         """Open the workspace in ``folder``, creating it if needed."""
         self._close_case()
         folder = Path(folder)
-        self.session = Session.open(folder, class_names)
+        self.state.session = Session.open(folder, class_names)
+        self.state.model = self.session.current_version_id()
         self.ws_label.setText(f"workspace: {folder}")
         self._refresh_classes()
         self._refresh_cases()
-        self.quality.refresh_versions()
         if self.workspace.cases:
             self.open_case(self.workspace.cases[0])
         self._refresh_enabled()
@@ -484,7 +503,7 @@ class BarlWidget(QWidget):
         self.sync.mode = self.paint_mode
         self.sync.saved.connect(self._on_saved)
         self.sync.failed.connect(lambda msg: _notify("error", msg))
-        self.current_case = name
+        self.state.case = name  # the panels follow (tools, quality tabs)
         self.minimap.set_case(
             image.shape[0], None, ws.annotated_slices(name), ws.accepted_slices(name)
         )
@@ -493,7 +512,6 @@ class BarlWidget(QWidget):
         lab_layer.selected_label = max(1, self.class_list.currentRow())
         self._refresh_classes()
         self._on_saved(ws.annotated_slices(name))
-        self.tools.case_changed()
         self._show_mode_on_canvas()
         self._refresh_enabled()
 
@@ -505,9 +523,7 @@ class BarlWidget(QWidget):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self._case_layers = []
-        self.quality.proposal = None
-        self.quality._compare_layers = []
-        self.current_case = None
+        self.state.case = None
         self.minimap.set_case(0, None, ())
         self._show_mode_on_canvas()
 
@@ -535,6 +551,10 @@ class BarlWidget(QWidget):
     @property
     def labels_layer(self):
         return self.sync.layer if self.sync is not None else None
+
+    def show_annotated(self, slices: list) -> None:
+        """Show the annotated slices (list, minimap, case table) after a save."""
+        self._on_saved(slices)
 
     def _on_saved(self, slices: list) -> None:
         self.annotated_list.clear()
@@ -687,6 +707,7 @@ class BarlWidget(QWidget):
     def _start_job(self, job: SessionJob) -> None:
         kind = job.kind
         self._job, self._job_kind = job, kind
+        self.state.job = kind
         if kind == "training":
             self.training.start_display("training")
         else:
@@ -742,6 +763,8 @@ class BarlWidget(QWidget):
                 self._collect_predictions(upd)
                 self._end_display(kind, "prediction done", True)
         finally:
+            if not self.runner.is_running():
+                self.state.job = ""
             self._refresh_enabled()
 
     def _end_display(self, kind: str, text: str, complete: bool) -> None:
@@ -757,7 +780,7 @@ class BarlWidget(QWidget):
         version = self.session.finish(self._job, upd)
         if version is None:
             return
-        self.quality.refresh_versions()
+        self.state.model = version.id  # the quality tabs list it
         _notify("info", f"model ready: {version.id} ({Path(version.path).parent.name})")
 
     def _collect_predictions(self, upd) -> None:
