@@ -211,6 +211,7 @@ class ToolsPanel(QGroupBox):
             scale=ref.scale,
             translate=ref.translate,
             affine=ref.affine.affine_matrix,
+            units=ref.units,  # one unit across layers, or napari's scale bar drops "mm"
             opacity=0.9,
         )
         layer.contour = 1

@@ -80,6 +80,10 @@ EXPORTS = (
     ("labels", "your labels only"),
     ("prediction", "prediction only"),
 )
+CANVAS_MODE_TEXT = {
+    "slice": "BARL: full-slice mode (unpainted = background)",
+    "scribble": "BARL: scribble mode (unpainted = unknown)",
+}
 MODE_TEXT = {
     "slice": "Full slice: a painted slice counts whole, unpainted voxels are background",
     "scribble": "Scribble: only painted voxels count, the rest stays unknown",
@@ -227,7 +231,10 @@ class BarlWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(400)
+        # never narrower than the content: a narrower dock would clip it (no h-scrollbar)
+        self.setMinimumWidth(
+            max(400, inner.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        )
 
         self.open_ws_btn.clicked.connect(lambda: self._choose_workspace())
         self.add_layers_btn.clicked.connect(lambda: self.add_viewer_images())
@@ -297,7 +304,7 @@ class BarlWidget(QWidget):
         if self.sync is None:
             overlay.visible = False
             return
-        overlay.text = f"BARL paint mode - {MODE_TEXT[self.paint_mode]}"
+        overlay.text = CANVAS_MODE_TEXT[self.paint_mode]
         overlay.position = "top_left"
         overlay.font_size = 10
         overlay.color = "yellow" if self.paint_mode == "scribble" else "white"

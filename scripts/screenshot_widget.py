@@ -10,6 +10,10 @@ the background (the widget predicts the case when training ends), then grabs
 * with ``--proposals PATH``: the agreement-gated ``proposal`` and ``needs a human``
   layers on an unannotated slice, the Proposals tab and the uncertainty minimap in view.
 
+``--tools PATH`` instead grabs the radiologist's tools without training (seconds): two
+slices painted in full-slice mode, *Fill between slices* outlined between them, the linked
+coronal/sagittal views docked below, the CBCT window applied.
+
 One training round serves both pictures, so the second costs nothing extra.
 """
 
@@ -74,6 +78,36 @@ def _proposal_slice(proposal: np.ndarray, skip) -> int | None:
     return best
 
 
+def _tools_shot(out: str) -> int:
+    """Fill between slices and the linked views on the phantom (no training)."""
+    from napari_barl._tools_panel import WINDOW_PRESETS
+
+    viewer, w = open_app(Path(tempfile.mkdtemp(prefix="barl-shot-")), show=True)
+    win = viewer.window._qt_window
+    win.resize(1600, 1000)
+    truth = np.asarray(viewer.layers["ground truth"].data)
+    case = w.current_case
+    z0, z1 = 24, 36
+    for z in (z0, z1):
+        w.go_to(case, z)
+        w.labels_layer.data[z] = truth[z]
+        w.sync.annotated.add(z)
+    w.sync.schedule()
+    w.save_now()
+    w.go_to(case, (z0 + z1) // 2)
+    w.tools.apply_window(next(p for p in WINDOW_PRESETS if p.name.startswith("CBCT")))
+    w.tools.fill_btn.click()
+    w.tools.ortho_btn.click()
+    scroll = w.findChild(QScrollArea)
+    if scroll is not None:
+        scroll.ensureWidgetVisible(w.tools, 0, 10)
+    _settle(1.0)
+    _grab(viewer, out)
+    w.shutdown()
+    viewer.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images/widget.png")
@@ -81,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, nargs=3, default=(16, 48, 48))
     parser.add_argument("--proposals", default=None, metavar="PATH",
                         help="also grab the proposal view to PATH")
+    parser.add_argument("--tools", default=None, metavar="PATH",
+                        help="only grab the tools (fill between, linked views) to PATH")
     args = parser.parse_args(argv)
+    if args.tools:
+        return _tools_shot(args.tools)
 
     viewer, w = open_app(Path(tempfile.mkdtemp(prefix="barl-shot-")), show=True)
     win = viewer.window._qt_window

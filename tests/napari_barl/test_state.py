@@ -55,7 +55,7 @@ def test_panels_follow_the_state(make_napari_viewer, tmp_path, monkeypatch):
     # the paint mode set on the state reaches the buttons, the canvas text and the saver
     w.state.paint_mode = "scribble"
     assert w.mode_scribble.isChecked() and w.sync.mode == "scribble"
-    assert "Scribble" in viewer.text_overlay.text
+    assert "scribble" in viewer.text_overlay.text
     w.mode_slice.click()
     assert w.state.paint_mode == "slice" and w.sync.mode == "slice"
     # a new working model shows in the versions table without the dock telling it

@@ -59,6 +59,7 @@ def test_fill_between_slices_is_a_proposal_to_accept(user):
     fill = np.asarray(viewer.layers[FILL_LAYER].data)
     assert sorted(np.flatnonzero(fill.reshape(len(fill), -1).any(1))) == list(range(5, 12))
     assert w.workspace.annotated_slices(case) == [4, 12], "a proposal, not labels yet"
+    assert len({tuple(str(u) for u in ly.units) for ly in viewer.layers}) == 1, "mm everywhere"
     # what the engine interpolates between the two slices, shown as drawn (its quality is
     # tested in tests/barl_core/active/test_interpolate.py)
     expected = interpolate_between(

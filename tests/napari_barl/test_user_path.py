@@ -209,9 +209,9 @@ def test_scribble_mode_keeps_unpainted_unknown_and_erasing_unannotates(user, qtb
     layer = w.labels_layer
     # the mode is on show, in the dock and on the canvas
     assert w.mode_slice.isChecked() and "background" in w.mode_label.text()
-    assert viewer.text_overlay.visible and "Full slice" in viewer.text_overlay.text
+    assert viewer.text_overlay.visible and "full-slice" in viewer.text_overlay.text
     w.mode_scribble.click()
-    assert "Scribble" in viewer.text_overlay.text and "unknown" in w.mode_label.text()
+    assert "scribble" in viewer.text_overlay.text and "unknown" in w.mode_label.text()
 
     w.go_to(case, 6)
     w.class_list.setCurrentRow(1)
@@ -293,7 +293,10 @@ def test_dock_layout_settings_and_export(make_napari_viewer, tmp_path, monkeypat
     # Train is visible without scrolling
     top = w.training.train_btn.mapTo(w.scroll.widget(), w.training.train_btn.rect().topLeft())
     assert top.y() + w.training.train_btn.height() <= w.scroll.viewport().height()
-    # nothing is clipped: every control at least as wide as it needs, columns readable
+    # nothing is clipped: the content fits the dock's width, every control at least as
+    # wide as it needs, columns readable
+    assert w.scroll.widget().width() <= w.scroll.viewport().width()
+    assert w.scroll.widget().width() >= w.scroll.widget().minimumSizeHint().width()
     for kind in (QAbstractButton, QComboBox, QSpinBox, QDoubleSpinBox):
         for ctl in w.findChildren(kind):
             if ctl.isVisible():
