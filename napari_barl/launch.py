@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "open_app"]
+__all__ = ["main", "open_app", "prefer_qt6"]
 
 
 def open_app(workspace: str | Path | None = None, *, show: bool = True):
@@ -38,6 +38,23 @@ def open_app(workspace: str | Path | None = None, *, show: bool = True):
     return viewer, widget
 
 
+def prefer_qt6() -> str | None:
+    """Pick PyQt6 when it is installed and no binding was chosen (``QT_API`` unset).
+
+    napari deprecates PyQt5 (a warning at every start); with both bindings installed qtpy
+    would take PyQt5 first. Must run before anything imports qtpy or napari.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    if os.environ.get("QT_API") or "qtpy" in sys.modules:
+        return os.environ.get("QT_API")
+    if importlib.util.find_spec("PyQt6") is not None:
+        os.environ["QT_API"] = "pyqt6"
+    return os.environ.get("QT_API")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m napari_barl.launch",
@@ -50,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="workspace folder (default: a new temporary one)",
     )
     args = parser.parse_args(argv)
+    prefer_qt6()
     import napari
 
     open_app(args.workspace)
