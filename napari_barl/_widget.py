@@ -231,10 +231,10 @@ class BarlWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        # never narrower than the content: a narrower dock would clip it (no h-scrollbar)
-        self.setMinimumWidth(
-            max(400, inner.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
-        )
+        # never narrower than the content: a narrower dock would clip it (no h-scrollbar);
+        # the content's needs change (case names, texts), so follow its layout requests
+        inner.installEventFilter(self)
+        self._fit_width()
 
         self.open_ws_btn.clicked.connect(lambda: self._choose_workspace())
         self.add_layers_btn.clicked.connect(lambda: self.add_viewer_images())
@@ -309,6 +309,16 @@ class BarlWidget(QWidget):
         overlay.font_size = 10
         overlay.color = "yellow" if self.paint_mode == "scribble" else "white"
         overlay.visible = True
+
+    def _fit_width(self) -> None:
+        inner = self.scroll.widget()
+        need = inner.minimumSizeHint().width() + self.scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(max(400, need + 4))
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QEvent.LayoutRequest and obj is self.scroll.widget():
+            self._fit_width()
+        return False
 
     def _watch_window(self) -> None:
         """Once docked, watch napari's main window: closing the viewer stops our jobs."""
