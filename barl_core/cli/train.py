@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", help="class names, background first: background,tooth,canal")
     p.add_argument("--target-spacing", type=float, nargs=3, metavar=("Z", "Y", "X"), help="working spacing in mm")
     p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N iterations")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in RUN_DIR (its model, checkpoints and metrics are deleted)")
@@ -95,7 +96,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     for flag, name in (
         ("method", "method"), ("iterations", "iterations"), ("batch_labeled", "batch_labeled"),
         ("batch_unlabeled", "batch_unlabeled"), ("device", "device"), ("seed", "seed"),
-        ("checkpoint_every", "checkpoint_every"),
+        ("checkpoint_every", "checkpoint_every"), ("threads", "num_threads"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

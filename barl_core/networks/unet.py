@@ -121,8 +121,9 @@ class NetOutput(NamedTuple):
         ``[B, C, *input_spatial]`` per deep-supervision scale, coarse -> fine; the last is the
         prediction. With ``deep_supervision=False`` only the finest is present.
     features : Tensor or None
-        ``[B, F, *input_spatial / feature_scale]``, float32, built from per-voxel L2-normalised
-        projections; None when not requested.
+        ``[B, F, *input_spatial / feature_scale]``, float32: the last decoder map average-pooled
+        by ``feature_scale``, through the projection head, L2-normalised per voxel; None when
+        not requested.
     """
 
     logits: list[Tensor]
@@ -309,10 +310,12 @@ class UNet3D(nn.Module):
         return out
 
     def _features(self, h: Tensor) -> Tensor:
-        f = F.normalize(self.projection(h).float(), dim=1)
+        # Pool first, then project and normalise: the projection head and the normalisation
+        # run on feature_scale**3 times fewer voxels (8x at 1/2), which made the feature path
+        # the largest share of BARL's extra cost over CPS (docs/benchmarks.md, section 1b).
         if self.cfg.feature_scale > 1:
-            f = F.avg_pool3d(f, kernel_size=self.cfg.feature_scale)
-        return f
+            h = F.avg_pool3d(h, kernel_size=self.cfg.feature_scale)
+        return F.normalize(self.projection(h).float(), dim=1)
 
 
 class BiBranchNet(nn.Module):

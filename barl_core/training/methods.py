@@ -208,6 +208,8 @@ class BarlMethod(TrainingMethod):
             with timer.phase("loss:pseudo"):  # one class decision per scale, shared by DPR and PCBC
                 hard_a = [hard_labels(t) for t in out_a.logits]
                 hard_b = [hard_labels(t) for t in out_b.logits]
+        if hard_a is not None:  # diagnostic: share of voxels where the branches' finest decisions differ
+            out["disagree"] = (hard_a[-1] != hard_b[-1]).float().mean()
         if "dpr" in self.terms:
             with timer.phase("loss:dpr"):
                 out["dpr"] = dpr_loss(out_a.logits, out_b.logits, lc.dpr_threshold, hard_a, hard_b)
@@ -347,9 +349,10 @@ class CPSMethod(TrainingMethod):
             sup = sup + supervised_loss([t[:n_l] for t in out_b.logits], views.labels, self.ignore_index)
         with self.timer.phase("loss:cps"):
             la, lb = out_a.logits[-1], out_b.logits[-1]
-            cps = _pseudo_ce(la, hard_labels(lb)) + _pseudo_ce(lb, hard_labels(la))
+            hard_a, hard_b = hard_labels(la), hard_labels(lb)
+            cps = _pseudo_ce(la, hard_b) + _pseudo_ce(lb, hard_a)
         total = sup + self.rampup(iteration) * self.config.cps_weight * cps
-        return {"loss": total, "sup": sup, "cps": cps}
+        return {"loss": total, "sup": sup, "cps": cps, "disagree": (hard_a != hard_b).float().mean()}
 
 
 METHOD_CLASSES: dict[str, type[TrainingMethod]] = {

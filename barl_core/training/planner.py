@@ -45,6 +45,7 @@ __all__ = [
     "make_plan",
     "make_planner",
     "parse_duration",
+    "PRESET_TIME_BUDGETS",
 ]
 
 _log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ _log = logging.getLogger(__name__)
 MAX_PATCH_VOXELS = {"cpu": 48 * 64 * 48, "mps": 64 * 96 * 96, "cuda": 128 * 128 * 128}
 #: Share of a time budget left for set-up, validations and the final checkpoint.
 BUDGET_RESERVE = 0.15
+#: The time budget a preset stands for in the app: ``quick`` = a first useful result in about
+#: two minutes (``PlanRequest(time_budget_s=PRESET_TIME_BUDGETS["quick"])``); ``full`` = run to
+#: the validation plateau.
+PRESET_TIME_BUDGETS: dict[str, float | None] = {"quick": 120.0, "full": None}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -38,10 +38,20 @@ class PhaseTimer:
         False: :meth:`phase` is a no-op (the default during training).
     device : torch.device or str, optional
         When CUDA, the device is synchronised at each phase boundary.
+    clock : callable, optional
+        Seconds source: ``time.perf_counter`` (wall, default) or ``time.process_time``
+        (CPU seconds of this process: on a machine shared with other jobs, what the
+        iteration costs rather than how long it waited; single-threaded runs only).
     """
 
-    def __init__(self, enabled: bool = False, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        enabled: bool = False,
+        device: torch.device | str | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.enabled = enabled
+        self.clock = clock
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.totals: dict[str, float] = {}
         self.counts: dict[str, int] = {}
@@ -57,12 +67,12 @@ class PhaseTimer:
             yield
             return
         self._sync()
-        start = time.perf_counter()
+        start = self.clock()
         try:
             yield
         finally:
             self._sync()
-            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+            self.totals[name] = self.totals.get(name, 0.0) + self.clock() - start
             self.counts[name] = self.counts.get(name, 0) + 1
 
     def reset(self) -> None:

@@ -211,11 +211,21 @@ def test_cli_plans_trains_validates_without_an_iteration_count(labelled_dataset,
 
     out = tmp_path / "run"
     code = main(["train", "--images", str(labelled_dataset), "--out", str(out), "--method", "supervised",
-                 "--device", "cpu", "--max-iterations", "4", "--validate-every", "2", "--quiet"])
+                 "--device", "cpu", "--max-iterations", "4", "--validate-every", "2", "--threads", "1", "--quiet"])
     assert code == 0
     text = capsys.readouterr().out
     assert "plan:" in text and "patch 16x24x24" in text and "validation every 2 iterations" in text
     assert "best validation Dice" in text
     config = json.loads((out / "config.json").read_text())
-    assert config["iterations"] == 4 and config["patch_size"] == [16, 24, 24]
+    assert config["iterations"] == 4 and config["patch_size"] == [16, 24, 24] and config["num_threads"] == 1
     assert (out / "best.pt").is_file()
+
+
+def test_disagreement_fraction_is_logged_and_bounded(labelled_dataset, tmp_path, tiny_config):
+    seen = []
+    train(tiny_config(method="barl", iterations=2), labelled_dataset, None, tmp_path / "b", callback=seen.append)
+    assert all(0.0 <= p.losses["disagree"] <= 1.0 for p in seen)
+    seen.clear()
+    train(tiny_config(method="barl", iterations=1, disable="dpr,pcbc"), labelled_dataset, None, tmp_path / "c",
+          callback=seen.append)
+    assert "disagree" not in seen[0].losses  # no class decisions taken, none reported

@@ -72,7 +72,7 @@ def test_barl_loss_decreases(dataset, tmp_path):
     [
         ("supervised", {"sup"}, 1),
         ("mean-teacher", {"sup", "consistency"}, 2),
-        ("cps", {"sup", "cps"}, 2),
+        ("cps", {"sup", "cps", "disagree"}, 2),
     ],
 )
 def test_each_method_runs(dataset, tmp_path, method, terms, branches):
@@ -94,7 +94,7 @@ def test_disable_removes_terms(dataset, tmp_path):
         tmp_path / "r",
         callback=seen.append,
     )
-    assert set(seen[0].losses) == {"loss", "sup", "pcbc", "instance"}
+    assert set(seen[0].losses) == {"loss", "sup", "pcbc", "instance", "disagree"}
 
 
 def test_seeded_runs_are_reproducible(dataset, tmp_path):
