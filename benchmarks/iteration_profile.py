@@ -44,6 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=",".join(METHODS), help="methods to time (comma list)")
     p.add_argument("--rounds", type=int, default=20, help="timed iterations per method")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations per method first")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall seconds, or CPU seconds of this process (robust to other jobs on a shared "
+                   "machine; use with --threads 1)")
     common.add_model_arguments(p, patch_help="patch (default 32 48 32)", base_help="width (default 8)", batches=True)
     common.add_device_arguments(p)
     common.add_output_arguments(p, "iteration_profile")
@@ -95,8 +98,9 @@ def run(args: argparse.Namespace) -> dict:
     config = {
         "patch": list(args.patch), "base_channels": args.base_channels, "batch_labeled": args.batch_labeled,
         "batch_unlabeled": args.batch_unlabeled, "rounds": args.rounds, "warmup": args.warmup,
-        "cases": len(cases), "threads": torch.get_num_threads(), "methods": methods,
+        "cases": len(cases), "threads": torch.get_num_threads(), "methods": methods, "clock": args.clock,
     }
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     store = common.ResultsStore.open(args.out, "iteration_profile", resume=False, config=config)
     trainers: dict[str, Trainer] = {}
     for method in methods:
@@ -124,15 +128,16 @@ def run(args: argparse.Namespace) -> dict:
             for tr in trainers.values():
                 tr.timer.reset()
                 tr.timer.enabled = True
+                tr.timer.clock = clock
         for method, tr in trainers.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             tr.train_step(start_it + r)
             if timed:
-                steps[method].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+                steps[method].append(clock() - t0)
+        t0 = clock()
         _network_step(net, x, net_opt)
         if timed:
-            steps[NETWORK].append(time.perf_counter() - t0)
+            steps[NETWORK].append(clock() - t0)
     results = {}
     for name, times in steps.items():
         entry = {"median_s": statistics.median(times), "mean_s": float(np.mean(times)), "n": len(times)}
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> dict:
         ratios["barl/cps"] = results["barl"]["mean_s"] / results["cps"]["mean_s"]
     if "supervised" in results:
         ratios["supervised/network"] = results["supervised"]["mean_s"] / results[NETWORK]["mean_s"]
-        for m in methods:
+        for m in (m for m in methods if m != "supervised"):
             ratios[f"{m}/supervised"] = results[m]["mean_s"] / results["supervised"]["mean_s"]
     store.set("results", results)
     store.set("ratios", ratios)
@@ -171,11 +176,13 @@ def render_table(data: dict) -> str:
         rows.append([name, f"{1000 * r['mean_s']:.0f}", f"{1000 * r['median_s']:.0f}",
                      *[f"{1000 * ph[p]:.0f}" if p in ph else "" for p in order]])
     cfg = data.get("config", {})
-    table = common.markdown_table(["method", "mean ms/it", "median", *order], rows)
-    ratios = ", ".join(f"{k} {v:.2f}x" for k, v in data.get("ratios", {}).items())
+    unit = "CPU ms/it" if cfg.get("clock") == "cpu" else "ms/it"
+    table = common.markdown_table(["method", f"mean {unit}", "median", *order], rows)
+    ratios = ", ".join(f"{k} {v:.2f}x" for k, v in data.get("ratios", {}).items() if k != "supervised/supervised")
     return (f"{table}\n\nPatch {cfg.get('patch')}, width {cfg.get('base_channels')}, batch "
             f"{cfg.get('batch_labeled')}+{cfg.get('batch_unlabeled')}, {cfg.get('threads')} threads, "
-            f"{cfg.get('rounds')} interleaved rounds. Ratios of the means: {ratios}.")
+            f"{cfg.get('rounds')} interleaved rounds, {'CPU' if cfg.get('clock') == 'cpu' else 'wall'} time. "
+            f"Ratios of the means: {ratios}.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

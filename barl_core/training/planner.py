@@ -232,9 +232,16 @@ def make_plan(config: TrainConfig, volumes: list[TrainingVolume], request: PlanR
         patch = plan_patch(fp, required_divisor(cfg.network), MAX_PATCH_VOXELS.get(device, MAX_PATCH_VOXELS["cpu"]))
         cfg = replace(cfg, patch_size=patch)
     say = request.report or (lambda text: None)
+    started = time.perf_counter()
+
+    def budget_left() -> float | None:  # the timing runs are part of the user's budget
+        if request.time_budget_s is None:
+            return None
+        return max(1e-3, request.time_budget_s - (time.perf_counter() - started))
+
     say(f"timing {request.timing_iterations} iterations of {cfg.method} at patch {'x'.join(map(str, cfg.patch_size))} ...")
     sec = time_iterations(cfg, volumes, request.timing_iterations)
-    iterations = cfg.iterations if "iterations" in fixed else plan_iterations(sec, request.time_budget_s, request.max_iterations)
+    iterations = cfg.iterations if "iterations" in fixed else plan_iterations(sec, budget_left(), request.max_iterations)
     divisor = required_divisor(cfg.network)
     enough = min(request.min_iterations, request.max_iterations)
     while ("patch_size" not in fixed and "iterations" not in fixed and iterations < enough
@@ -247,7 +254,7 @@ def make_plan(config: TrainConfig, volumes: list[TrainingVolume], request: PlanR
         cfg = replace(cfg, patch_size=tuple(smaller))
         say(f"timing again at patch {'x'.join(map(str, cfg.patch_size))} ...")
         sec = time_iterations(cfg, volumes, request.timing_iterations)
-        iterations = plan_iterations(sec, request.time_budget_s, request.max_iterations)
+        iterations = plan_iterations(sec, budget_left(), request.max_iterations)
     if iterations < enough and request.time_budget_s is not None:
         notes.append(f"only {iterations} iterations fit the budget: expect an under-trained model")
     every, patience = _validation_plan(iterations)
