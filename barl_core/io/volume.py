@@ -195,6 +195,13 @@ def _read_dicom_series(folder: Path, series_id: str | None) -> sitk.Image:
             f"{folder}: no DICOM series {series_id!r} (found: {', '.join(ids)})"
         )
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
+    # the byte budget of the whole stack, from one slice's header (DICOM slices share a grid)
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    first.ReadImageInformation()
+    plane = tuple(first.GetSize()[:2])
+    pixel = sitk.GetPixelIDValueAsString(first.GetPixelID())
+    check_byte_budget(folder, (*plane, len(files)), pixel, first.GetNumberOfComponents())
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     return reader.Execute()

@@ -389,3 +389,17 @@ def test_extra_hostile_cases(rel, barl, tiny_run, tmp_path, kind):
     before = rel.snapshot(tmp_path)
     rel.expect_clear_error(barl(*argv))
     rel.assert_kept(before)
+
+
+def test_memory_budget_is_checked_before_reading(rel, barl, tmp_path, monkeypatch):
+    """Extra case: a volume (file or DICOM stack) larger than the memory available is refused
+    from its header; the budget is faked small so the test is the same on any machine."""
+    import barl_core.io.budget as budget
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    _dicom_series(folder, "1.2.826.0.1.1", 4, 0)
+    src = _image(tmp_path / "case.nii.gz", shape=(8, 16, 16))
+    monkeypatch.setattr(budget, "available_memory", lambda: 64)  # bytes
+    rel.expect_clear_error(barl("info", folder), "memory")
+    rel.expect_clear_error(barl("info", src), "memory")
