@@ -110,6 +110,29 @@ class QualityController(QObject):
                 layer.visible = bool(on)
 
     # ------------------------------------------------------------------ proposals
+    def calibrate(self):
+        """Fit the agreement threshold to the working model, and say on what evidence."""
+        t = self.tabs
+        if self.state.session is None or not t.adapt_threshold.isChecked():
+            return None
+        cal = self.state.session.calibrated_threshold()
+        if cal is None:
+            t.calibration_label.setText(
+                f"threshold {t.threshold.value():.2f}: no validation slice scored yet to fit "
+                "it on (they come from your 5th annotated slice on)"
+            )
+            return None
+        t.threshold.blockSignals(True)
+        t.threshold.setValue(cal.threshold)
+        t.threshold.blockSignals(False)
+        t.calibration_label.setText(
+            f"threshold {cal.threshold:.2f} fitted to this model: on {cal.n_slices} validation "
+            f"slice(s) you drew, {100 * cal.precision:.0f}% or more of each class's voxels "
+            f"proposed at this agreement were right; {100 * cal.coverage:.0f}% of them were "
+            "proposed"
+        )
+        return cal
+
     def refresh_proposals(self) -> None:
         """Gate the current case's prediction and show the proposal and "needs a human" layers."""
         self._remove_layers({PROPOSAL_LAYER, NEEDS_HUMAN_LAYER})

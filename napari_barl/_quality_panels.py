@@ -52,6 +52,14 @@ class QualityTabs(QTabWidget):
             "propose a voxel only where both branches agree with at least this probability"
         )
         form.addRow("Agreement threshold", self.threshold)
+        self.adapt_threshold = QCheckBox("fit the threshold to each new model")
+        self.adapt_threshold.setChecked(True)
+        self.adapt_threshold.setToolTip(
+            "after each prediction, the lowest threshold at which the proposals were right "
+            "95% of the time on your validation slices (never trained on)"
+        )
+        form.addRow(self.adapt_threshold)
+        self.calibration_label = _label("")
         self.show_needs_human = QCheckBox('outline what "needs a human" (magenta)')
         self.show_needs_human.setToolTip(
             "voxels where the branches do not agree confidently enough to propose anything"
@@ -65,6 +73,7 @@ class QualityTabs(QTabWidget):
         self.proposal_status = _label("predict a case to get proposals")
         lay = QVBoxLayout(prop)
         lay.addLayout(form)
+        lay.addWidget(self.calibration_label)
         lay.addLayout(row)
         lay.addWidget(self.proposal_status)
         lay.addStretch(1)
@@ -129,5 +138,6 @@ class QualityTabs(QTabWidget):
         for key, widget in (
             ("proposals/threshold", self.threshold),
             ("proposals/show_needs_human", self.show_needs_human),
+            ("proposals/adapt_threshold", self.adapt_threshold),
         ):
             _settings.bind(key, widget)

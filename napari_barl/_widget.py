@@ -806,6 +806,7 @@ class BarlWidget(QWidget):
         for case in outcome.missing:
             _notify("warning", f"no prediction was written for case {case!r}")
         self.quality.refresh_versions()
+        self.quality.calibrate()
         self._refresh_cases()
         self._show_prediction()
 

@@ -642,6 +642,26 @@ class Session:
             raise InputFileError(f"no proposal for case {case!r}: predict it first")
         self.workspace.reject_proposal(case, z, self.current_version_id())
 
+    def calibrated_threshold(self, target_precision: float = 0.95):
+        """The agreement threshold fitted on the frozen validation slices (or None).
+
+        See :func:`barl_core.active.calibration.calibrate_threshold`: the lowest threshold
+        at which, on validation slices the human drew and the model never trained on, every
+        class's proposed voxels are right at least ``target_precision`` of the time.
+        """
+        from barl_core.active.calibration import calibrate_threshold
+
+        ws = self.workspace
+        annotated = {c: ws.annotated_slices(c) for c in ws.cases}
+        pairs = []
+        for case, zs in sorted(ws.validation.validation_slices(annotated).items()):
+            pred, conf = ws.load_prediction(case), ws.load_confidence(case)
+            if pred is None or conf is None:
+                continue
+            labels = ws.load_labels(case)
+            pairs += [(pred[z], conf[z], labels[z]) for z in zs]
+        return calibrate_threshold(pairs, target_precision=target_precision)
+
     def proposal_coverage(self, proposal: np.ndarray, z: int) -> float:
         """Share of slice ``z`` that ``proposal`` decides (not :data:`NEEDS_HUMAN`)."""
         return float(np.mean(proposal[int(z)] != NEEDS_HUMAN))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_barl._state import BarlState
@@ -52,6 +53,11 @@ def test_panels_follow_the_state(make_napari_viewer, tmp_path, monkeypatch):
     img, _ = phantom_files(tmp_path / "data")
     add_files_via_dialog(w, monkeypatch, [img])
     assert w.state.case == "phantom0"
+    # label colours are the audit tables' colours (ITK-SNAP / Slicer show the same)
+    from barl_core.workspace.audit import class_colors
+
+    for k, rgb in enumerate(class_colors(w.workspace.num_classes)[1:], start=1):
+        np.testing.assert_allclose(w.labels_layer.get_color(k)[:3], np.array(rgb) / 255, atol=1e-3)
     # the paint mode set on the state reaches the buttons, the canvas text and the saver
     w.state.paint_mode = "scribble"
     assert w.mode_scribble.isChecked() and w.sync.mode == "scribble"

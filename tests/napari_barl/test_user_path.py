@@ -339,3 +339,31 @@ def test_dock_layout_settings_and_export(make_napari_viewer, tmp_path, monkeypat
     labels_only = w2.export(tmp_path / "out", "labels")[0]
     assert np.asarray(nib.load(labels_only).dataobj).max() < 255
     w2.shutdown()
+
+
+def test_threshold_fits_the_model_on_validation_slices(user):
+    """A first model right wherever its branches agree at 0.7 gets proposals at 0.7, and says why."""
+    from .conftest import paint_slice
+
+    viewer, w, truth_path = user
+    truth = _truth(truth_path)
+    ws, case = w.workspace, w.current_case
+    for z in (6, 8, 10, 12, 14, 16):
+        w.go_to(case, z)
+        paint_slice(w.labels_layer, z, truth[z])
+    w.save_now()
+    ws.validation.update({case: ws.annotated_slices(case)})
+    val = ws.validation.validation_slices()[case]
+    assert val
+    conf = np.random.default_rng(1).random(truth.shape).astype(np.float16)
+    pred = np.where(conf >= 0.7, truth, 1 - truth).astype(np.uint8)
+    ws.set_prediction(case, pred, conf.astype(np.float32), confidence=conf)
+    w._show_prediction()
+    assert w.quality.tabs.threshold.value() == pytest.approx(0.9)
+    cal = w.quality.calibrate()
+    assert cal is not None and 0.7 <= cal.threshold <= 0.72
+    assert w.quality.tabs.threshold.value() == pytest.approx(cal.threshold)
+    assert "fitted" in w.quality.tabs.calibration_label.text()
+    w.quality.tabs.adapt_threshold.setChecked(False)  # the user's own threshold stays
+    w.quality.tabs.threshold.setValue(0.95)
+    assert w.quality.calibrate() is None and w.quality.tabs.threshold.value() == 0.95
