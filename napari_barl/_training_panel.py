@@ -135,6 +135,13 @@ class TrainingPanel(QGroupBox):
         ):
             _settings.bind(key, widget)
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        # napari's style sheet gives spin boxes a fixed minimum width, which lets a layout
+        # squeeze them below what their digits and arrows need (seen under Qt6)
+        for sb in (*self.patch, self.iterations, self.base_channels):
+            sb.setMinimumWidth(sb.minimumSizeHint().width())
+        super().showEvent(event)
+
     # ------------------------------------------------------------------ config
     def apply_preset(self, name: str) -> None:
         cfg = preset(name)
