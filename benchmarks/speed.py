@@ -322,12 +322,27 @@ def time_interactive(args: argparse.Namespace, work: Path) -> dict:
     t0 = time.perf_counter()
     slab = predict_slab(model, vol, (z, z + 1), overlap=args.overlap)
     out["slice_s"] = time.perf_counter() - t0
+    # where the time goes: the network's forward passes against the whole prediction
+    spent = [0.0]
+    forward = model.branch_logits
+
+    def timed_forward(x):
+        t = time.perf_counter()
+        res = forward(x)
+        spent[0] += time.perf_counter() - t
+        return res
+
+    model.branch_logits = timed_forward  # instance attribute: shadows the method for these two runs
     t0 = time.perf_counter()
     whole = predict_volume(model, vol, overlap=args.overlap)
     out["whole_s"] = time.perf_counter() - t0
+    out["network_fraction"] = spent[0] / out["whole_s"]
+    spent[0] = 0.0
     t0 = time.perf_counter()
     whole32 = predict_volume(model, vol, overlap=args.overlap, precision="float32")
     out["whole_float32_s"] = time.perf_counter() - t0
+    out["network_fraction_float32"] = spent[0] / out["whole_float32_s"]
+    del model.branch_logits
     # fewer, larger windows: the whole case as one window (one forward pass, no overlap)
     t0 = time.perf_counter()
     one = predict_volume(model, vol, window=shape, overlap=0.0)
@@ -677,6 +692,9 @@ def render_table(data: dict) -> str:
                    + "\n\n" + common.markdown_table(["quality check", "value"], [
                        ["slice from predict_slab = whole-volume pass (voxels)", f"{app['slice_label_agreement']:.4f}"],
                        ["labels, auto precision = float32 (voxels)", f"{app['auto_vs_float32_label_agreement']:.4f}"],
+                       ["share of the whole case spent in the network, auto / float32",
+                        f"{app.get('network_fraction', float('nan')):.2f} / "
+                        f"{app.get('network_fraction_float32', float('nan')):.2f}"],
                        ["foreground Dice vs truth, auto / float32",
                         f"{app['dice_auto']:.3f} / {app['dice_float32']:.3f}"],
                        ["one window = default windows (voxels); its Dice",
