@@ -348,12 +348,15 @@ def train_with_curve(
     *,
     validation: Mapping[str, BenchCase] | None = None,
     validation_labels: Mapping[str, np.ndarray] | None = None,
+    diagnostic: Mapping[str, tuple[BenchCase, np.ndarray]] | None = None,
 ) -> tuple[Any, float, list[dict]]:
     """Train with held-out validation cases; return (TrainResult, wall seconds, learning curve).
 
     The curve has one point per validation: ``{"iteration", "seconds", "dice"}``, seconds
     counted from the start of the call (data loading included). ``validation_labels`` are the
     label maps the validation sees (e.g. sparse); the cases' full truth otherwise.
+    ``diagnostic`` maps labelled training cases to the labels the engine saw (sparse): each
+    branch's Dice on their *unannotated* voxels is added to the curve (``pseudo_dice_a/_b``).
     """
     from barl_core.data.dataset import Case
     from barl_core.training.trainer import train
@@ -365,11 +368,20 @@ def train_with_curve(
                  c.image_path or Path(f"{name}.nii.gz"), None)
             for name, c in validation.items()
         ]
+    diag_cases = None
+    if diagnostic:
+        diag_cases = [
+            Case(name, c.image, np.where(np.asarray(seen) == IGNORE_INDEX, c.truth, IGNORE_INDEX).astype(np.uint8),
+                 c.image_path or Path(f"{name}.nii.gz"), None)
+            for name, (c, seen) in diagnostic.items()
+        ]
     t0_epoch, t0 = time.time(), time.perf_counter()
-    result = train(config, images_dir, labels_dir, out_dir, validation_cases=val_cases)
+    result = train(config, images_dir, labels_dir, out_dir, validation_cases=val_cases, diagnostic_cases=diag_cases)
     seconds = time.perf_counter() - t0
     curve = [{"iteration": int(r["iteration"]), "seconds": round(float(r["time"]) - t0_epoch, 2),
-              "dice": float(r["val_dice"])} for r in result.history if "val_dice" in r]
+              "dice": float(r["val_dice"]),
+              **{k[4:]: float(v) for k, v in r.items() if k.startswith("val_pseudo_dice_")}}
+             for r in result.history if "val_dice" in r]
     return result, seconds, curve
 
 

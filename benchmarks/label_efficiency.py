@@ -612,8 +612,12 @@ def run_one(spec: RunSpec, ds: Dataset, args: argparse.Namespace, img_dir: Path,
         val_cases = {n: ds.cases[n] for n in val_names}
         val_labels = ({n: common.sparsify(c.truth, common.foreground_slices(c.truth, SPARSE_SLICES))
                        for n, c in val_cases.items()} if spec.setting == "sparse" else None)
-        result, train_s, curve = common.train_with_curve(cfg, img_dir, lab_dir, out_dir,
-                                                         validation=val_cases, validation_labels=val_labels)
+        diagnostic = None
+        if spec.setting == "sparse":  # pseudo-label quality on the unannotated voxels of the labelled cases
+            diagnostic = {n: (ds.cases[n], lab) for n, lab in training_labels(ds, spec).items()
+                          if n not in val_names}
+        result, train_s, curve = common.train_with_curve(cfg, img_dir, lab_dir, out_dir, validation=val_cases,
+                                                         validation_labels=val_labels, diagnostic=diagnostic)
         model_path, best_iteration, iterations_done = result.model_path, result.best_iteration, result.iterations_done
     else:
         model_path, train_s = common.train_model(cfg, img_dir, lab_dir, out_dir)

@@ -331,6 +331,11 @@ class Trainer:
     validation_volumes : list of TrainingVolume, optional
         Held-out labelled volumes scored every ``config.validation.every`` iterations
         (best weights kept in ``best.pt``, plateau stop after ``validation.patience``).
+    diagnostic_volumes : list of TrainingVolume, optional
+        With validation: training volumes labelled with the truth of their *unannotated*
+        voxels (255 where annotated); each branch's Dice there (``pseudo_dice_a``/``_b``, the
+        quality of the pseudo-labels the cross-branch terms learn from) is logged at each
+        validation. Benchmarks only: it needs the full truth.
     """
 
     def __init__(
@@ -343,6 +348,7 @@ class Trainer:
         callback: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         validation_volumes: list[TrainingVolume] | None = None,
+        diagnostic_volumes: list[TrainingVolume] | None = None,
     ):
         self.config = config.validate()
         self.volumes = volumes
@@ -367,6 +373,16 @@ class Trainer:
         if vcfg.every and validation_volumes:
             self.validator = Validator(
                 validation_volumes, config.patch_size, config.network.num_classes,
+                config.ignore_index, vcfg.overlap,
+            )
+        #: Pseudo-label quality: labelled training volumes whose labels hold the truth on the
+        #: voxels training does NOT see (scored per branch at each validation; never trained on).
+        self.diagnostic: Validator | None = None
+        if self.validator is not None and any(
+            v.labels is not None and bool(np.any(v.labels != config.ignore_index)) for v in diagnostic_volumes or ()
+        ):
+            self.diagnostic = Validator(
+                diagnostic_volumes, config.patch_size, config.network.num_classes,
                 config.ignore_index, vcfg.overlap,
             )
         self.best_score: float | None = None
@@ -576,8 +592,17 @@ class Trainer:
                 self._stale += 1
             stop = bool(vcfg.patience) and self._stale >= vcfg.patience
             scores.update(best=float(self.best_score), best_iteration=float(self.best_iteration))
+            if self.diagnostic is not None:
+                scores.update(self.pseudo_label_scores())
         self._stop_early = distributed.any_rank(stop, self.dist, self.device)
         return scores
+
+    def pseudo_label_scores(self) -> dict[str, float]:
+        """Mean foreground Dice of each branch on the diagnostic volumes' unannotated voxels."""
+        model = self.method.model_for_checkpoint()
+        branches = {"a": model.branch_a, "b": model.branch_b} if hasattr(model, "branch_a") else {"a": model}
+        return {f"pseudo_dice_{k}": self.diagnostic.score(m, self.device)["dice"]  # type: ignore[union-attr]
+                for k, m in branches.items()}
 
     def checkpoint_path(self, iteration: int) -> Path:
         return self.run_dir / "checkpoints" / f"ckpt_{iteration:06d}.pt"
@@ -858,6 +883,7 @@ def train(
     callback: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     validation_cases: Sequence[Case] | None = None,
+    diagnostic_cases: Sequence[Case] | None = None,
     planner: Callable[[TrainConfig, list[TrainingVolume]], TrainConfig] | None = None,
 ) -> TrainResult:
     """Train a model on an MSD-style folder; the one call behind CLI, GUI jobs and demo.
@@ -885,6 +911,9 @@ def train(
     validation_cases : list of Case, optional
         Held-out labelled cases to validate on (with ``config.validation.every``); without
         them a fixed share of the labelled cases is held out (:func:`~barl_core.training.validator.split_validation`).
+    diagnostic_cases : list of Case, optional
+        Training cases labelled with the truth of their unannotated voxels (255 where
+        annotated): pseudo-label quality per branch, logged at each validation.
     planner : callable, optional
         ``planner(config, training_volumes) -> config``, called once the data is loaded
         (e.g. :func:`barl_core.training.planner.make_planner`: fingerprint, timing, time budget).
@@ -931,8 +960,9 @@ def train(
         if not held_out:
             _log.warning("validation is off: fewer than %d labelled cases to hold some out",
                          config.validation.min_labelled_cases)
+    diagnostics = validation_volumes(diagnostic_cases, config, stats) if diagnostic_cases and held_out else None
     trainer = Trainer(config, volumes, run_dir, norm_stats=stats, callback=callback, cancel=cancel,
-                      validation_volumes=held_out)
+                      validation_volumes=held_out, diagnostic_volumes=diagnostics)
     try:
         trainer.initialize()
         if resume_from is not None:

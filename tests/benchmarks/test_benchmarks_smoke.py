@@ -378,6 +378,8 @@ def test_label_efficiency_validates_on_held_out_cases(phantom_dir, tmp_path):
     assert len(data["runs"]) == 2  # supervised + the upper bound, both validated
     for run in data["runs"].values():
         assert [p["iteration"] for p in run["curve"]] == [1, 2]
+        # sparse runs also score the pseudo-labels on the unannotated voxels of the labelled cases
+        assert ("pseudo_dice_a" in run["curve"][0]) == (run["setting"] == "sparse")
         assert all(0.0 <= p["dice"] <= 1.0 and p["seconds"] >= 0 for p in run["curve"])
         assert run["best_iteration"] in (1, 2) and run["iterations_done"] == 2
     assert (tmp_path / "le_curves.png").stat().st_size > 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -229,3 +230,21 @@ def test_disagreement_fraction_is_logged_and_bounded(labelled_dataset, tmp_path,
     train(tiny_config(method="barl", iterations=1, disable="dpr,pcbc"), labelled_dataset, None, tmp_path / "c",
           callback=seen.append)
     assert "disagree" not in seen[0].losses  # no class decisions taken, none reported
+
+
+def test_pseudo_label_quality_is_scored_per_branch_on_unannotated_voxels(labelled_dataset, tmp_path, tiny_config):
+    from barl_core.data.dataset import load_dataset
+
+    cases = load_dataset(labelled_dataset)
+    truth_dir = labelled_dataset / "groundtruth"
+    from barl_core.io.volume import read_volume
+
+    diag = []
+    for c in cases[:2]:
+        truth = read_volume(truth_dir / f"{c.name}.nii.gz").array.astype(np.uint8)
+        unannotated = np.where(c.labels == 255, truth, 255).astype(np.uint8)
+        diag.append(replace(c, labels=unannotated))
+    cfg = tiny_config(method="barl", iterations=2, validation={"every": 2, "min_labelled_cases": 5})
+    result = train(cfg, labelled_dataset, None, tmp_path / "run", diagnostic_cases=diag)
+    (row,) = [r for r in result.history if "val_dice" in r]
+    assert 0.0 <= row["val_pseudo_dice_a"] <= 1.0 and 0.0 <= row["val_pseudo_dice_b"] <= 1.0
