@@ -28,6 +28,7 @@ from typing import TextIO
 
 import numpy as np
 
+from barl_core.data.labels import annotated_slices
 from barl_core.errors import TrainingError
 from barl_core.io.volume import read_volume, write_labels
 
@@ -215,7 +216,7 @@ def _suggest(
             f"{c} {float(dis[pred.labels == i].mean()):.3f}"
             for i, c in enumerate(class_names) if (pred.labels == i).any()
         )
-        n_done = 0 if labels is None else int((labels != 255).any(axis=(1, 2)).sum())
+        n_done = len(annotated_slices(labels))
         print(
             f"    {name}: |{sparkline(profile)}|  case score {case_score(dis, labels):.3f}, "
             f"{n_done} slices annotated; mean disagreement by predicted class: {by_class}",
@@ -241,7 +242,7 @@ def _reveal(picks: list[tuple[str, int, float]], images_dir: Path, labels_dir: P
 def _count_annotated(labels_dir: Path) -> int:
     total = 0
     for p in sorted(labels_dir.glob("*.nii.gz")):
-        total += int((read_volume(p).array != 255).any(axis=(1, 2)).sum())
+        total += len(annotated_slices(read_volume(p).array))
     return total
 
 

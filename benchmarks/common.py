@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
+
 __all__ = [
     "REPO_ROOT",
     "SHARED_DATA",
@@ -72,7 +74,6 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 #: The constant that fixes every split: change it and the numbers are no longer comparable.
 SPLIT_SEED = 20250504
-IGNORE_INDEX = 255
 #: Metric names reported per class, in the order of the tables.
 FOREGROUND_METRICS = ("dice", "jaccard", "hd95", "asd")
 

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import BarlError
-from barl_core.workspace.layout import IGNORE_INDEX, Workspace
+from barl_core.workspace.layout import Workspace
 
 if TYPE_CHECKING:
     import napari

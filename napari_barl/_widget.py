@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from barl_core.active.proposals import NEEDS_HUMAN
 from barl_core.errors import BarlError, InputFileError
 from barl_core.workspace.layout import Workspace
 from barl_core.workspace.session import Session, SessionJob
@@ -583,7 +584,7 @@ class BarlWidget(QWidget):
         if self.workspace is not None and self.current_case is not None:
             self.minimap.set_marks(slices, self.workspace.accepted_slices(self.current_case))
             if self.quality.proposal is not None:
-                hidden = [z for z in slices if (self.quality.proposal[z] != 255).any()]
+                hidden = [z for z in slices if (self.quality.proposal[z] != NEEDS_HUMAN).any()]
                 if hidden:  # newly annotated slices: their proposal goes away
                     self.quality.refresh_proposals()
         self._dims_changed()

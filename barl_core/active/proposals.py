@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
+
 __all__ = [
     "NEEDS_HUMAN",
     "DEFAULT_THRESHOLD",
@@ -29,8 +31,8 @@ __all__ = [
     "fill_proposal",
 ]
 
-#: Value of "needs a human" voxels in a proposal (the workspace ignore value).
-NEEDS_HUMAN = 255
+#: Value of "needs a human" voxels in a proposal (the ignore value: nobody decided yet).
+NEEDS_HUMAN = IGNORE_INDEX
 DEFAULT_THRESHOLD = 0.9
 
 

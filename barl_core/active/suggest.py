@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
 __all__ = [
@@ -137,14 +138,11 @@ def slice_scores(
     return out
 
 
-def annotated_slices(labels: np.ndarray | None, axis: int = 0, ignore_index: int = 255) -> np.ndarray:
+def annotated_slices(
+    labels: np.ndarray | None, axis: int = 0, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
     """Boolean per slice: True where the slice holds any voxel other than ``ignore_index``."""
-    if labels is None:
-        return np.zeros(0, dtype=bool)
-    lab = np.asarray(labels)
-    ax = _check_axis(axis, lab.ndim)
-    other = tuple(a for a in range(3) if a != ax)
-    return (lab != ignore_index).any(axis=other)
+    return annotated_mask(labels, axis, ignore_index)
 
 
 def _entropy_map(probabilities: np.ndarray) -> np.ndarray:
@@ -164,7 +162,7 @@ def suggest_slices(
     top_k: int = 5,
     min_gap: int = 2,
     strategy: str = "disagreement",
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     rng: np.random.Generator | int | None = None,
     probabilities: np.ndarray | None = None,
     reduce: str = "top",
@@ -267,7 +265,7 @@ def case_score(
     labels: np.ndarray | None = None,
     *,
     axis: int = 0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     top_k: int = 5,
 ) -> float:
     """How much annotating a case is expected to help: the mean of its best slice scores.

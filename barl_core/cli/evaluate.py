@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from barl_core.cli.guards import check_outputs
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InputFileError
 from barl_core.evaluation.metrics import METRIC_NAMES, evaluate_folders
 from barl_core.io.atomic import write_text_atomic
@@ -50,8 +51,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--ignore-index",
         type=int,
-        default=255,
-        help="ground-truth value of unannotated voxels, left out (default 255)",
+        default=IGNORE_INDEX,
+        help=f"ground-truth value of unannotated voxels, left out (default {IGNORE_INDEX})",
     )
     p.set_defaults(func=run)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.cli.guards import add_series_id, check_outputs
-from barl_core.data.dataset import IGNORE_INDEX, _ranges, dataset_summary, load_dataset
+from barl_core.data.dataset import _ranges, dataset_summary, load_dataset
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InputFileError
 from barl_core.io.atomic import write_text_atomic
 from barl_core.io.volume import SUPPORTED_EXTENSIONS, is_supported_path, read_volume

@@ -15,6 +15,7 @@ import numpy as np
 
 from barl_core.cli.guards import add_series_id, check_outputs
 from barl_core.cli.predict import input_files
+from barl_core.data.labels import annotated_slices
 from barl_core.io.atomic import write_text_atomic
 from barl_core.io.volume import check_same_grid, read_volume, strip_extension
 
@@ -99,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
             strategy=args.strategy, rng=rng, predicted=pred.labels,
             num_classes=len(model.class_names) or None, class_names=model.class_names,
         )
-        done = (
-            int((labels != 255).any(axis=tuple(a for a in range(3) if a != args.axis)).sum())
-            if labels is not None else 0
-        )
+        done = len(annotated_slices(labels, args.axis))
         if args.strategy == "random":
             scores[name] = float(rng.random())
         elif args.strategy == "focused":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import (
     EmptyDatasetError,
     GeometryMismatchError,
@@ -40,7 +41,6 @@ from barl_core.io.volume import (
 )
 
 __all__ = [
-    "IGNORE_INDEX",
     "NORMALIZATION_MODES",
     "NormalizationConfig",
     "NormStats",
@@ -62,8 +62,6 @@ __all__ = [
     "PatchSampler",
 ]
 
-#: Label value meaning "not annotated" (the architecture's convention).
-IGNORE_INDEX = 255
 
 #: ``percentile_zscore``: clip to percentiles, then z-score (CT/CBCT default: metal and
 #: air outliers would otherwise dominate the mean and std); ``zscore``: no clipping;

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InvalidVolumeError
 from barl_core.io.volume import Volume, atomic_path, write_labels, write_volume
 
@@ -440,7 +441,7 @@ def choose_annotated_slices(labels: np.ndarray, n: int, axis: int = 0) -> list[i
 
 
 def sparsify_labels(
-    labels: np.ndarray, slices: list[int], axis: int = 0, ignore_index: int = 255
+    labels: np.ndarray, slices: list[int], axis: int = 0, ignore_index: int = IGNORE_INDEX
 ) -> np.ndarray:
     """Keep ``slices`` (along ``axis``), set every other voxel to ``ignore_index``."""
     out = np.full(labels.shape, ignore_index, dtype=np.uint8)
@@ -459,7 +460,7 @@ def make_phantom_dataset(
     slices_per_case: int = 3,
     axis: int = 0,
     seed: int = 0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Path:
     """Write an MSD-style folder of phantoms with sparse labels and full ground truth.
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import GeometryMismatchError, InvalidVolumeError
 from barl_core.io.volume import Volume
 
@@ -88,7 +89,7 @@ def resample_volume(
     volume: Volume,
     target_spacing: Sequence[float] | None,
     is_label: bool = False,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Volume:
     """Resample ``volume`` to ``target_spacing`` (z, y, x), same origin and direction.
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import EmptyDatasetError, GeometryMismatchError, InputFileError
 from barl_core.io.volume import SUPPORTED_EXTENSIONS, Volume, check_same_grid, read_volume
 
@@ -181,7 +182,7 @@ def evaluate_case(
     spacing: Sequence[float] | None = None,
     classes: Sequence[int] | Mapping[int, str] | None = None,
     *,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> dict:
     """Per-class metrics of one label map against its ground truth.
 
@@ -329,7 +330,7 @@ def evaluate_pairs(
     *,
     classes: Sequence[int] | Mapping[int, str] | None = None,
     voxel_units: bool = False,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> dict:
     """Evaluate ``(name, pred_path, gt_path)`` pairs; per case and mean per class.
 
@@ -362,7 +363,7 @@ def evaluate_folders(
     *,
     classes: Sequence[int] | Mapping[int, str] | None = None,
     voxel_units: bool = False,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> dict:
     """Match files by name (see :func:`match_files`) and evaluate them.
 

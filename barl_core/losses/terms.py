@@ -26,6 +26,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import LabelValueError, TrainingError
 
 __all__ = [
@@ -103,7 +104,7 @@ class LossConfig:
     instance_top_k: int = 8
     instance_iou_threshold: float = 0.1
     rampup_fraction: float = 0.4
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
         checks = [
@@ -187,7 +188,7 @@ def _zero_like_graph(*tensors: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- supervised
 
 
-def supervised_loss(logits: Sequence[Tensor], target: Tensor, ignore_index: int = 255) -> Tensor:
+def supervised_loss(logits: Sequence[Tensor], target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Mean over scales of cross-entropy + soft Dice, on annotated voxels only.
 
     Voxels equal to ``ignore_index`` contribute nothing (neither to CE nor to Dice), which is
@@ -376,7 +377,7 @@ def _check_pair(logits_a: Sequence[Tensor], logits_b: Sequence[Tensor]) -> None:
 
 
 def downsample_labels(
-    labels: Tensor, size: Sequence[int], *, num_classes: int | None = None, ignore_index: int = 255
+    labels: Tensor, size: Sequence[int], *, num_classes: int | None = None, ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
     """Label map at a coarser grid (e.g. feature resolution) by majority vote of annotated voxels.
 
@@ -420,7 +421,7 @@ def region_alignment_loss(
     region_labels: Tensor,
     num_classes: int,
     min_voxels: int = 8,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Class-prototype alignment between the branches' feature maps.
 

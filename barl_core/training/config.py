@@ -24,6 +24,7 @@ from typing import Any
 
 from barl_core.data.augment import AugmentConfig
 from barl_core.data.dataset import NormalizationConfig
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import TrainingError
 from barl_core.losses.terms import ALIGNMENT_TERMS, LossConfig
 from barl_core.networks.unet import NetworkConfig, required_divisor
@@ -162,7 +163,7 @@ class TrainConfig:
     log_every: int = 1
     disable: tuple[str, ...] = ()
     class_names: tuple[str, ...] | None = None
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
     target_spacing: tuple[float, float, float] | None = None
     ema_decay: float = 0.99
     consistency_weight: float = 0.1

@@ -49,6 +49,7 @@ from barl_core.data.dataset import (
     load_dataset,
     training_volumes,
 )
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.data.resample import resample_volume
 from barl_core.errors import BarlError, CheckpointError, EmptyDatasetError, TrainingError
 from barl_core.io.volume import atomic_path
@@ -851,7 +852,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return best[1] if best else None
 
 
-def dataset_class_names(images_dir: str | os.PathLike, ignore_index: int = 255) -> tuple[str, ...] | None:
+def dataset_class_names(images_dir: str | os.PathLike, ignore_index: int = IGNORE_INDEX) -> tuple[str, ...] | None:
     """Class names from an nnU-Net/MSD ``dataset.json`` beside the images, if any.
 
     Looks in ``images_dir`` and its parent for ``{"labels": {"background": 0, ...}}``;

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.io.volume import atomic_path, write_labels
-from barl_core.workspace.provenance import IGNORE_INDEX
 
 __all__ = [
     "AuditBundle",

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.active.suggest import case_score
+from barl_core.data.labels import IGNORE_INDEX, annotated_slices
 from barl_core.errors import (
     BarlError,
     GeometryMismatchError,
@@ -64,14 +65,12 @@ __all__ = [
     "Workspace",
     "CaseRecord",
     "ModelRecord",
-    "IGNORE_INDEX",
     "WORKSPACE_FILE",
     "validate_case_name",
     "sanitize_case_name",
     "check_slice",
 ]
 
-IGNORE_INDEX = 255
 WORKSPACE_FILE = "workspace.json"
 _FORMAT = "napari-barl-workspace"
 _FORMAT_VERSION = 1
@@ -283,7 +282,7 @@ class Workspace:
             if not self.image_path(name).exists():
                 continue
             lp = self.label_path(name)
-            rec.annotated_slices = _annotated(read_volume(lp).array) if lp.exists() else []
+            rec.annotated_slices = annotated_slices(read_volume(lp).array) if lp.exists() else []
             rec.accepted_slices = [z for z in rec.accepted_slices if z in rec.annotated_slices]
             rec.predicted = rec.predicted and self.prediction_path(name).exists()
 
@@ -451,7 +450,7 @@ class Workspace:
             what=f"case {name!r} (classes 0..{self.num_classes - 1}: {', '.join(self.class_names)})",
         )
         previous = self._previous_labels(name)
-        annotated = _annotated(labels)
+        annotated = annotated_slices(labels)
         if annotated:
             write_labels(labels.astype(np.uint8, copy=False), ref, self.label_path(name))
         else:
@@ -731,13 +730,6 @@ def _lock_workspace(folder: Path) -> FolderLock:
         return FolderLock(folder, "a napari-barl workspace").acquire()
     except LockedError as exc:
         raise LockedError(f"{exc}; open it read-only to look without saving") from None
-
-
-def _annotated(labels: np.ndarray) -> list[int]:
-    if labels.ndim != 3 or labels.size == 0:
-        return []
-    flat = labels.reshape(labels.shape[0], -1)
-    return [int(z) for z in np.flatnonzero((flat != IGNORE_INDEX).any(axis=1))]
 
 
 def check_slice(z: int, n: int) -> int:

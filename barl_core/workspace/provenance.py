@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InputFileError
 from barl_core.io.volume import atomic_path
 
-__all__ = ["SliceEvent", "ProvenanceStore", "slice_dice", "HOW", "IGNORE_INDEX"]
+__all__ = ["SliceEvent", "ProvenanceStore", "slice_dice", "HOW"]
 
-IGNORE_INDEX = 255
 HOW = ("drawn", "accepted", "edited-from-proposal", "marked", "unmarked", "reverted", "rejected")
 
 

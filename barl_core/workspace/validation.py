@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.io.volume import atomic_path, write_labels
-from barl_core.workspace.provenance import IGNORE_INDEX, slice_dice
+from barl_core.workspace.provenance import slice_dice
 
 __all__ = [
     "FrozenValidation",

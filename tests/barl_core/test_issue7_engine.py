@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from barl_core.active.proposals import NEEDS_HUMAN, fill_proposal, gate, proposal_for_slice
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.inference.agreement import agreement_maps, predict_with_agreement
 from barl_core.io.volume import Volume
 from barl_core.workspace.advice import AdviceConfig, advise
 from barl_core.workspace.audit import export_bundle, final_mask
-from barl_core.workspace.layout import IGNORE_INDEX, Workspace
+from barl_core.workspace.layout import Workspace
 from barl_core.workspace.provenance import slice_dice
 from barl_core.workspace.validation import (
     FrozenValidation,

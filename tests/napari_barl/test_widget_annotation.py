@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from barl_core.workspace.layout import IGNORE_INDEX, Workspace
+from barl_core.data.labels import IGNORE_INDEX
+from barl_core.workspace.layout import Workspace
 from napari_barl._widget import BarlWidget
 
 pytestmark = pytest.mark.gui

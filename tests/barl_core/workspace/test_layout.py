@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import BarlError, GeometryMismatchError, LabelValueError
 from barl_core.io.volume import Volume, read_volume
-from barl_core.workspace.layout import IGNORE_INDEX, Workspace, sanitize_case_name
+from barl_core.workspace.layout import Workspace, sanitize_case_name
 from barl_core.workspace.session import Session
 
 
