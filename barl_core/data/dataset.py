@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from barl_core.data.case_names import case_name_from_file, channel_index, validate_case_name
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import (
     EmptyDatasetError,
@@ -51,8 +52,6 @@ __all__ = [
     "CaseFiles",
     "AnnotationStatus",
     "annotation_status",
-    "validate_case_name",
-    "case_name_from_file",
     "find_cases",
     "load_dataset",
     "check_labels",
@@ -329,60 +328,6 @@ class Case:
         return annotation_status(self.labels, self.ignore_index)
 
 
-_FORBIDDEN_NAME_CHARS = ("/", "\\", "\x00", ":")
-
-
-def validate_case_name(name: str) -> str:
-    """Return ``name`` if it is safe to use as a file stem, else raise.
-
-    Case names end up in output paths (``predictions/NAME.nii.gz``); a name with a
-    path separator or ``..`` could write outside the output folder.
-
-    Raises
-    ------
-    InputFileError
-        Empty, ``.``/``..``, path separators (also Windows ``\\``), control characters.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise InputFileError(f"invalid case name {name!r}: empty")
-    if name in (".", "..") or name.startswith(".."):
-        raise InputFileError(f"invalid case name {name!r}: looks like a path traversal")
-    bad = [c for c in _FORBIDDEN_NAME_CHARS if c in name] + [
-        c for c in name if ord(c) < 32 or ord(c) == 127
-    ]
-    if bad:
-        raise InputFileError(
-            f"invalid case name {name!r}: contains {bad[0]!r} (path separators and control "
-            "characters are not allowed in case names)"
-        )
-    return name
-
-
-def case_name_from_file(filename: str) -> str:
-    """``NAME_0000.nii.gz`` / ``NAME.nrrd`` -> ``NAME`` (nnU-Net's channel suffix removed)."""
-    low = filename.lower()
-    stem = filename
-    for ext in SUPPORTED_EXTENSIONS:
-        if low.endswith(ext):
-            stem = filename[: -len(ext)]
-            break
-    if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit():
-        stem = stem[:-5]
-    return stem
-
-
-def _channel_index(filename: str) -> int | None:
-    stem = filename
-    low = filename.lower()
-    for ext in SUPPORTED_EXTENSIONS:
-        if low.endswith(ext):
-            stem = filename[: -len(ext)]
-            break
-    if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit():
-        return int(stem[-4:])
-    return None
-
-
 def _volume_files(folder: Path) -> list[Path]:
     files = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -443,7 +388,7 @@ def find_cases(
     img_dir, lab_dir = _resolve_dirs(Path(images_dir), Path(labels_dir) if labels_dir else None)
     by_name: dict[str, Path] = {}
     for path in _volume_files(img_dir):
-        channel = _channel_index(path.name)
+        channel = channel_index(path.name)
         if channel is not None and channel != 0:
             raise InputFileError(
                 f"{path}: multi-channel cases (_{channel:04d}) are not supported; "

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.active.suggest import case_score
+from barl_core.data.case_names import sanitize_case_name, validate_case_name
 from barl_core.data.labels import IGNORE_INDEX, annotated_slices
 from barl_core.errors import (
     BarlError,
@@ -66,8 +66,6 @@ __all__ = [
     "CaseRecord",
     "ModelRecord",
     "WORKSPACE_FILE",
-    "validate_case_name",
-    "sanitize_case_name",
     "check_slice",
 ]
 
@@ -75,28 +73,6 @@ WORKSPACE_FILE = "workspace.json"
 _FORMAT = "napari-barl-workspace"
 _FORMAT_VERSION = 1
 _EXT = ".nii.gz"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def validate_case_name(name: str) -> str:
-    """Return ``name`` if it is a safe file stem, else raise :class:`BarlError`.
-
-    Case names become file names inside the workspace; a name such as
-    ``../../etc/x`` must never let a write escape the workspace folder.
-    """
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        raise InputFileError(
-            f"invalid case name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(no path separators, no '..', at most 128 characters)"
-        )
-    return name
-
-
-def sanitize_case_name(text: str) -> str:
-    """Turn a free-form name (a napari layer name) into a safe case name."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip()).strip("._-")
-    stem = re.sub(r"\.{2,}", ".", stem)[:128]
-    return stem or "case"
 
 
 @dataclass

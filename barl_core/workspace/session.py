@@ -63,16 +63,12 @@ from typing import Any
 import numpy as np
 
 from barl_core.active.proposals import NEEDS_HUMAN, fill_proposal, gate
+from barl_core.data.case_names import sanitize_case_name
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import BarlError, InputFileError
 from barl_core.io.volume import Volume, read_volume, strip_extension, write_labels
 from barl_core.runtime.jobs import JobHandle, ProgressUpdate
-from barl_core.workspace.layout import (
-    IGNORE_INDEX,
-    WORKSPACE_FILE,
-    Workspace,
-    check_slice,
-    sanitize_case_name,
-)
+from barl_core.workspace.layout import WORKSPACE_FILE, Workspace, check_slice
 
 __all__ = ["Session", "SessionJob", "TrainingPlan", "PredictionOutcome", "EXPORT_KINDS"]
 

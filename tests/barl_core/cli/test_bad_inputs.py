@@ -11,7 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from barl_core.cli.main import main
-from barl_core.data.dataset import load_dataset, validate_case_name
+from barl_core.data.case_names import validate_case_name
+from barl_core.data.dataset import load_dataset
 from barl_core.errors import (
     BarlError,
     EmptyDatasetError,

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from barl_core.data.case_names import case_name_from_file
 from barl_core.data.dataset import (
-    IGNORE_INDEX,
     Case,
     NormalizationConfig,
     NormStats,
     PatchSampler,
     TrainingVolume,
     annotation_status,
-    case_name_from_file,
     check_labels,
     compute_norm_stats,
     dataset_summary,
@@ -23,6 +22,7 @@ from barl_core.data.dataset import (
     normalize_volume,
     training_volumes,
 )
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import EmptyDatasetError, InvalidVolumeError, LabelValueError
 from barl_core.io.volume import Volume, write_labels, write_volume
 

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from barl_core.data.case_names import sanitize_case_name
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import BarlError, GeometryMismatchError, LabelValueError
 from barl_core.io.volume import Volume, read_volume
-from barl_core.workspace.layout import Workspace, sanitize_case_name
+from barl_core.workspace.layout import Workspace
 from barl_core.workspace.session import Session
 
 
@@ -107,7 +108,7 @@ def test_prediction_accept_and_scores(ws):
 
 
 def test_rejects_bad_input(ws, volume):
-    for bad in ("../evil", "a/b", "..", "", "x" * 200, "/abs", "a\\b"):
+    for bad in ("../evil", "a/b", "..", "", "x" * 201, "/abs", "a b", "-a", "ok:no", "a\\b"):
         with pytest.raises(BarlError):
             ws.add_volume(volume, bad)
         with pytest.raises(BarlError):
