@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.cli.guards import add_series_id, check_output_folder, check_outputs, same_path
+from barl_core.data.discovery import is_volume_name, volume_files
 from barl_core.errors import InputFileError, OutputFileError
 from barl_core.io.volume import (
     SUPPORTED_EXTENSIONS,
@@ -48,10 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _is_volume_name(path: Path) -> bool:
-    return path.name.lower().endswith(SUPPORTED_EXTENSIONS)
-
-
 def input_files(path: Path) -> list[Path]:
     """The volumes to predict: the file itself, a DICOM folder, or a folder's volume files.
 
@@ -64,10 +61,7 @@ def input_files(path: Path) -> list[Path]:
         if path.is_file():
             return [path]
         if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir()
-                if not p.name.startswith(".") and _is_volume_name(p) and p.is_file()
-            )
+            files = volume_files(path)
             if files:
                 return files
             if is_supported_path(path):  # a DICOM series folder is one volume
@@ -84,7 +78,7 @@ def _is_single(image: Path, files: list[Path]) -> bool:
 
 def _target(out: Path, name: str, suffix: str, single: bool) -> Path:
     """Output file: ``out`` itself when it names a volume file (one input), else ``out/NAME``."""
-    if single and _is_volume_name(out):
+    if single and is_volume_name(out.name):
         return out
     return out / f"{name}{suffix}.nii.gz"
 
@@ -126,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     files = input_files(args.image)
     single = _is_single(args.image, files)
-    if not single and _is_volume_name(args.out):
+    if not single and is_volume_name(args.out.name):
         raise InputFileError(f"{args.out}: several inputs need an output folder, not a file name")
     plan = plan_outputs(args, files, single)
     for folder in {t.parent for pair in plan for t in pair if t is not None}:

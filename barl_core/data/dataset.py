@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.data.case_names import case_name_from_file, channel_index, validate_case_name
+from barl_core.data.discovery import volume_files
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import (
     EmptyDatasetError,
@@ -328,26 +329,6 @@ class Case:
         return annotation_status(self.labels, self.ignore_index)
 
 
-def _volume_files(folder: Path) -> list[Path]:
-    files = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        name = entry.name
-        low = name.lower()
-        if not low.endswith(SUPPORTED_EXTENSIONS) or low.endswith(".raw"):
-            continue
-        # A name that is a path elsewhere (Windows separators, control characters) is
-        # refused before anything else, even when it would count as hidden.
-        stem = case_name_from_file(name)
-        if any(c in stem for c in ("\\", "\x00")) or any(ord(c) < 32 for c in stem):
-            validate_case_name(stem)
-        if name.startswith("."):  # hidden files, our own atomic temporaries, macOS "._x"
-            continue
-        if not entry.is_file():
-            continue
-        files.append(Path(entry.path))
-    return files
-
-
 def _resolve_dirs(images_dir: Path, labels_dir: Path | None) -> tuple[Path, Path | None]:
     if not images_dir.exists():
         raise InputFileError(f"{images_dir}: no such folder")
@@ -387,7 +368,7 @@ def find_cases(
     """
     img_dir, lab_dir = _resolve_dirs(Path(images_dir), Path(labels_dir) if labels_dir else None)
     by_name: dict[str, Path] = {}
-    for path in _volume_files(img_dir):
+    for path in volume_files(img_dir):
         channel = channel_index(path.name)
         if channel is not None and channel != 0:
             raise InputFileError(
@@ -406,7 +387,7 @@ def find_cases(
         )
     labels: dict[str, Path] = {}
     if lab_dir is not None:
-        for path in _volume_files(lab_dir):
+        for path in volume_files(lab_dir):
             name = validate_case_name(case_name_from_file(path.name))
             if name in labels:
                 raise InputFileError(

@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from barl_core.data.case_names import case_name_from_file
+from barl_core.data.discovery import volume_files
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import EmptyDatasetError, GeometryMismatchError, InputFileError
-from barl_core.io.volume import SUPPORTED_EXTENSIONS, Volume, check_same_grid, read_volume
+from barl_core.io.volume import Volume, check_same_grid, read_volume
 
 __all__ = [
     "METRIC_NAMES",
@@ -265,14 +267,7 @@ def summarize(cases: Mapping[str, dict]) -> dict:
 
 # --------------------------------------------------------------------------- files
 def _case_key(path: Path) -> str:
-    name = path.name
-    for ext in SUPPORTED_EXTENSIONS:
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
-    if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit():
-        name = name[:-5]
-    return name
+    return case_name_from_file(path.name)
 
 
 def _volume_files(p: Path) -> dict[str, Path]:
@@ -285,13 +280,7 @@ def _volume_files(p: Path) -> dict[str, Path]:
     if is_file:
         return {_case_key(p): p}
     files = {}
-    for f in sorted(p.iterdir()):
-        if (
-            f.name.startswith(".")
-            or not f.is_file()
-            or not f.name.lower().endswith(SUPPORTED_EXTENSIONS)
-        ):
-            continue
+    for f in volume_files(p):
         key = _case_key(f)
         if key in files:
             raise InputFileError(f"{p}: two files for case {key!r} ({files[key].name}, {f.name})")

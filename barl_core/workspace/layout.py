@@ -40,6 +40,7 @@ import numpy as np
 
 from barl_core.active.suggest import case_score
 from barl_core.data.case_names import sanitize_case_name, validate_case_name
+from barl_core.data.discovery import volume_files
 from barl_core.data.labels import IGNORE_INDEX, annotated_slices
 from barl_core.errors import (
     BarlError,
@@ -241,8 +242,8 @@ class Workspace:
     def _adopt(cls, folder: Path) -> Workspace:
         """Make a workspace of an existing MSD folder (imagesTr/ and maybe labelsTr/)."""
         ws = cls.create(folder)
-        for path in sorted((folder / "imagesTr").iterdir()):
-            if path.name.endswith(_EXT) and not path.name.startswith("."):
+        for path in volume_files(folder / "imagesTr"):
+            if path.name.endswith(_EXT):
                 name = path.name[: -len(_EXT)]
                 try:
                     ws._cases[validate_case_name(name)] = CaseRecord(name)
