@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InvalidVolumeError
 
 __all__ = ["FocusConfig", "class_regions", "class_slice_uncertainty", "focus_profile", "PROFILE_LABEL"]
@@ -99,7 +100,7 @@ def class_regions(
     num_classes: int,
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> list[np.ndarray]:
     """One boolean band per foreground class (index 0 of the list is class 1); see :func:`_regions`."""
     return [band for _, band in _regions(predicted, labels, num_classes=num_classes, axis=axis,
@@ -113,7 +114,7 @@ def _regions(
     num_classes: int,
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(structure, band)`` per foreground class ``1..num_classes-1`` (index 0 of the list is class 1).
 
@@ -157,7 +158,7 @@ def class_slice_uncertainty(
     num_classes: int,
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     return_area: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Disagreement inside each class's band, per slice: float64 ``[n_slices, num_classes - 1]``.

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from barl_core.active.focus import FocusConfig, class_slice_uncertainty
+from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
 __all__ = ["RankingConfig", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
@@ -159,8 +160,7 @@ class _CaseState:
 def _annotated(labels: np.ndarray | None, n: int, axis: int, ignore_index: int) -> np.ndarray:
     if labels is None:
         return np.zeros(n, dtype=bool)
-    other = tuple(a for a in range(3) if a != axis)
-    return (np.asarray(labels) != ignore_index).any(axis=other)
+    return annotated_mask(labels, axis, ignore_index)
 
 
 def _num_classes(cases: Sequence[CaseInputs], ignore_index: int) -> int:
@@ -278,7 +278,7 @@ def rank_slices(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     axis: int = 0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> list[RankedSlice]:
     """The ``top_k`` slices to annotate next across ``cases``, best first (greedy, see module doc).
 
@@ -352,7 +352,7 @@ def rank_cases(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     axis: int = 0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> list[RankedCase]:
     """Rank cases by what annotating them would teach: the mean score of the ``per_case`` slices
     :func:`rank_slices` would pick in that case alone (coverage-aware, so a case already
