@@ -15,36 +15,31 @@ are combined slice block by slice block:
 A one-branch model (``supervised``) has no second opinion: its confidence is its own
 maximum probability.
 
-The GUI runs this off its process with :class:`AgreementPredictJob` (a child process, like
-:class:`barl_core.runtime.jobs.PredictJob`), which writes ``NAME.nii.gz``,
-``NAME_disagreement.nii.gz`` and ``NAME_confidence.npz`` (float16, array ``confidence``).
+Files: :func:`barl_core.inference.export.predict_files` with ``agreement=True`` writes
+``NAME.nii.gz``, ``NAME_disagreement.nii.gz`` and ``NAME_confidence.npz`` (float16, array
+``confidence``); the GUI runs it off its process with :class:`barl_core.runtime.jobs.PredictJob`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from barl_core.io.volume import Volume, read_volume, strip_extension, write_labels, write_volume
+from barl_core.io.volume import Volume
 
 __all__ = [
     "AgreementPrediction",
     "predict_with_agreement",
     "agreement_maps",
-    "predict_agreement_files",
-    "AgreementPredictJob",
-    "CONFIDENCE_SUFFIX",
-    "output_paths",
     "save_confidence",
     "load_confidence",
 ]
 
-CONFIDENCE_SUFFIX = "_confidence.npz"
 
 
 @dataclass
@@ -95,6 +90,7 @@ def predict_with_agreement(
     *,
     progress: Callable[[int, int], None] | None = None,
     cancel: Any = None,
+    **predict_kwargs: Any,
 ) -> AgreementPrediction:
     """Predict ``volume`` with ``model`` (a :class:`~barl_core.inference.model.LoadedModel`).
 
@@ -105,12 +101,16 @@ def predict_with_agreement(
     progress : callable, optional
         ``progress(done, total)`` over the windows of both passes.
     cancel : CancelToken, Event or callable, optional
+    **predict_kwargs
+        Passed on to :func:`~barl_core.inference.predict.predict_volume` (``overlap``,
+        ``sw_batch_size``...).
     """
     from barl_core.inference.predict import predict_volume
 
     if model.n_branches == 1:
         pred = predict_volume(
-            model, volume, return_probabilities=True, progress=progress, cancel=cancel
+            model, volume, return_probabilities=True, progress=progress, cancel=cancel,
+            **predict_kwargs,
         )
         conf = pred.probabilities.max(0).astype(np.float16)
         return AgreementPrediction(pred.labels, pred.disagreement.astype(np.float16), conf)
@@ -127,6 +127,7 @@ def predict_with_agreement(
             return_probabilities=True,
             progress=step,
             cancel=cancel,
+            **predict_kwargs,
         )
         probs.append(pred.probabilities)
     labels, dis, conf = agreement_maps(probs[0], probs[1])
@@ -148,105 +149,3 @@ def save_confidence(path: str | os.PathLike, confidence: np.ndarray) -> Path:
 def load_confidence(path: str | os.PathLike) -> np.ndarray:
     with np.load(Path(path)) as data:
         return data["confidence"]
-
-
-def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path, Path]:
-    """Where :func:`predict_agreement_files` writes case ``name``: labels, disagreement, confidence.
-
-    The one naming rule for these files, so that whoever reads them (the session) never
-    guesses names.
-    """
-    from barl_core.inference.export import DISAGREEMENT_SUFFIX
-
-    out = Path(out_dir)
-    return (
-        out / f"{name}.nii.gz",
-        out / f"{name}{DISAGREEMENT_SUFFIX}.nii.gz",
-        out / f"{name}{CONFIDENCE_SUFFIX}",
-    )
-
-
-def predict_agreement_files(
-    model_path: str | os.PathLike,
-    image_paths: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    report: Callable[[int, int, str], None] | None = None,
-    cancel: Any = None,
-    device: str = "auto",
-) -> list[str]:
-    """Predict files; write ``NAME.nii.gz``, ``NAME_disagreement.nii.gz``, ``NAME_confidence.npz``."""
-    from barl_core.inference.model import load_model
-
-    model = load_model(model_path, device=device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = []
-    n = len(image_paths)
-    for i, p in enumerate(image_paths):
-        vol = read_volume(p)
-        name = strip_extension(Path(p).name)
-
-        def step(done: int, total: int, _i: int = i, _name: str = name) -> None:
-            if report is not None:
-                report(_i, n, f"{_name}: window {done}/{total}")
-
-        res = predict_with_agreement(model, vol, progress=step, cancel=cancel)
-        lab_path, dis_path, conf_path = output_paths(out, name)
-        write_labels(res.labels, vol, lab_path)
-        write_volume(vol.with_array(res.disagreement.astype(np.float32)), dis_path)
-        save_confidence(conf_path, res.confidence)
-        names.append(name)
-        if report is not None:
-            report(i + 1, n, f"{name}: done")
-    return names
-
-
-def _agreement_child(
-    updates: Any, event: Any, model_path: str, image_paths: list[str], out_dir: str, device: str
-) -> None:
-    from barl_core.runtime import jobs
-
-    jobs.child_setup(updates)
-    n = len(image_paths)
-    try:
-        from barl_core.errors import CancelledError
-        from barl_core.training.trainer import CancelToken
-
-        updates.put(jobs.ProgressUpdate("message", total=n, message="loading model"))
-
-        def report(done: int, total: int, message: str) -> None:
-            updates.put(
-                jobs.ProgressUpdate("progress", iteration=done, total=total, message=message)
-            )
-
-        try:
-            predict_agreement_files(
-                model_path, image_paths, out_dir, report, CancelToken(event), device
-            )
-            final = jobs.ProgressUpdate(
-                "done", iteration=n, total=n, result_path=out_dir, message=f"predicted {n} case(s)"
-            )
-        except CancelledError as exc:
-            final = jobs.ProgressUpdate("cancelled", total=n, message=str(exc), result_path=out_dir)
-    except BaseException as exc:  # noqa: BLE001 - everything travels to the parent
-        final = jobs.error_update(exc)
-    jobs.child_finish(updates, final)
-
-
-class AgreementPredictJob:
-    """:func:`predict_agreement_files` in a child process (see :mod:`barl_core.runtime.jobs`)."""
-
-    @staticmethod
-    def start(
-        model_path: str | os.PathLike,
-        image_paths: Sequence[str | os.PathLike],
-        out_dir: str | os.PathLike,
-        device: str = "auto",
-        *,
-        grace_s: float = 10.0,
-    ) -> Any:
-        """Start predicting; returns the child's :class:`~barl_core.runtime.jobs.JobHandle`."""
-        from barl_core.runtime import jobs
-
-        args = (str(model_path), [str(p) for p in image_paths], str(out_dir), str(device))
-        return jobs.start_job(_agreement_child, args, "prediction", grace_s)

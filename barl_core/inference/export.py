@@ -11,16 +11,14 @@ from typing import Any
 import numpy as np
 
 from barl_core.errors import CancelledError, InputFileError
+from barl_core.inference.agreement import predict_with_agreement, save_confidence
 from barl_core.inference.model import LoadedModel
+from barl_core.inference.outputs import output_paths
 from barl_core.inference.predict import predict_volume
 from barl_core.inference.window import is_cancelled
 from barl_core.io.volume import read_volume, strip_extension, write_labels, write_volume
 
-__all__ = ["PredictedFile", "predict_files", "DISAGREEMENT_SUFFIX"]
-
-#: File name suffix of disagreement maps written by :func:`predict_files`.
-DISAGREEMENT_SUFFIX = "_disagreement"
-
+__all__ = ["PredictedFile", "predict_files"]
 
 @dataclass
 class PredictedFile:
@@ -30,6 +28,7 @@ class PredictedFile:
     labels: Path
     disagreement: Path | None
     mean_disagreement: float
+    confidence: Path | None = None
 
 
 def _output_name(path: Path) -> str:
@@ -45,6 +44,7 @@ def predict_files(
     cancel: Any = None,
     *,
     write_disagreement: bool = True,
+    agreement: bool = False,
     overlap: float = 0.5,
     sw_batch_size: int = 1,
 ) -> list[PredictedFile]:
@@ -52,7 +52,10 @@ def predict_files(
 
     Writes ``out_dir/NAME.nii.gz`` (uint8 class map) and, with ``write_disagreement``,
     ``disagreement_dir/NAME_disagreement.nii.gz`` (float32; ``disagreement_dir`` defaults
-    to ``out_dir``), where ``NAME`` is the input's file name without extension.
+    to ``out_dir``), where ``NAME`` is the input's file name without extension; with
+    ``agreement``, also ``out_dir/NAME_confidence.npz``, the branches' agreement confidence
+    (:func:`~barl_core.inference.agreement.predict_with_agreement`) that proposals need.
+    :func:`~barl_core.inference.outputs.output_paths` is the naming rule.
 
     Parameters
     ----------
@@ -87,17 +90,20 @@ def predict_files(
             if progress is not None:
                 progress(_i, n, f"{_name} ({_i + 1}/{n}): window {done}/{total}")
 
-        pred = predict_volume(model, volume, progress=on_window, cancel=cancel,
-                              overlap=overlap, sw_batch_size=sw_batch_size)
-        lab_path = write_labels(pred.labels, volume, out / f"{name}.nii.gz")
-        dis_path = None
+        predict = predict_with_agreement if agreement else predict_volume
+        pred = predict(model, volume, progress=on_window, cancel=cancel,
+                       overlap=overlap, sw_batch_size=sw_batch_size)
+        lab_target, dis_target, conf_target = output_paths(out, name, dis_dir)
+        lab_path = write_labels(pred.labels, volume, lab_target)
+        dis_path = conf_path = None
         if write_disagreement:
             dis_path = write_volume(
-                volume.with_array(pred.disagreement.astype(np.float32)),
-                dis_dir / f"{name}{DISAGREEMENT_SUFFIX}.nii.gz",
+                volume.with_array(pred.disagreement.astype(np.float32)), dis_target
             )
+        if agreement:
+            conf_path = save_confidence(conf_target, pred.confidence)
         mean_dis = float(np.mean(pred.disagreement, dtype=np.float64))
-        written.append(PredictedFile(path, lab_path, dis_path, mean_dis))
+        written.append(PredictedFile(path, lab_path, dis_path, mean_dis, conf_path))
         if progress is not None:
             progress(i + 1, n, f"{name} ({i + 1}/{n}): done")
     return written

@@ -382,6 +382,7 @@ class PredictJob:
         disagreement_dir: str | os.PathLike | None = None,
         device: str = "auto",
         *,
+        agreement: bool = False,
         overlap: float = 0.5,
         num_threads: int | None = None,
         grace_s: float = 10.0,
@@ -389,7 +390,9 @@ class PredictJob:
         """Start predicting; returns at once with the child's :class:`JobHandle`.
 
         Writes ``out_dir/NAME.nii.gz`` and ``NAME_disagreement.nii.gz`` (into
-        ``disagreement_dir``, default ``out_dir``). Progress updates count cases
+        ``disagreement_dir``, default ``out_dir``) and, with ``agreement``, the agreement
+        confidence ``NAME_confidence.npz`` that proposals need (see
+        :func:`barl_core.inference.outputs.output_paths`). Progress updates count cases
         (``iteration`` of ``total``) with a per-window ``message``; ``done`` carries
         ``out_dir`` as ``result_path``.
         """
@@ -401,6 +404,7 @@ class PredictJob:
             str(device),
             float(overlap),
             num_threads,
+            bool(agreement),
         )
         return start_job(_predict_child, args, "prediction", grace_s)
 
@@ -484,7 +488,8 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
 
 
 def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[str], out_dir: str,
-                   disagreement_dir: str | None, device: str, overlap: float, num_threads: int | None) -> None:
+                   disagreement_dir: str | None, device: str, overlap: float, num_threads: int | None,
+                   agreement: bool = False) -> None:
     child_setup(updates)
     if event.is_set():
         child_finish(updates, ProgressUpdate("cancelled", message="cancelled before prediction started"))
@@ -512,7 +517,8 @@ def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[
                 updates.put(ProgressUpdate("progress", iteration=done, total=total, message=message))
 
         try:
-            written = predict_files(model, image_paths, out_dir, disagreement_dir, report, CancelToken(event))
+            written = predict_files(model, image_paths, out_dir, disagreement_dir, report, CancelToken(event),
+                                    overlap=overlap, agreement=agreement)
             final = ProgressUpdate("done", iteration=n, total=n, message=f"predicted {len(written)} case(s)",
                                    result_path=str(out_dir))
         except CancelledError as exc:

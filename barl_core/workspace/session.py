@@ -411,7 +411,7 @@ class Session:
         Each prediction keeps the branches' agreement confidence (for proposals) and is
         filed under the working model's version (for comparisons and validation).
         """
-        from barl_core.inference.agreement import AgreementPredictJob
+        from barl_core.runtime.jobs import PredictJob
 
         ws = self.workspace
         model = ws.current_model_path()
@@ -427,13 +427,15 @@ class Session:
         for f in out_dir.iterdir():
             if f.is_file():
                 f.unlink()
-        handle = AgreementPredictJob.start(model, [ws.image_path(c) for c in cases], out_dir)
+        images = [ws.image_path(c) for c in cases]
+        handle = PredictJob.start(model, images, out_dir, agreement=True)
         return SessionJob("prediction", handle, out_dir, cases=cases,
                           version=self.current_version_id())
 
     def _finish_prediction(self, job: SessionJob) -> PredictionOutcome:
         """Store what the job wrote (labels, disagreement, confidence) and score the version."""
-        from barl_core.inference.agreement import load_confidence, output_paths
+        from barl_core.inference.agreement import load_confidence
+        from barl_core.inference.outputs import output_paths
 
         ws, vid = self.workspace, job.version
         done, missing = [], []
