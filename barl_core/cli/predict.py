@@ -92,7 +92,7 @@ def plan_outputs(args: argparse.Namespace, files: list[Path], single: bool) -> l
         An output would replace an input (or the model), two outputs share a name, or an
         output folder cannot be written to.
     """
-    from barl_core.inference.export import DISAGREEMENT_SUFFIX
+    from barl_core.inference.outputs import DISAGREEMENT_SUFFIX
 
     plan = []
     for path in files:

@@ -11,10 +11,11 @@ On disk a workspace is an MSD-style folder, so the engine's dataset loader and t
       predictions/<case>_disagreement.nii.gz
       predictions/<case>_confidence.npz   agreement confidence (float16) for proposals
       predictions/versions/<vid>/<case>.nii.gz  the prediction of each model version
-      models/                         training runs (checkpoints), versions.json, validation.json
+      models/                         training runs (checkpoints), versions.json (the one model
+                                      registry), validation.json
       provenance/<case>.json          how each slice was made (see barl_core.workspace.provenance)
       history/<case>/zNNNN_vK.npz     every saved version of every slice (undo across restarts)
-      workspace.json                  class names, cases, prediction status, model history
+      workspace.json                  class names, cases, prediction status, the current model
 
 Why the label file is the source of truth: an annotated slice is exactly a slice of
 ``labelsTr/<case>`` without the ignore value, so a crash between writing the labels and
@@ -49,6 +50,7 @@ from barl_core.errors import (
     LabelValueError,
     LockedError,
 )
+from barl_core.inference.outputs import output_paths
 from barl_core.io.volume import (
     Volume,
     atomic_path,
@@ -65,7 +67,6 @@ from barl_core.workspace.provenance import ProvenanceStore, slice_dice
 __all__ = [
     "Workspace",
     "CaseRecord",
-    "ModelRecord",
     "WORKSPACE_FILE",
     "check_slice",
 ]
@@ -88,15 +89,6 @@ class CaseRecord:
     prediction_model: str | None = None
 
 
-@dataclass
-class ModelRecord:
-    """One trained model: where it is and how it was made."""
-
-    path: str
-    created: float
-    info: dict = field(default_factory=dict)
-
-
 class Workspace:
     """A folder of cases with sparse labels, predictions and models.
 
@@ -117,7 +109,6 @@ class Workspace:
         self.class_names = list(class_names)
         self._cases: dict[str, CaseRecord] = {}
         self.current_model: str | None = None
-        self.model_history: list[ModelRecord] = []
         self._geometry_cache: dict[str, Volume] = {}
         self._label_cache: dict[str, np.ndarray] = {}
         self._versions = None
@@ -215,8 +206,8 @@ class Workspace:
                 prediction_model=rec.get("prediction_model"),
             )
         ws.current_model = state.get("current_model")
-        ws.model_history = [ModelRecord(**m) for m in state.get("model_history", [])]
-        if not read_only:
+        if not read_only:  # an old model_history is folded into versions.json (a write)
+            ws._migrate_model_history(state.get("model_history") or [])
             for sub in ("imagesTr", "labelsTr", "models", "predictions"):
                 (folder / sub).mkdir(parents=True, exist_ok=True)
         ws._reconcile()
@@ -290,10 +281,10 @@ class Workspace:
         return self.predictions_dir / f"{validate_case_name(name)}{_EXT}"
 
     def disagreement_path(self, name: str) -> Path:
-        return self.predictions_dir / f"{validate_case_name(name)}_disagreement{_EXT}"
+        return output_paths(self.predictions_dir, validate_case_name(name))[1]
 
     def confidence_path(self, name: str) -> Path:
-        return self.predictions_dir / f"{validate_case_name(name)}_confidence.npz"
+        return output_paths(self.predictions_dir, validate_case_name(name))[2]
 
     def version_prediction_path(self, version: str, name: str) -> Path:
         """Where the prediction of model version ``version`` on case ``name`` is kept."""
@@ -610,12 +601,6 @@ class Workspace:
         self.class_names = list(names)
         self._save_state()
 
-    def add_model(self, path: str | os.PathLike, info: dict | None = None) -> None:
-        """Record a trained model and make it the current one."""
-        rel = self._rel(Path(path))
-        self.model_history.append(ModelRecord(path=rel, created=time.time(), info=dict(info or {})))
-        self.current_model = rel
-        self._save_state()
 
     @property
     def versions(self):
@@ -644,9 +629,31 @@ class Workspace:
         if "parent" not in kwargs:
             current = self.current_version()
             kwargs["parent"] = current.id if current else None
-        v = self.versions.add(self._rel(Path(path)), **kwargs)
-        self.add_model(path, {"version": v.id})
+        rel = self._rel(Path(path))
+        v = self.versions.add(rel, **kwargs)
+        self.current_model = rel
+        self._save_state()
         return v
+
+    def _migrate_model_history(self, history: list[dict]) -> None:
+        """Fold an old ``workspace.json`` ``model_history`` into ``models/versions.json``.
+
+        Workspaces written before the registry was one kept a second list of models in
+        ``workspace.json``; each of its models that is not a version yet becomes one (note
+        ``migrated``), in order, and ``workspace.json`` is rewritten without the list.
+        """
+        if not history:
+            return
+        for rec in history:
+            path = str(rec.get("path", ""))
+            if not path or self.versions.by_path(path) is not None:
+                continue
+            info = dict(rec.get("info") or {})
+            config = info.get("config") if isinstance(info.get("config"), dict) else {}
+            parent = self.versions.versions[-1].id if self.versions.versions else None
+            self.versions.add(path, config=config, data_snapshot={}, parent=parent,
+                              note="migrated from workspace.json", created=rec.get("created"))
+        self._save_state()
 
     def current_version(self):
         """The :class:`~barl_core.workspace.versions.ModelVersion` of the current model, if it is one."""
@@ -692,7 +699,6 @@ class Workspace:
             "class_names": self.class_names,
             "cases": [asdict(r) for r in self._cases.values()],
             "current_model": self.current_model,
-            "model_history": [asdict(m) for m in self.model_history],
         }
 
     def _save_state(self) -> None:

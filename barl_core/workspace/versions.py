@@ -72,13 +72,14 @@ class VersionStore:
         validation_slices: dict | None = None,
         parent: str | None = None,
         note: str = "",
+        created: float | None = None,
     ) -> ModelVersion:
-        """Record a new version (ids ``v1``, ``v2``... in order)."""
+        """Record a new version (ids ``v1``, ``v2``... in order); ``created`` defaults to now."""
         vid = f"v{len(self.versions) + 1}"
         v = ModelVersion(
             vid,
             str(path),
-            time.time(),
+            time.time() if created is None else float(created),
             dict(config),
             {c: list(map(int, z)) for c, z in data_snapshot.items() if z},
             {c: list(map(int, z)) for c, z in (training_slices or {}).items()},

@@ -127,10 +127,12 @@ def test_rejects_bad_input(ws, volume):
 def test_models_and_classes(ws):
     run = ws.new_run_dir()
     (run / "model.pt").write_bytes(b"x")
-    ws.add_model(run / "model.pt", {"method": "barl"})
+    v = ws.add_version(run / "model.pt", config={"method": "barl"}, data_snapshot={})
     again = Workspace.open(ws.folder)
     assert again.current_model_path() == run / "model.pt"
-    assert again.model_history[0].info == {"method": "barl"}
+    assert again.current_version().id == v.id == "v1"
+    assert again.versions.get("v1").config == {"method": "barl"}
+    assert "model_history" not in json.loads((ws.folder / "workspace.json").read_text())
     labels = again.load_labels("case_a")
     labels[0] = 2
     again.save_labels("case_a", labels)
@@ -152,3 +154,26 @@ def test_adopts_an_msd_folder(tmp_path, volume):
     assert ws.cases == ["c1", "c2"]
     assert ws.annotated_slices("c1") == [1] and ws.case_state("c2") == "unlabelled"
     assert (tmp_path / "ds" / "workspace.json").exists()
+
+
+def test_old_model_history_is_folded_into_the_version_registry(ws):
+    """A workspace.json written before the registry was one: its models become versions."""
+    runs = [ws.new_run_dir(f"old{i}") for i in range(2)]
+    for r in runs:
+        (r / "model.pt").write_bytes(b"x")
+    v1 = ws.add_version(runs[0] / "model.pt", config={}, data_snapshot={})
+    state = json.loads((ws.folder / "workspace.json").read_text())
+    rel = [r.relative_to(ws.folder).as_posix() + "/model.pt" for r in runs]
+    state["model_history"] = [
+        {"path": rel[0], "created": 1.0, "info": {"version": v1.id}},
+        {"path": rel[1], "created": 2.0, "info": {"config": {"iterations": 7}}},
+    ]
+    state["current_model"] = rel[1]
+    (ws.folder / "workspace.json").write_text(json.dumps(state))
+    again = Workspace.open(ws.folder)
+    assert [v.path for v in again.versions.versions] == rel  # the known one is not repeated
+    v2 = again.versions.get("v2")
+    assert v2.config == {"iterations": 7} and v2.created == 2.0 and v2.parent == "v1"
+    assert again.current_version().id == "v2"
+    assert "model_history" not in json.loads((ws.folder / "workspace.json").read_text())
+    assert [v.id for v in Workspace.open(ws.folder).versions.versions] == ["v1", "v2"]
