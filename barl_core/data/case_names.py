@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from barl_core.errors import InputFileError
-from barl_core.io.volume import SUPPORTED_EXTENSIONS
+from barl_core.io.volume import strip_extension
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -72,17 +72,9 @@ def sanitize_case_name(text: str) -> str:
     return stem or "case"
 
 
-def _stem(filename: str) -> str:
-    low = filename.lower()
-    for ext in SUPPORTED_EXTENSIONS:
-        if low.endswith(ext):
-            return filename[: -len(ext)]
-    return filename
-
-
 def channel_index(filename: str) -> int | None:
     """nnU-Net's channel suffix: ``NAME_0001.nii.gz`` -> 1; None without one."""
-    stem = _stem(filename)
+    stem = strip_extension(filename)
     if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit():
         return int(stem[-4:])
     return None
@@ -90,5 +82,5 @@ def channel_index(filename: str) -> int | None:
 
 def case_name_from_file(filename: str) -> str:
     """``NAME_0000.nii.gz`` / ``NAME.nrrd`` -> ``NAME`` (nnU-Net's channel suffix removed)."""
-    stem = _stem(filename)
+    stem = strip_extension(filename)
     return stem[:-5] if channel_index(filename) is not None else stem
