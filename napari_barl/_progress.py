@@ -19,7 +19,7 @@ FINAL_KINDS = ("done", "error", "cancelled")
 
 
 class JobRunner(QObject):
-    """Owns one running :class:`barl_core.runtime.jobs.JobHandle` and polls it.
+    """Owns one running :class:`barl_core.runtime.process.JobHandle` and polls it.
 
     Signals
     -------

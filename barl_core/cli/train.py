@@ -28,11 +28,12 @@ from typing import TextIO
 from barl_core.cli.guards import check_output_folder, same_path
 from barl_core.errors import CancelledError, OutputFileError, TrainingError
 from barl_core.io.atomic import describe_os_error, remove_stale_temporaries
+from barl_core.runtime.cancel import CancelToken
 from barl_core.runtime.lock import FolderLock
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, parse_disable, preset
 from barl_core.training.distributed import is_main_process
 from barl_core.training.planner import PlanRequest, TrainingPlan, make_planner, parse_duration
-from barl_core.training.trainer import CancelToken, TrainProgress, train
+from barl_core.training.trainer import TrainProgress, train
 
 __all__ = ["register", "run", "build_config", "ProgressBar"]
 

@@ -15,8 +15,8 @@ from barl_core.inference.agreement import predict_with_agreement, save_confidenc
 from barl_core.inference.model import LoadedModel
 from barl_core.inference.outputs import output_paths
 from barl_core.inference.predict import predict_volume
-from barl_core.inference.window import is_cancelled
 from barl_core.io.volume import read_volume, strip_extension, write_labels, write_volume
+from barl_core.runtime.cancel import is_cancelled
 
 __all__ = ["PredictedFile", "predict_files"]
 

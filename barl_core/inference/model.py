@@ -143,7 +143,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
     TrainingError
         The device is not available.
     """
-    from barl_core.training.trainer import resolve_device
+    from barl_core.runtime.device import resolve_device
 
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     ckpt = load_checkpoint(path, map_location="cpu")

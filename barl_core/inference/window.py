@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from barl_core.data.dataset import NormStats, normalize
 from barl_core.errors import CancelledError, InvalidVolumeError
 from barl_core.inference.model import LoadedModel, autocast_dtype
+from barl_core.runtime.cancel import is_cancelled
 
 __all__ = [
     "SlidingWindowResult",
@@ -60,7 +61,6 @@ __all__ = [
     "window_starts",
     "js_disagreement",
     "normalized_entropy",
-    "is_cancelled",
 ]
 
 _EPS = 1e-7
@@ -116,19 +116,6 @@ def normalized_entropy(p: torch.Tensor, dim: int = 0) -> torch.Tensor:
     h = -(p * torch.log(p.clamp_min(_EPS))).sum(dim)
     return (h / math.log(c)).clamp_(0.0, 1.0) if c > 1 else torch.zeros_like(h)
 
-
-
-def is_cancelled(cancel: Any) -> bool:
-    """True once ``cancel`` (a CancelToken, an Event, a callable or None) asks to stop."""
-    if cancel is None:
-        return False
-    if hasattr(cancel, "cancelled"):
-        return bool(cancel.cancelled)
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    if callable(cancel):
-        return bool(cancel())
-    return False
 
 
 def _zeros(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -226,7 +226,7 @@ def make_plan(config: TrainConfig, volumes: list[TrainingVolume], request: PlanR
     notes: list[str] = []
     cfg = config
     if "patch_size" not in fixed:
-        from barl_core.training.trainer import resolve_device
+        from barl_core.runtime.device import resolve_device
 
         device = resolve_device(cfg.device).type
         patch = plan_patch(fp, required_divisor(cfg.network), MAX_PATCH_VOXELS.get(device, MAX_PATCH_VOXELS["cpu"]))

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -54,6 +53,8 @@ from barl_core.data.resample import resample_volume
 from barl_core.errors import BarlError, CheckpointError, EmptyDatasetError, TrainingError
 from barl_core.io.volume import atomic_path
 from barl_core.networks.unet import required_divisor
+from barl_core.runtime.cancel import CancelToken
+from barl_core.runtime.device import resolve_device
 from barl_core.training import distributed
 from barl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from barl_core.training.config import TrainConfig, default_class_names
@@ -64,9 +65,7 @@ from barl_core.training.validator import Validator, split_validation
 __all__ = [
     "TrainProgress",
     "TrainResult",
-    "CancelToken",
     "Trainer",
-    "resolve_device",
     "build_optimizer",
     "prepare_training_data",
     "latest_checkpoint",
@@ -129,69 +128,6 @@ class TrainResult:
     best_iteration: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
-
-
-class CancelToken:
-    """Cooperative cancellation, checked once per iteration.
-
-    Parameters
-    ----------
-    event : threading.Event or multiprocessing.Event, optional
-        Shared flag (a GUI thread or a parent process sets it); a fresh
-        ``threading.Event`` if omitted.
-    flag_file : path, optional
-        Cancelled as soon as this file exists (works across unrelated processes).
-
-    Examples
-    --------
-    >>> token = CancelToken()
-    >>> token.cancel(); token.cancelled
-    True
-    """
-
-    def __init__(self, event: Any | None = None, flag_file: str | os.PathLike | None = None):
-        self.event = event if event is not None else threading.Event()
-        self.flag_file = Path(flag_file) if flag_file is not None else None
-
-    def cancel(self) -> None:
-        """Ask the job to stop at the next iteration boundary."""
-        self.event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return bool(self.event.is_set()) or (self.flag_file is not None and self.flag_file.exists())
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA, then Apple MPS, then CPU; explicit names are checked.
-
-    Raises
-    ------
-    TrainingError
-        The requested device is not available on this machine.
-    """
-    name = str(name).strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu, mps, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("device 'cuda' requested but no CUDA GPU is available (use --device auto or cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise TrainingError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-    elif dev.type == "mps":
-        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise TrainingError("device 'mps' requested but Apple MPS is not available")
-    elif dev.type != "cpu":
-        raise TrainingError(f"unsupported device {name!r}; use auto, cpu, mps, cuda or cuda:N")
-    return dev
 
 
 # --------------------------------------------------------------------------- data preparation

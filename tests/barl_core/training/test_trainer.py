@@ -14,14 +14,14 @@ from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.errors import CheckpointError, EmptyDatasetError, TrainingError
 from barl_core.losses.terms import LossConfig
 from barl_core.networks.unet import BiBranchNet, UNet3D
+from barl_core.runtime.cancel import CancelToken
+from barl_core.runtime.device import resolve_device
 from barl_core.training.checkpoint import build_model, load_checkpoint
 from barl_core.training.config import preset
 from barl_core.training.trainer import (
-    CancelToken,
     Trainer,
     dataset_class_names,
     prepare_training_data,
-    resolve_device,
     train,
 )
 

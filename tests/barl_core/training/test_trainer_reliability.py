@@ -16,10 +16,11 @@ import torch
 from barl_core.cli.main import main as cli_main
 from barl_core.data.dataset import load_dataset
 from barl_core.errors import TrainingError
+from barl_core.runtime.cancel import CancelToken
 from barl_core.training.checkpoint import load_checkpoint
 from barl_core.training.distributed import DistContext
 from barl_core.training.methods import SupervisedMethod
-from barl_core.training.trainer import CancelToken, Trainer, prepare_training_data, train
+from barl_core.training.trainer import Trainer, prepare_training_data, train
 
 
 @pytest.fixture(scope="module")
