@@ -189,7 +189,7 @@ def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from barl_core.data.dataset import compute_norm_stats, normalize
+    from barl_core.data.normalization import compute_norm_stats, normalize
     from barl_core.inference.model import autocast_dtype, load_model
     from barl_core.inference.predict import predict_volume
     from barl_core.training.checkpoint import build_model, load_checkpoint

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from barl_core.cli.guards import add_series_id, check_outputs
-from barl_core.data.dataset import _ranges, dataset_summary, load_dataset
+from barl_core.data.annotation import format_ranges
+from barl_core.data.dataset import dataset_summary, load_dataset
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InputFileError
 from barl_core.io.atomic import write_text_atomic
@@ -140,7 +141,7 @@ def _format_dataset(rows: list[dict], root: Path) -> str:
         if r["status"] == "partial":
             what = "slices" if r["whole_slices"] else "slices (partly)"
             status = (
-                f"partial: {len(r['slices'])} {what} on axis {r['axis']}: {_ranges(r['slices'])}"
+                f"partial: {len(r['slices'])} {what} on axis {r['axis']}: {format_ranges(r['slices'])}"
             )
         else:
             status = r["status"]

@@ -83,7 +83,7 @@ def estimate_memory(
     the normalisation-statistics sample and the finalisation temporaries. The first four grow
     with the volume; the rest is a fixed cost (~100-300 MiB) that dominates small volumes.
     """
-    from barl_core.data.dataset import _STATS_MAX_SAMPLES
+    from barl_core.data.normalization import _STATS_MAX_SAMPLES
 
     n_in = int(np.prod([int(s) for s in shape], dtype=np.float64))
     work = [int(s) for s in (working_shape or shape)]

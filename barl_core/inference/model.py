@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from barl_core.data.dataset import NormalizationConfig, NormStats, compute_norm_stats
+from barl_core.data.normalization import NormalizationConfig, NormStats, compute_norm_stats
 from barl_core.networks.unet import required_divisor
 from barl_core.training.checkpoint import build_model, load_checkpoint
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from barl_core.data.dataset import NormStats
+from barl_core.data.normalization import NormStats
 from barl_core.data.resample import needs_resampling, resample_volume
 from barl_core.errors import InvalidVolumeError
 from barl_core.inference.memory import (

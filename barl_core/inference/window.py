@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from barl_core.data.dataset import NormStats, normalize
+from barl_core.data.normalization import NormStats, normalize
 from barl_core.errors import CancelledError, InvalidVolumeError
 from barl_core.inference.model import LoadedModel, autocast_dtype
 from barl_core.runtime.cancel import is_cancelled

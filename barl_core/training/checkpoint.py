@@ -56,7 +56,7 @@ def _migrate_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     per-volume normalisation, the native grid, the training config's patch, no optimiser
     state (such a file fine-tunes or predicts, it does not resume mid-schedule).
     """
-    from barl_core.data.dataset import NormalizationConfig
+    from barl_core.data.normalization import NormalizationConfig
     from barl_core.training.config import (
         TrainConfig,  # late: config imports far more than a loader needs
     )

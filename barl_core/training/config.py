@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from barl_core.data.augment import AugmentConfig
-from barl_core.data.dataset import NormalizationConfig
 from barl_core.data.labels import IGNORE_INDEX
+from barl_core.data.normalization import NormalizationConfig
 from barl_core.errors import TrainingError
 from barl_core.losses.terms import ALIGNMENT_TERMS, LossConfig
 from barl_core.networks.unet import NetworkConfig, required_divisor
@@ -103,7 +103,7 @@ class TrainConfig:
     foreground_fraction : float
         Probability that a labelled patch is centred on a voxel of a random annotated
         foreground class rather than on any annotated voxel (small structures are
-        otherwise rarely seen); see :class:`~barl_core.data.dataset.PatchSampler`.
+        otherwise rarely seen); see :class:`~barl_core.data.sampler.PatchSampler`.
     seed : int
         Seeds torch, numpy, Python's ``random``, the sampler and the augmentation.
     device : str

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from barl_core.data.dataset import TrainingVolume
+from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 from barl_core.networks.unet import required_divisor
 from barl_core.training.config import TrainConfig

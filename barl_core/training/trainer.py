@@ -39,17 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from barl_core.data.dataset import (
-    Case,
-    NormStats,
-    PatchSampler,
-    TrainingVolume,
-    compute_norm_stats,
-    load_dataset,
-    training_volumes,
-)
+from barl_core.data.dataset import Case, load_dataset
 from barl_core.data.labels import IGNORE_INDEX
+from barl_core.data.normalization import NormStats, compute_norm_stats
 from barl_core.data.resample import resample_volume
+from barl_core.data.sampler import PatchSampler, TrainingVolume, training_volumes
 from barl_core.errors import BarlError, CheckpointError, EmptyDatasetError, TrainingError
 from barl_core.io.volume import atomic_path
 from barl_core.networks.unet import required_divisor

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from barl_core.data.dataset import TrainingVolume
+from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 
 __all__ = ["ValidationConfig", "Validator", "split_validation", "annotated_dice"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from barl_core.data.dataset import annotation_status, load_dataset
+from barl_core.data.annotation import annotation_status
+from barl_core.data.dataset import load_dataset
 from barl_core.data.phantom import (
     PHANTOM_CLASSES,
     PhantomConfig,

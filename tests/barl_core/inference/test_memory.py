@@ -101,7 +101,7 @@ def test_peak_memory_bounded(net, rng):
     numpy outputs and the (numpy-backed) ring; torch temporaries are bounded separately. Fixed
     normalisation statistics keep the sampled statistics phase out of this measurement.
     """
-    from barl_core.data.dataset import NormStats
+    from barl_core.data.normalization import NormStats
 
     m = LoadedModel.from_module(net, patch_size=(8, 32, 32), normalization=NormStats(-3, 3, 0, 1))
     shape = (48, 64, 64)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from barl_core.data.dataset import TrainingVolume
 from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
+from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 from barl_core.losses.terms import dpr_loss, hard_labels, pcbc_loss
 from barl_core.training.checkpoint import load_checkpoint
