@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 from barl_core.networks.unet import required_divisor
@@ -167,7 +168,7 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def fingerprint(volumes: Sequence[TrainingVolume], ignore_index: int = 255) -> DatasetFingerprint:
+def fingerprint(volumes: Sequence[TrainingVolume], ignore_index: int = IGNORE_INDEX) -> DatasetFingerprint:
     """Median shape and label statistics of the training volumes."""
     if not volumes:
         raise TrainingError("cannot plan training without volumes")

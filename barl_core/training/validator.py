@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 
@@ -84,7 +85,7 @@ def _is_labelled(vol: TrainingVolume, ignore_index: int) -> bool:
 
 
 def split_validation(
-    volumes: Sequence[TrainingVolume], cfg: ValidationConfig, ignore_index: int = 255
+    volumes: Sequence[TrainingVolume], cfg: ValidationConfig, ignore_index: int = IGNORE_INDEX
 ) -> tuple[list[TrainingVolume], list[TrainingVolume]]:
     """Hold out a fixed share of the labelled volumes.
 
@@ -103,7 +104,7 @@ def split_validation(
 
 
 def annotated_dice(
-    pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int = 255
+    pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> list[float]:
     """Per foreground class Dice on the annotated voxels; NaN where the class is in neither."""
     valid = truth != ignore_index
@@ -135,7 +136,7 @@ class Validator:
         volumes: Sequence[TrainingVolume],
         patch_size: Sequence[int],
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         overlap: float = 0.25,
     ):
         self.volumes = [v for v in volumes if _is_labelled(v, ignore_index)]
