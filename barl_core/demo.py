@@ -104,6 +104,7 @@ class DemoConfig:
     num_threads: int | None = None
 
     def validate(self) -> DemoConfig:
+        """Check the options; return self (so it chains)."""
         if self.rounds < 1:
             raise TrainingError("the demo needs at least one round")
         if self.iterations < 1 or (self.finetune_iterations is not None and self.finetune_iterations < 1):
@@ -131,6 +132,8 @@ class RoundResult:
 
 @dataclass
 class DemoResult:
+    """Every round's numbers: annotated slices, Dice per class, the runs' folders."""
+
     rounds: list[RoundResult]
     out_dir: Path
     class_names: tuple[str, ...]
@@ -138,6 +141,7 @@ class DemoResult:
 
     @property
     def mean_dice(self) -> list[float]:
+        """Mean foreground Dice of each round."""
         return [r.mean_dice for r in self.rounds]
 
 
@@ -156,7 +160,7 @@ def sparkline(values: Sequence[float], width: int = 48) -> str:
 
 
 def format_table(rounds: Sequence[RoundResult], class_names: Sequence[str]) -> str:
-    """The Dice table printed at the end (one row per round)."""
+    """Return the Dice table printed at the end (one row per round)."""
     fg = list(class_names[1:])
     head = ["round", "slices", "iters"] + fg + ["mean", "time"]
     rows = [head]
@@ -177,8 +181,10 @@ def _fmt(x: float) -> str:
 
 
 def _dice_scores(model, test_images: list[Path], truth_dir: Path, class_names: Sequence[str]) -> dict[str, float]:
-    """Dice per foreground class, averaged over the test cases (a class absent from both
-    prediction and truth of a case is left out of that case's average)."""
+    """Return the Dice per foreground class, averaged over the test cases.
+
+    A class absent from both prediction and truth of a case is left out of that case's average.
+    """
     from barl_core.evaluation.metrics import dice
     from barl_core.inference.predict import predict_volume
 

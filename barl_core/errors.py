@@ -32,7 +32,8 @@ class InputFileError(BarlError):
 
 class OutputFileError(BarlError):
     """An output cannot be written completely (disk full, no permission, a bad name), or
-    it would replace an input or another output of the same command; nothing was replaced."""
+    it would replace an input or another output of the same command; nothing was replaced.
+    """
 
 
 class LockedError(BarlError):

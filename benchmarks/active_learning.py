@@ -107,7 +107,8 @@ def _select_focused(model, cases: dict[str, BenchCase], annotated: dict[str, set
                     k: int, overlap: float = DEFAULT_OVERLAP) -> list[tuple[str, int, float]]:
     """The product's default ranking (:func:`barl_core.active.ranking.rank_slices`) over all
     cases at once: it needs every case's probabilities, disagreement and annotated slices
-    together, because its coverage rules (z-gap, case spread, class balance) span cases."""
+    together, because its coverage rules (z-gap, case spread, class balance) span cases.
+    """
     from barl_core.active.ranking import CaseInputs, rank_slices
     from barl_core.inference.predict import predict_volume
 
@@ -134,7 +135,8 @@ def _strategy_kwargs(strategy: str, pred, seed: int) -> dict:
 
 def slices_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
     """Annotated slices at which a (slices, Dice) curve first reaches ``target`` (linear
-    interpolation between rounds); ``None`` if it never does."""
+    interpolation between rounds); ``None`` if it never does.
+    """
     pts = sorted(curve)
     for i, (n, d) in enumerate(pts):
         if d >= target:
@@ -193,7 +195,8 @@ def summarise(runs: dict, strategies: Sequence[str]) -> dict:
 def pick_stats(runs: dict, truth: dict[str, np.ndarray]) -> dict:
     """What each strategy asked the annotator to label: how many picked slices hold any
     foreground, their median foreground voxels, and how many lie outside the structure's
-    z-extent (empty slices beyond its ends). Explains a curve better than its Dice alone."""
+    z-extent (empty slices beyond its ends). Explains a curve better than its Dice alone.
+    """
     out: dict = {}
     for run in runs.values():
         st = out.setdefault(run["strategy"], {"picked": 0, "with_foreground": 0, "outside_object": 0, "_fg": []})
@@ -403,7 +406,8 @@ def _train(args, cfg_iters: int, seed: int, class_names, cases, labels, work: Pa
 
 def _evaluate(model_path: Path, cases: dict[str, BenchCase], class_names, device: str) -> dict:
     """Test-set metrics like :func:`benchmarks.common.evaluate_model`, predicting with
-    :data:`DEFAULT_OVERLAP` (most of a round's CPU time is these predictions)."""
+    :data:`DEFAULT_OVERLAP` (most of a round's CPU time is these predictions).
+    """
     from barl_core.evaluation.metrics import evaluate_case
     from barl_core.inference.predict import load_model, predict_volume
 

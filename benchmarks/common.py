@@ -145,7 +145,8 @@ def labelled_order(pool: Sequence[str], seed: int = SPLIT_SEED) -> list[str]:
 
 def choose_labelled(pool: Sequence[str], fraction: float, seed: int = SPLIT_SEED) -> list[str]:
     """The labelled cases of a budget: the first ``round(fraction * len(pool))`` (at least 1)
-    of :func:`labelled_order`, sorted."""
+    of :func:`labelled_order`, sorted.
+    """
     n = max(1, int(round(fraction * len(pool))))
     return sorted(labelled_order(pool, seed)[:n])
 
@@ -703,7 +704,7 @@ def set_threads(n: int | None) -> None:
 
 
 def optional_path(value: str) -> Path | None:
-    """argparse type: an empty string means "none" (``--plot ''``)."""
+    """Argparse type: an empty string means "none" (``--plot ''``)."""
     return Path(value) if value else None
 
 

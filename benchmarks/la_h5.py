@@ -112,7 +112,8 @@ def find_la_layout(root: str | os.PathLike) -> LALayout:
 
 def read_case_list(path: str | os.PathLike) -> list[str]:
     """Non-empty, stripped lines of a ``*.list`` file, in file order (order matters: the
-    literature takes the *first* N training cases as the labelled ones)."""
+    literature takes the *first* N training cases as the labelled ones).
+    """
     return [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
 
 

@@ -173,7 +173,8 @@ KNOWN_CLASS_NAMES = {"hippocampus": ("background", "anterior", "posterior")}
 
 def load_msd(data_dir: Path, n_test: int) -> Dataset:
     """An MSD folder with *full* labels: ``labelsTr/``, or ``groundtruth/`` when present (the
-    layout :func:`barl_core.data.phantom.make_phantom_dataset` writes, whose ``labelsTr`` is sparse)."""
+    layout :func:`barl_core.data.phantom.make_phantom_dataset` writes, whose ``labelsTr`` is sparse).
+    """
     truth_dir = data_dir / "groundtruth" if (data_dir / "groundtruth").is_dir() else data_dir / "labelsTr"
     cases = common.load_msd_cases(data_dir / "imagesTr", truth_dir)
     if len(cases) < 3:
@@ -194,7 +195,8 @@ def load_msd(data_dir: Path, n_test: int) -> Dataset:
 
 def _class_names(data_dir: Path, num_classes: int) -> tuple[str, ...]:
     """From ``dataset.json`` (MSD ``{"0": "background"}`` or nnU-Net ``{"background": 0}``),
-    a known dataset, or ``background, class_1, ...``."""
+    a known dataset, or ``background, class_1, ...``.
+    """
     import json
 
     from barl_core.training.config import default_class_names

@@ -143,7 +143,8 @@ def time_training(args: argparse.Namespace, cases: dict, labels: dict, work: Pat
 
 def _monai_predictor(network, low):
     """MONAI predictor: the mean of both branches' finest softmax (what barl_core averages),
-    under the same autocast dtype as barl_core (None: float32)."""
+    under the same autocast dtype as barl_core (None: float32).
+    """
     import contextlib
 
     import torch
@@ -171,7 +172,8 @@ def _precisions(device: str) -> list[str]:
 
 def _interleaved(fns: dict, repeats: int) -> dict:
     """Median seconds of each callable, timed in alternating rounds after one warm-up each, so
-    that a shared machine's load drifts over all of them alike."""
+    that a shared machine's load drifts over all of them alike.
+    """
     for fn in fns.values():
         fn()
     times: dict = {k: [] for k in fns}
@@ -185,7 +187,8 @@ def _interleaved(fns: dict, repeats: int) -> dict:
 
 def time_inference(args: argparse.Namespace, model_path: Path, volume) -> dict:
     """barl_core's sliding window vs MONAI's, same network, window, overlap, Gaussian mode and
-    network precision; the two alternate in every round."""
+    network precision; the two alternate in every round.
+    """
     import torch
     from monai.inferers import sliding_window_inference
 

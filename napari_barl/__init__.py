@@ -1,5 +1,5 @@
 """napari-barl: the napari plugin (UI and glue only; the engine is barl_core)."""
 
-__version__ = "0.1.0"
+from barl_core import __version__
 
 __all__ = ["__version__"]

@@ -166,7 +166,7 @@ class ToolsPanel(QGroupBox):
 
     # ------------------------------------------------------------------ paint-over
     def apply_protection(self) -> None:
-        """napari's ``preserve_labels``: the brush paints only where there is no label yet."""
+        """Napari's ``preserve_labels``: the brush paints only where there is no label yet."""
         layer = self.ctx.labels_layer
         if layer is not None:
             layer.preserve_labels = self.protect.isChecked()

@@ -45,6 +45,7 @@ class AnnotationStatus:
     whole_slices: bool = True
 
     def describe(self) -> str:
+        """One line for ``barl info``: the kind, and for partial maps the slices."""
         if self.kind != "partial":
             return self.kind
         what = "slices" if self.whole_slices else "slices (partly)"

@@ -72,6 +72,7 @@ class Case:
 
     @property
     def status(self) -> AnnotationStatus:
+        """How much of this case is annotated (:func:`annotation_status`)."""
         return annotation_status(self.labels, self.ignore_index)
 
 

@@ -19,12 +19,12 @@ __all__ = ["volume_files", "is_volume_name"]
 
 
 def is_volume_name(name: str) -> bool:
-    """True for a file name with a supported volume extension (``.nii.gz``, ``.nrrd``...)."""
+    """Return True for a file name with a supported volume extension (``.nii.gz``, ``.nrrd``...)."""
     return name.lower().endswith(SUPPORTED_EXTENSIONS)
 
 
 def volume_files(folder: str | os.PathLike) -> list[Path]:
-    """The volume files directly in ``folder``, sorted by name.
+    """Return the volume files directly in ``folder``, sorted by name.
 
     Hidden files (our own atomic temporaries, macOS ``._x``) and sub-folders are skipped.
     A name that is a path elsewhere (a Windows separator) or holds control characters is

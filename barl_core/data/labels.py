@@ -55,5 +55,5 @@ def annotated_mask(
 def annotated_slices(
     labels: np.ndarray | None, axis: int = 0, ignore_index: int = IGNORE_INDEX
 ) -> list[int]:
-    """Indices of the annotated slices along ``axis``, sorted (see :func:`annotated_mask`)."""
+    """Return indices of the annotated slices along ``axis``, sorted (see :func:`annotated_mask`)."""
     return [int(z) for z in np.flatnonzero(annotated_mask(labels, axis, ignore_index))]

@@ -54,6 +54,7 @@ class NormalizationConfig:
     mode: str = "percentile_zscore"
 
     def __post_init__(self) -> None:
+        """Refuse an unknown mode or percentiles out of order."""
         if self.mode not in NORMALIZATION_MODES:
             raise InvalidVolumeError(
                 f"unknown normalisation mode {self.mode!r} (use one of {', '.join(NORMALIZATION_MODES)})"
@@ -80,10 +81,12 @@ class NormStats:
     mode: str = "percentile_zscore"
 
     def to_dict(self) -> dict:
+        """Plain JSON-able values (checkpoints store them)."""
         return {k: (v if isinstance(v, str) else float(v)) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> NormStats:
+        """Rebuild from :meth:`to_dict`'s output."""
         return cls(
             lower=float(d["lower"]),
             upper=float(d["upper"]),
@@ -94,7 +97,7 @@ class NormStats:
 
 
 def _stats_sample(array: np.ndarray) -> np.ndarray:
-    """A float64 *copy* of at most ``_STATS_MAX_SAMPLES`` regularly strided voxels.
+    """Return a float64 *copy* of at most ``_STATS_MAX_SAMPLES`` regularly strided voxels.
 
     Always a copy, so :func:`compute_norm_stats` may work in place on it: its peak is one
     sample (16 MiB), never a volume-sized temporary.

@@ -108,6 +108,7 @@ class PhantomConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Refuse shapes and parameters the phantom cannot draw."""
         self.shape = tuple(int(s) for s in self.shape)  # type: ignore[assignment]
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         if len(self.shape) != 3 or min(self.shape) < 8:

@@ -44,7 +44,7 @@ def _as_spacing(target_spacing: Sequence[float]) -> tuple[float, float, float]:
 
 
 def needs_resampling(volume: Volume, target_spacing: Sequence[float] | None) -> bool:
-    """False when ``target_spacing`` is None or already the volume's spacing.
+    """Return False when ``target_spacing`` is None or already the volume's spacing.
 
     Skipping the identity resample keeps the native path bit-exact.
     """

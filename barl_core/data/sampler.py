@@ -37,6 +37,7 @@ class TrainingVolume:
     name: str = ""
 
     def __post_init__(self) -> None:
+        """Refuse a non-3D image or labels on another grid."""
         if np.asarray(self.image).ndim != 3:
             raise InvalidVolumeError(f"{self.name or 'volume'}: expected a 3D image")
         if self.labels is not None and tuple(self.labels.shape) != tuple(self.image.shape):

@@ -49,7 +49,7 @@ class CancelToken:
 
 
 def is_cancelled(cancel: Any) -> bool:
-    """True once ``cancel`` (a CancelToken, an Event, a callable or None) asks to stop."""
+    """Return True once ``cancel`` (a CancelToken, an Event, a callable or None) asks to stop."""
     if cancel is None:
         return False
     if hasattr(cancel, "cancelled"):

@@ -25,8 +25,10 @@ ORPHAN_EXIT = 3
 
 
 class _RawReader:
-    """Unbuffered reads of a file descriptor (a daemon thread must not hold a buffered
-    reader's lock when the interpreter shuts down)."""
+    """Unbuffered reads of a file descriptor.
+
+    A daemon thread must not hold a buffered reader's lock when the interpreter shuts down.
+    """
 
     def __init__(self, fd: int):
         self.fd = fd

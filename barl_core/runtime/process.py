@@ -109,6 +109,7 @@ class ProgressUpdate:
 
     @property
     def is_final(self) -> bool:
+        """Whether this update ends the job (``done``, ``error`` or ``cancelled``)."""
         return self.kind in FINAL_KINDS
 
 
@@ -234,7 +235,7 @@ def _target_name(target: Any) -> str:
 
 
 def _child_env() -> dict[str, str]:
-    """The parent's environment, with this package importable whatever the parent's sys.path."""
+    """Return the parent's environment, with this package importable whatever the parent's sys.path."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -291,7 +292,7 @@ class JobHandle:
         return self._final
 
     def is_running(self) -> bool:
-        """True while the child is alive (a cancelled child past its grace period is terminated)."""
+        """Return True while the child is alive (a cancelled child past its grace period is terminated)."""
         if self._closed:
             return False
         self._enforce_grace()
@@ -299,9 +300,11 @@ class JobHandle:
 
     # -- control ---------------------------------------------------------------------
     def cancel(self) -> None:
-        """Ask the child to stop: training writes a checkpoint and exits; prediction stops
-        between windows. Non-blocking; the child is terminated if it has not stopped after
-        ``grace_s`` seconds (checked by :meth:`poll`, :meth:`is_running` and :meth:`wait`)."""
+        """Ask the child to stop (non-blocking).
+
+        Training writes a checkpoint and exits; prediction stops between windows. The child is terminated if it has not stopped after
+        ``grace_s`` seconds (checked by :meth:`poll`, :meth:`is_running` and :meth:`wait`).
+        """
         if self._closed or self._final is not None:
             return
         self._event.set()
@@ -429,9 +432,11 @@ class JobHandle:
         self._closed = True
 
     def __enter__(self) -> JobHandle:
+        """Use the handle as a context manager: the job is stopped on exit."""
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        """Cancel the job if it still runs, then terminate it after the grace period."""
         if not self._closed:
             self.cancel()
             self.wait(self.grace_s + 5)
@@ -503,7 +508,7 @@ def child_finish(updates: Any, final: ProgressUpdate) -> None:
 
 
 def error_update(exc: BaseException) -> ProgressUpdate:
-    """The ``error`` update for ``exc``: a BarlError's own message, else a short traceback."""
+    """Return the ``error`` update for ``exc``: a BarlError's own message, else a short traceback."""
     from barl_core.errors import BarlError
 
     name = type(exc).__name__

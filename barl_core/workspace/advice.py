@@ -1,4 +1,4 @@
-""" "Label more or stop?": a plain answer from the learning curve, disagreement and correction effort.
+"""Label more or stop? : a plain answer from the learning curve, disagreement and correction effort.
 
 The rules are deliberately simple so a user can check them (first match wins):
 

@@ -70,7 +70,7 @@ class AuditBundle:
 
 
 def class_colors(n: int) -> list[tuple[int, int, int]]:
-    """A fixed, distinct RGB colour per class (background black)."""
+    """Return a fixed, distinct RGB colour per class (background black)."""
     out = []
     for k in range(n):
         if k < len(_PALETTE):
@@ -112,7 +112,7 @@ def slicer_ctbl_text(class_names: list[str]) -> str:
 
 
 def final_mask(labels: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """The prediction, with the human's label wherever a voxel was annotated.
+    """Return the prediction, with the human's label wherever a voxel was annotated.
 
     Voxel by voxel, not slice by slice: a scribbled slice keeps the prediction where it
     was left unknown, so the ignore value (255) never reaches the mask.

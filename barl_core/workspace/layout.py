@@ -257,33 +257,42 @@ class Workspace:
     # ------------------------------------------------------------------ paths
     @property
     def images_dir(self) -> Path:
+        """``imagesTr/``: the case volumes."""
         return self.folder / "imagesTr"
 
     @property
     def labels_dir(self) -> Path:
+        """``labelsTr/``: the sparse labels."""
         return self.folder / "labelsTr"
 
     @property
     def models_dir(self) -> Path:
+        """``models/``: training runs, the version registry and the validation split."""
         return self.folder / "models"
 
     @property
     def predictions_dir(self) -> Path:
+        """``predictions/``: the latest prediction of each case and each version's."""
         return self.folder / "predictions"
 
     def image_path(self, name: str) -> Path:
+        """Where case ``name``'s volume is stored."""
         return self.images_dir / f"{validate_case_name(name)}{_EXT}"
 
     def label_path(self, name: str) -> Path:
+        """Where case ``name``'s sparse labels are stored."""
         return self.labels_dir / f"{validate_case_name(name)}{_EXT}"
 
     def prediction_path(self, name: str) -> Path:
+        """Where case ``name``'s latest class map is stored."""
         return self.predictions_dir / f"{validate_case_name(name)}{_EXT}"
 
     def disagreement_path(self, name: str) -> Path:
+        """Where case ``name``'s latest disagreement map is stored."""
         return output_paths(self.predictions_dir, validate_case_name(name))[1]
 
     def confidence_path(self, name: str) -> Path:
+        """Where case ``name``'s latest agreement confidence is stored."""
         return output_paths(self.predictions_dir, validate_case_name(name))[2]
 
     def version_prediction_path(self, version: str, name: str) -> Path:
@@ -298,9 +307,11 @@ class Workspace:
 
     @property
     def num_classes(self) -> int:
+        """How many classes, background included."""
         return len(self.class_names)
 
     def record(self, name: str) -> CaseRecord:
+        """Return what the workspace remembers of case ``name`` (raise if there is none)."""
         validate_case_name(name)
         if name not in self._cases:
             raise InputFileError(f"no case {name!r} in workspace {self.folder}")
@@ -326,6 +337,7 @@ class Workspace:
         return self.add_volume(vol, name or sanitize_case_name(strip_extension(Path(path).name)))
 
     def remove_case(self, name: str) -> None:
+        """Delete case ``name`` and its files (image, labels, predictions)."""
         self._check_writable()
         self.record(name)
         for p in (
@@ -340,6 +352,7 @@ class Workspace:
         self._save_state()
 
     def load_image(self, name: str) -> Volume:
+        """Read case ``name``'s volume (and cache its grid)."""
         self.record(name)
         vol = read_volume(self.image_path(name))
         # keep only the grid: a read-only broadcast array costs no memory
@@ -347,7 +360,7 @@ class Workspace:
         return vol
 
     def reference(self, name: str) -> Volume:
-        """The case's grid (the image, cached) for writing label maps."""
+        """Return the case's grid (the image, cached) for writing label maps."""
         if name not in self._geometry_cache:
             self.load_image(name)
         return self._geometry_cache[name]
@@ -364,7 +377,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ labels
     def load_labels(self, name: str) -> np.ndarray:
-        """The case's sparse labels (uint8, 255 = not annotated); all 255 if none yet."""
+        """Return the case's sparse labels (uint8, 255 = not annotated); all 255 if none yet."""
         self.record(name)
         ref = self.reference(name)
         lp = self.label_path(name)
@@ -541,19 +554,21 @@ class Workspace:
         return score
 
     def load_prediction(self, name: str) -> np.ndarray | None:
+        """Return the latest class map of case ``name``, or None before a prediction."""
         p = self.prediction_path(name)
         if not self.record(name).predicted or not p.exists():
             return None
         return read_volume(p).array
 
     def load_disagreement(self, name: str) -> np.ndarray | None:
+        """Return the latest disagreement map (float32) of case ``name``, or None."""
         p = self.disagreement_path(name)
         if not self.record(name).predicted or not p.exists():
             return None
         return read_volume(p).array.astype(np.float32, copy=False)
 
     def load_confidence(self, name: str) -> np.ndarray | None:
-        """The agreement confidence of the latest prediction (float16), if it has one."""
+        """Return the agreement confidence of the latest prediction (float16), if it has one."""
         p = self.confidence_path(name)
         if not self.record(name).predicted or not p.exists():
             return None
@@ -562,6 +577,7 @@ class Workspace:
         return load_confidence(p)
 
     def load_version_prediction(self, version: str, name: str) -> np.ndarray | None:
+        """Return model version ``version``'s class map of case ``name``, or None."""
         p = self.version_prediction_path(version, name)
         return read_volume(p).array if p.exists() else None
 
@@ -656,7 +672,7 @@ class Workspace:
         self._save_state()
 
     def current_version(self):
-        """The :class:`~barl_core.workspace.versions.ModelVersion` of the current model, if it is one."""
+        """Return the :class:`~barl_core.workspace.versions.ModelVersion` of the current model, if it is one."""
         return self.versions.by_path(self.current_model)
 
     def rollback(self, version: str) -> Path:
@@ -670,12 +686,14 @@ class Workspace:
         return p
 
     def current_model_path(self) -> Path | None:
+        """Return the working model's checkpoint, or None before the first training."""
         if not self.current_model:
             return None
         p = Path(self.current_model)
         return p if p.is_absolute() else self.folder / p
 
     def new_run_dir(self, prefix: str = "run") -> Path:
+        """Make and return a fresh, time-stamped run folder under ``models/``."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = self.models_dir / f"{prefix}-{stamp}"
         path, i = base, 1
@@ -693,6 +711,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ state file
     def state(self) -> dict:
+        """Return what ``workspace.json`` holds."""
         return {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,

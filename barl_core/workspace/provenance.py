@@ -102,17 +102,18 @@ class ProvenanceStore:
         return {z: list(ev) for z, ev in sorted(self._load(case).items())}
 
     def latest(self, case: str, z: int, *, labelled: bool = False) -> SliceEvent | None:
-        """The newest event of slice ``z`` (with ``labelled``: the newest with a version)."""
+        """Return the newest event of slice ``z`` (with ``labelled``: the newest with a version)."""
         for ev in reversed(self.events(case, z)):
             if not labelled or ev.version is not None:
                 return ev
         return None
 
     def versions(self, case: str, z: int) -> list[int]:
+        """Return the history versions kept for slice ``z`` of ``case``, oldest first."""
         return [e.version for e in self.events(case, z) if e.version is not None]
 
     def load_version(self, case: str, z: int, version: int) -> np.ndarray:
-        """The slice as saved at ``version`` (uint8, 255 = not annotated)."""
+        """Return the slice as saved at ``version`` (uint8, 255 = not annotated)."""
         path = self._version_path(case, z, version)
         if not path.exists():
             raise InputFileError(
@@ -123,6 +124,7 @@ class ProvenanceStore:
             return data["labels"]
 
     def load_proposal(self, case: str, z: int, version: int) -> np.ndarray | None:
+        """Return the model proposal saved with ``version`` of slice ``z``, if any."""
         path = self._version_path(case, z, version)
         if not path.exists():
             return None

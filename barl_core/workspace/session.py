@@ -99,7 +99,7 @@ class TrainingPlan:
     validation_slices: dict
 
     def version_info(self) -> dict:
-        """The keyword arguments :meth:`VersionStore.add` records for this plan."""
+        """Return the keyword arguments :meth:`VersionStore.add` records for this plan."""
         return {
             "data_snapshot": self.data_snapshot,
             "training_slices": self.training_slices,
@@ -135,7 +135,7 @@ class SessionJob:
     version: str | None = None
 
     def poll(self) -> list[ProgressUpdate]:
-        """Updates since the last call (the last one is final once the child has ended)."""
+        """Return updates since the last call (the last one is final once the child has ended)."""
         return self.handle.poll()
 
     def cancel(self) -> None:
@@ -143,7 +143,7 @@ class SessionJob:
         self.handle.cancel()
 
     def is_running(self) -> bool:
-        """True while the child is alive."""
+        """Return True while the child is alive."""
         return self.handle.is_running()
 
 
@@ -212,7 +212,7 @@ class Session:
         return list(self.workspace.class_names)
 
     def unique_case_name(self, text: str) -> str:
-        """A safe case name from free text (a layer or file name) not yet in the workspace."""
+        """Return a safe case name from free text (a layer or file name) not yet in the workspace."""
         name = sanitize_case_name(text)
         existing = set(self.cases)
         out, i = name, 1
@@ -231,7 +231,7 @@ class Session:
         return self.workspace.add_file(path, self.unique_case_name(stem))
 
     def has_annotations(self) -> bool:
-        """True when any case has an annotated slice."""
+        """Return True when any case has an annotated slice."""
         return any(self.workspace.annotated_slices(c) for c in self.cases)
 
     def adopt_class_names(self, names: Sequence[str] | None) -> bool:
@@ -356,11 +356,11 @@ class Session:
         return list(self.workspace.versions.versions)
 
     def current_version(self):
-        """The working model's version, or None before the first training."""
+        """Return the working model's version, or None before the first training."""
         return self.workspace.current_version()
 
     def current_version_id(self) -> str | None:
-        """The working model's version id (``v1``...), or None."""
+        """Return the working model's version id (``v1``...), or None."""
         v = self.current_version()
         return v.id if v else None
 
@@ -525,7 +525,7 @@ class Session:
 
     # ------------------------------------------------------------------ suggest
     def suggest_slices(self, case: str, top_k: int = 5, min_gap: int = 2) -> list:
-        """The unannotated slices of ``case`` where the branches disagree most (predict first)."""
+        """Return the unannotated slices of ``case`` where the branches disagree most (predict first)."""
         from barl_core.active.suggest import suggest_slices
 
         ws = self.workspace
@@ -575,7 +575,7 @@ class Session:
         return set(ws.annotated_slices(case)) | ws.provenance.rejected(case)
 
     def proposal(self, case: str, threshold: float) -> np.ndarray | None:
-        """The case's proposal volume (:data:`NEEDS_HUMAN` where a human must decide).
+        """Return the case's proposal volume (:data:`NEEDS_HUMAN` where a human must decide).
 
         None when the case has no prediction with agreement confidence yet.
         """

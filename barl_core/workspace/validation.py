@@ -47,7 +47,7 @@ VAL_FRACTION = 0.2
 
 
 def slice_hash(case: str, z: int) -> float:
-    """A stable pseudo-random number in ``[0, 1)`` for slice ``z`` of ``case``."""
+    """Return a stable pseudo-random number in ``[0, 1)`` for slice ``z`` of ``case``."""
     digest = hashlib.sha256(f"{case}:{int(z)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
@@ -113,7 +113,7 @@ class FrozenValidation:
     def validation_slices(
         self, annotated: dict[str, list[int]] | None = None
     ) -> dict[str, list[int]]:
-        """Validation slices per case (only those still annotated, when ``annotated`` is given)."""
+        """Return validation slices per case (only those still annotated, when ``annotated`` is given)."""
         out = {}
         for case, d in self.assigned.items():
             zs = sorted(z for z, s in d.items() if s == "val")
@@ -125,6 +125,7 @@ class FrozenValidation:
         return out
 
     def save(self) -> None:
+        """Write the assignment atomically (``models/validation.json``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": "napari-barl-validation",

@@ -42,10 +42,12 @@ class ModelVersion:
 
     @property
     def n_annotated(self) -> int:
+        """Annotated slices the version was made from."""
         return sum(len(v) for v in self.data_snapshot.values())
 
     @property
     def val_dice(self) -> float | None:
+        """Mean Dice on the frozen validation slices, once scored."""
         return None if not self.metrics else self.metrics.get("mean_dice")
 
 
@@ -94,12 +96,14 @@ class VersionStore:
         return v
 
     def get(self, vid: str) -> ModelVersion:
+        """Return version ``vid`` (raise a clear error if there is none)."""
         for v in self.versions:
             if v.id == vid:
                 return v
         raise InputFileError(f"no model version {vid!r} (have: {[v.id for v in self.versions]})")
 
     def by_path(self, path: str | None) -> ModelVersion | None:
+        """Return the newest version whose checkpoint is ``path``, or None."""
         if path is None:
             return None
         for v in reversed(self.versions):
@@ -108,10 +112,12 @@ class VersionStore:
         return None
 
     def set_metrics(self, vid: str, metrics: dict | None) -> None:
+        """Store version ``vid``'s validation metrics."""
         self.get(vid).metrics = metrics
         self.save()
 
     def set_disagreement(self, vid: str, case: str, score: float | None) -> None:
+        """Store version ``vid``'s disagreement score on ``case`` (None: nothing stored)."""
         if score is not None:
             self.get(vid).disagreement[case] = float(score)
             self.save()
@@ -131,6 +137,7 @@ class VersionStore:
         ]
 
     def save(self) -> None:
+        """Write the registry atomically (``models/versions.json``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": "napari-barl-versions", "versions": [asdict(v) for v in self.versions]}
         with atomic_path(self.path) as tmp:

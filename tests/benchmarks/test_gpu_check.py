@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py runs end to end on the CPU at tiny sizes, so it cannot rot before a
-GPU machine runs it; report.py renders what it writes."""
+GPU machine runs it; report.py renders what it writes.
+"""
 
 from __future__ import annotations
 

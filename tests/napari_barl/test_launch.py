@@ -28,7 +28,7 @@ def test_open_app_docks_widget_with_phantom(tmp_path, qtbot):
 
 @pytest.mark.parametrize("chosen", [None, "pyqt5"])
 def test_launcher_prefers_qt6_unless_a_binding_is_chosen(chosen):
-    """napari warns at every start under PyQt5: the launcher takes PyQt6 when installed."""
+    """Napari warns at every start under PyQt5: the launcher takes PyQt6 when installed."""
     import importlib.util
     import os
     import subprocess

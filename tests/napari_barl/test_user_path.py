@@ -243,7 +243,7 @@ def test_scribble_mode_keeps_unpainted_unknown_and_erasing_unannotates(user, qtb
 
 
 def test_writer_keeps_the_geometry_of_new_labels(make_napari_viewer, tmp_path, monkeypatch):
-    """napari's "New Labels" on an oblique, 3 mm scan, saved with the plugin's writer."""
+    """Napari's "New Labels" on an oblique, 3 mm scan, saved with the plugin's writer."""
     import nibabel as nib
 
     from barl_core.io.volume import Volume, write_volume

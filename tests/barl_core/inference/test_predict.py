@@ -64,7 +64,8 @@ def test_cancel_and_bad_input(model, rng):
 def test_slab_equals_whole_volume_on_its_slices(net, rng):
     """predict_slab runs only the windows touching the slab, yet equals the whole-volume pass
     there (same windows, weights, statistics), native and at a working spacing; bad ranges are
-    refused."""
+    refused.
+    """
     vol = Volume(rng.normal(100, 30, (40, 16, 16)).astype(np.float32), spacing=(2.0, 1.0, 1.0),
                  origin=(5.0, -2.0, 7.0), direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
     m = LoadedModel.from_module(net, patch_size=WINDOW)

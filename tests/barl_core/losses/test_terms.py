@@ -1,5 +1,6 @@
 """BARL losses: properties that fail if a term is wired wrongly (zero on agreement, ignore
-handling, finiteness on empty inputs, relabelling invariance, Hungarian pairing, gradients)."""
+handling, finiteness on empty inputs, relabelling invariance, Hungarian pairing, gradients).
+"""
 
 from __future__ import annotations
 

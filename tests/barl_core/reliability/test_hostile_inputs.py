@@ -1,5 +1,6 @@
 """Hostile and careless inputs, generated on the fly: each ends in one clear line and exit 2
-(or a correct result), never a traceback, and no file that existed before is changed."""
+(or a correct result), never a traceback, and no file that existed before is changed.
+"""
 
 from __future__ import annotations
 
@@ -393,7 +394,8 @@ def test_extra_hostile_cases(rel, barl, tiny_run, tmp_path, kind):
 
 def test_memory_budget_is_checked_before_reading(rel, barl, tmp_path, monkeypatch):
     """Extra case: a volume (file or DICOM stack) larger than the memory available is refused
-    from its header; the budget is faked small so the test is the same on any machine."""
+    from its header; the budget is faked small so the test is the same on any machine.
+    """
     import barl_core.io.budget as budget
 
     folder = tmp_path / "dicom"
