@@ -31,8 +31,10 @@ class InputFileError(BarlError):
 
 
 class OutputFileError(BarlError):
-    """An output cannot be written completely (disk full, no permission, a bad name), or
-    it would replace an input or another output of the same command; nothing was replaced.
+    """An output cannot be written, or would replace an input; nothing was replaced.
+
+    Disk full, no permission, a bad name, or a target that is an input or another output
+    of the same command.
     """
 
 
