@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import (
     GeometryMismatchError,
     InputFileError,
@@ -434,7 +435,7 @@ def check_label_values(
     labels: np.ndarray,
     num_classes: int | None = None,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     what: str = "label map",
 ) -> np.ndarray:
     """Refuse label values that are not classes, before anything is saved.
