@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
-from barl_core.runtime.process import CANCEL, read_message, write_message
+from barl_core.runtime.protocol import CANCEL, read_message, write_message
 
 __all__ = ["main"]
 

@@ -23,15 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from barl_core.runtime.process import (
-    DEFAULT_GRACE_S,
-    JobHandle,
-    ProgressUpdate,
-    child_finish,
-    child_setup,
-    error_update,
-    start_job,
-)
+from barl_core.runtime.process import DEFAULT_GRACE_S, JobHandle, start_job
+from barl_core.runtime.protocol import ProgressUpdate, child_finish, child_setup, error_update
 
 __all__ = ["TrainJob", "PredictJob"]
 

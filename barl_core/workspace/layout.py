@@ -33,48 +33,45 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from barl_core.active.suggest import case_score
 from barl_core.data.case_names import sanitize_case_name, validate_case_name
 from barl_core.data.discovery import volume_files
 from barl_core.data.labels import IGNORE_INDEX, annotated_slices
 from barl_core.errors import (
     BarlError,
-    GeometryMismatchError,
     InputFileError,
     LabelValueError,
     LockedError,
 )
-from barl_core.inference.outputs import output_paths
+from barl_core.inference.outputs import LABELS_EXTENSION
 from barl_core.io.volume import (
     Volume,
     atomic_path,
-    check_label_values,
     read_volume,
     remove_stale_temporaries,
     strip_extension,
-    write_labels,
     write_volume,
 )
 from barl_core.runtime.lock import FolderLock
-from barl_core.workspace.provenance import ProvenanceStore, slice_dice
+from barl_core.workspace.labels import LabelStore
+from barl_core.workspace.models import ModelStore
+from barl_core.workspace.predictions import PredictionStore
+from barl_core.workspace.provenance import ProvenanceStore
 
 __all__ = [
     "Workspace",
     "CaseRecord",
     "WORKSPACE_FILE",
-    "check_slice",
 ]
 
 WORKSPACE_FILE = "workspace.json"
 _FORMAT = "napari-barl-workspace"
 _FORMAT_VERSION = 1
-_EXT = ".nii.gz"
+_EXT = LABELS_EXTENSION
 
 
 @dataclass
@@ -89,7 +86,7 @@ class CaseRecord:
     prediction_model: str | None = None
 
 
-class Workspace:
+class Workspace(LabelStore, PredictionStore, ModelStore):
     """A folder of cases with sparse labels, predictions and models.
 
     Use :meth:`create` or :meth:`open`; both return a ready workspace.
@@ -283,22 +280,6 @@ class Workspace:
         """Where case ``name``'s sparse labels are stored."""
         return self.labels_dir / f"{validate_case_name(name)}{_EXT}"
 
-    def prediction_path(self, name: str) -> Path:
-        """Where case ``name``'s latest class map is stored."""
-        return self.predictions_dir / f"{validate_case_name(name)}{_EXT}"
-
-    def disagreement_path(self, name: str) -> Path:
-        """Where case ``name``'s latest disagreement map is stored."""
-        return output_paths(self.predictions_dir, validate_case_name(name))[1]
-
-    def confidence_path(self, name: str) -> Path:
-        """Where case ``name``'s latest agreement confidence is stored."""
-        return output_paths(self.predictions_dir, validate_case_name(name))[2]
-
-    def version_prediction_path(self, version: str, name: str) -> Path:
-        """Where the prediction of model version ``version`` on case ``name`` is kept."""
-        return self.predictions_dir / "versions" / validate_case_name(version) / f"{name}{_EXT}"
-
     # ------------------------------------------------------------------ cases
     @property
     def cases(self) -> list[str]:
@@ -375,232 +356,7 @@ class Workspace:
             return f"{n} slice{'s' if n != 1 else ''} annotated"
         return "unlabelled"
 
-    # ------------------------------------------------------------------ labels
-    def load_labels(self, name: str) -> np.ndarray:
-        """Return the case's sparse labels (uint8, 255 = not annotated); all 255 if none yet."""
-        self.record(name)
-        ref = self.reference(name)
-        lp = self.label_path(name)
-        if not lp.exists():
-            return np.full(ref.shape, IGNORE_INDEX, dtype=np.uint8)
-        vol = read_volume(lp)
-        if vol.shape != ref.shape:
-            raise GeometryMismatchError(
-                f"{lp}: label grid {vol.shape} does not match its image {ref.shape}"
-            )
-        out = vol.array.astype(np.uint8, copy=False)
-        self._label_cache[name] = out.copy()
-        return out
-
-    def _previous_labels(self, name: str) -> np.ndarray:
-        if name not in self._label_cache:
-            self._label_cache[name] = self.load_labels(name)
-        return self._label_cache[name]
-
-    def save_labels(
-        self,
-        name: str,
-        labels: np.ndarray,
-        *,
-        how: dict[int, str] | None = None,
-        model_version: str | None = None,
-        proposals: dict[int, np.ndarray] | None = None,
-        note: str = "",
-    ) -> list[int]:
-        """Write the sparse labels atomically; return the annotated slices (axis 0).
-
-        An all-ignore map removes the label file, so that the case counts as
-        unlabelled for training (the dataset loader sees no label file).
-
-        Every slice that changed gets a provenance event and a history version
-        (:mod:`barl_core.workspace.provenance`): ``how[z]`` when given (``accepted`` with
-        ``proposals[z]``, ``reverted``...), otherwise classified from its past
-        (``drawn``, ``edited-from-proposal`` with the Dice to the proposal, ``unmarked``).
-        """
-        self._check_writable()
-        rec = self.record(name)
-        ref = self.reference(name)
-        labels = np.asarray(labels)
-        if labels.shape != ref.shape:
-            raise GeometryMismatchError(
-                f"labels of shape {labels.shape} do not match case {name!r} of shape {ref.shape}"
-            )
-        # -1, 0.7 or NaN must not turn silently into 255 or 0 (issue 14)
-        labels = check_label_values(
-            labels, self.num_classes, ignore_index=IGNORE_INDEX,
-            what=f"case {name!r} (classes 0..{self.num_classes - 1}: {', '.join(self.class_names)})",
-        )
-        previous = self._previous_labels(name)
-        annotated = annotated_slices(labels)
-        if annotated:
-            write_labels(labels.astype(np.uint8, copy=False), ref, self.label_path(name))
-        else:
-            self.label_path(name).unlink(missing_ok=True)
-        self._label_cache[name] = labels.astype(np.uint8, copy=True)
-        self._record_changes(name, previous, labels, how or {}, model_version, proposals or {}, note)
-        rec.annotated_slices = annotated
-        rec.accepted_slices = [z for z in rec.accepted_slices if z in annotated]
-        self._save_state()
-        return annotated
-
-    def _record_changes(self, name, previous, labels, how, model_version, proposals, note) -> None:
-        flat_old = previous.reshape(previous.shape[0], -1)
-        flat_new = labels.reshape(labels.shape[0], -1)
-        changed = np.flatnonzero((flat_old != flat_new).any(axis=1))
-        for z in (int(v) for v in changed):
-            new = labels[z]
-            if z in how:
-                kind, proposal = how[z], proposals.get(z)
-                dice = None if proposal is None else slice_dice(proposal, new, self.num_classes)
-            else:
-                kind, dice, proposal = self.provenance.classify(name, z, new, self.num_classes)
-            self.provenance.record(name, z, new, kind, model_version=model_version,
-                                   proposal=proposal, dice_to_proposal=dice, note=note)
-
-    def revert_slice(self, name: str, z: int, version: int) -> list[int]:
-        """Put slice ``z`` back as it was at history ``version`` (recorded as ``reverted``).
-
-        The undo survives restarts: every version lives in ``history/``.
-        """
-        labels = self.load_labels(name)
-        z = check_slice(z, labels.shape[0])
-        labels[z] = self.provenance.load_version(name, z, version)
-        proposal = self.provenance.load_proposal(name, z, version)
-        rec = self.record(name)
-        was_accepted = next(
-            (e.how == "accepted" for e in self.provenance.events(name, z) if e.version == version),
-            False,
-        )
-        slices = self.save_labels(name, labels, how={z: "reverted"}, note=f"reverted to v{version}",
-                                  proposals={} if proposal is None else {z: proposal})
-        rec.accepted_slices = [s for s in rec.accepted_slices if s != z]
-        if was_accepted:
-            self.tag_accepted(name, z)
-        self._save_state()
-        return slices
-
-    def reject_proposal(self, name: str, z: int, model_version: str | None = None) -> None:
-        """Remember that the human turned down the model's proposal on slice ``z``."""
-        self.record(name)
-        self.provenance.record(name, int(z), None, "rejected", model_version=model_version)
-
-    def annotated_slices(self, name: str) -> list[int]:
-        """Slices (axis 0) that hold labels, sorted."""
-        return list(self.record(name).annotated_slices)
-
-    def mark_slice(self, name: str, z: int, annotated: bool) -> list[int]:
-        """Mark slice ``z`` as annotated (unpainted voxels become background) or not.
-
-        Un-marking sets the whole slice back to the ignore value (the user's strokes
-        on that slice are dropped, by intent: the slice no longer counts as labelled).
-        """
-        labels = self.load_labels(name)
-        z = check_slice(z, labels.shape[0])
-        sl = labels[z]
-        if annotated:
-            sl[sl == IGNORE_INDEX] = 0
-        else:
-            sl[...] = IGNORE_INDEX
-        return self.save_labels(name, labels, how={z: "marked"} if annotated else None)
-
-    # ------------------------------------------------------------------ predictions
-    def set_prediction(
-        self,
-        name: str,
-        labels: np.ndarray,
-        disagreement: np.ndarray | None = None,
-        *,
-        model: str | None = None,
-        confidence: np.ndarray | None = None,
-        version: str | None = None,
-    ) -> float | None:
-        """Store a prediction (and its disagreement map); return the case's disagreement score.
-
-        The score is :func:`barl_core.active.suggest.case_score` (the mean of the most
-        uncertain unannotated slices), what :func:`~barl_core.active.suggest.suggest_cases` ranks.
-        """
-        self._check_writable()
-        rec = self.record(name)
-        ref = self.reference(name)
-        write_labels(np.asarray(labels), ref, self.prediction_path(name))
-        if version is not None:
-            vp = self.version_prediction_path(version, name)
-            vp.parent.mkdir(parents=True, exist_ok=True)
-            write_labels(np.asarray(labels), ref, vp)
-        conf_path = self.confidence_path(name)
-        if confidence is not None:
-            from barl_core.inference.agreement import save_confidence
-
-            if np.shape(confidence) != ref.shape:
-                raise GeometryMismatchError(
-                    f"confidence of shape {np.shape(confidence)} does not match case {name!r}"
-                )
-            save_confidence(conf_path, confidence)
-        else:
-            conf_path.unlink(missing_ok=True)
-        score = None
-        if disagreement is not None:
-            dis = np.asarray(disagreement, dtype=np.float32)
-            if dis.shape != ref.shape:
-                raise GeometryMismatchError(
-                    f"disagreement of shape {dis.shape} does not match case {name!r} {ref.shape}"
-                )
-            write_volume(ref.with_array(dis), self.disagreement_path(name))
-            score = case_score(dis, self.load_labels(name), axis=0)
-        rec.predicted = True
-        rec.disagreement_score = score
-        rec.prediction_model = model or self.current_model
-        self._save_state()
-        return score
-
-    def load_prediction(self, name: str) -> np.ndarray | None:
-        """Return the latest class map of case ``name``, or None before a prediction."""
-        p = self.prediction_path(name)
-        if not self.record(name).predicted or not p.exists():
-            return None
-        return read_volume(p).array
-
-    def load_disagreement(self, name: str) -> np.ndarray | None:
-        """Return the latest disagreement map (float32) of case ``name``, or None."""
-        p = self.disagreement_path(name)
-        if not self.record(name).predicted or not p.exists():
-            return None
-        return read_volume(p).array.astype(np.float32, copy=False)
-
-    def load_confidence(self, name: str) -> np.ndarray | None:
-        """Return the agreement confidence of the latest prediction (float16), if it has one."""
-        p = self.confidence_path(name)
-        if not self.record(name).predicted or not p.exists():
-            return None
-        from barl_core.inference.agreement import load_confidence
-
-        return load_confidence(p)
-
-    def load_version_prediction(self, version: str, name: str) -> np.ndarray | None:
-        """Return model version ``version``'s class map of case ``name``, or None."""
-        p = self.version_prediction_path(version, name)
-        return read_volume(p).array if p.exists() else None
-
-    def tag_accepted(self, name: str, z: int) -> None:
-        """Remember that annotated slice ``z`` came from the model's proposal."""
-        rec = self.record(name)
-        if int(z) in rec.annotated_slices and int(z) not in rec.accepted_slices:
-            rec.accepted_slices = sorted(rec.accepted_slices + [int(z)])
-            self._save_state()
-
-    def accepted_slices(self, name: str) -> list[int]:
-        """Annotated slices taken from a prediction (not drawn from scratch)."""
-        return list(self.record(name).accepted_slices)
-
-    def disagreement_scores(self) -> dict[str, float]:
-        """Per predicted case, its disagreement score (for case ranking)."""
-        return {
-            n: float(r.disagreement_score)
-            for n, r in self._cases.items()
-            if r.predicted and r.disagreement_score is not None
-        }
-
-    # ------------------------------------------------------------------ classes and models
+    # ------------------------------------------------------------------ classes
     def set_class_names(self, names: list[str]) -> None:
         """Rename or add classes; removing a class still used by a label map is refused."""
         _check_class_names(names)
@@ -616,98 +372,6 @@ class Workspace:
                         )
         self.class_names = list(names)
         self._save_state()
-
-
-    @property
-    def versions(self):
-        """The model versions (:class:`barl_core.workspace.versions.VersionStore`), ``models/versions.json``."""
-        if getattr(self, "_versions", None) is None:
-            from barl_core.workspace.versions import VersionStore
-
-            self._versions = VersionStore(self.models_dir / "versions.json")
-        return self._versions
-
-    @property
-    def validation(self):
-        """The frozen validation split (:class:`barl_core.workspace.validation.FrozenValidation`)."""
-        if getattr(self, "_validation", None) is None:
-            from barl_core.workspace.validation import FrozenValidation
-
-            self._validation = FrozenValidation(self.models_dir / "validation.json")
-        return self._validation
-
-    def add_version(self, path: str | os.PathLike, **kwargs):
-        """Record a training run as a model version and make it the current model.
-
-        ``parent`` defaults to the current version (a fine-tune); pass ``parent=None`` for
-        a run trained from scratch.
-        """
-        if "parent" not in kwargs:
-            current = self.current_version()
-            kwargs["parent"] = current.id if current else None
-        rel = self._rel(Path(path))
-        v = self.versions.add(rel, **kwargs)
-        self.current_model = rel
-        self._save_state()
-        return v
-
-    def _migrate_model_history(self, history: list[dict]) -> None:
-        """Fold an old ``workspace.json`` ``model_history`` into ``models/versions.json``.
-
-        Workspaces written before the registry was one kept a second list of models in
-        ``workspace.json``; each of its models that is not a version yet becomes one (note
-        ``migrated``), in order, and ``workspace.json`` is rewritten without the list.
-        """
-        if not history:
-            return
-        for rec in history:
-            path = str(rec.get("path", ""))
-            if not path or self.versions.by_path(path) is not None:
-                continue
-            info = dict(rec.get("info") or {})
-            config = info.get("config") if isinstance(info.get("config"), dict) else {}
-            parent = self.versions.versions[-1].id if self.versions.versions else None
-            self.versions.add(path, config=config, data_snapshot={}, parent=parent,
-                              note="migrated from workspace.json", created=rec.get("created"))
-        self._save_state()
-
-    def current_version(self):
-        """Return the :class:`~barl_core.workspace.versions.ModelVersion` of the current model, if it is one."""
-        return self.versions.by_path(self.current_model)
-
-    def rollback(self, version: str) -> Path:
-        """Make model version ``version`` the working model again (nothing is deleted)."""
-        v = self.versions.get(version)
-        p = Path(v.path) if Path(v.path).is_absolute() else self.folder / v.path
-        if not p.exists():
-            raise InputFileError(f"the checkpoint of version {version} is gone: {p}")
-        self.current_model = v.path
-        self._save_state()
-        return p
-
-    def current_model_path(self) -> Path | None:
-        """Return the working model's checkpoint, or None before the first training."""
-        if not self.current_model:
-            return None
-        p = Path(self.current_model)
-        return p if p.is_absolute() else self.folder / p
-
-    def new_run_dir(self, prefix: str = "run") -> Path:
-        """Make and return a fresh, time-stamped run folder under ``models/``."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = self.models_dir / f"{prefix}-{stamp}"
-        path, i = base, 1
-        while path.exists():
-            path = base.with_name(f"{base.name}-{i}")
-            i += 1
-        path.mkdir(parents=True)
-        return path
-
-    def _rel(self, path: Path) -> str:
-        try:
-            return path.resolve().relative_to(self.folder.resolve()).as_posix()
-        except ValueError:
-            return str(path.resolve())
 
     # ------------------------------------------------------------------ state file
     def state(self) -> dict:
@@ -732,14 +396,6 @@ def _lock_workspace(folder: Path) -> FolderLock:
         return FolderLock(folder, "a napari-barl workspace").acquire()
     except LockedError as exc:
         raise LockedError(f"{exc}; open it read-only to look without saving") from None
-
-
-def check_slice(z: int, n: int) -> int:
-    """Return ``z`` as an int if it is a slice index of a volume of ``n`` slices, else raise."""
-    z = int(z)
-    if not 0 <= z < n:
-        raise InputFileError(f"slice {z} is outside the volume (0..{n - 1})")
-    return z
 
 
 def _check_class_names(names: list[str]) -> None:

@@ -67,8 +67,10 @@ from barl_core.data.case_names import sanitize_case_name
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import BarlError, InputFileError
 from barl_core.io.volume import Volume, read_volume, strip_extension, write_labels
-from barl_core.runtime.process import JobHandle, ProgressUpdate
-from barl_core.workspace.layout import WORKSPACE_FILE, Workspace, check_slice
+from barl_core.runtime.process import JobHandle
+from barl_core.runtime.protocol import ProgressUpdate
+from barl_core.workspace.labels import check_slice
+from barl_core.workspace.layout import WORKSPACE_FILE, Workspace
 
 __all__ = ["Session", "SessionJob", "TrainingPlan", "PredictionOutcome", "EXPORT_KINDS"]
 
@@ -115,7 +117,7 @@ class SessionJob:
     ----------
     kind : {"training", "prediction"}
     handle : JobHandle
-        Poll it (``handle.poll()``) for :class:`~barl_core.runtime.process.ProgressUpdate`;
+        Poll it (``handle.poll()``) for :class:`~barl_core.runtime.protocol.ProgressUpdate`;
         ``cancel()`` stops it (training keeps its last checkpoint).
     out_dir : Path
         The run folder (training) or the job's output folder (prediction).

@@ -10,7 +10,7 @@ import pytest
 
 from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.runtime.jobs import PredictJob, TrainJob
-from barl_core.runtime.process import FINAL_KINDS, ProgressUpdate
+from barl_core.runtime.protocol import FINAL_KINDS, ProgressUpdate
 from barl_core.training.checkpoint import load_checkpoint
 from barl_core.training.config import preset
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from barl_core.runtime.process import ProgressUpdate, read_message, start_job, write_message
+from barl_core.runtime.process import start_job
+from barl_core.runtime.protocol import ProgressUpdate, read_message, write_message
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 180
