@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from barl_core.active.interpolate import bracketing_slices, interpolate_between
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InputFileError
 
 from ._layers import single_colour_labels
@@ -187,7 +188,7 @@ class ToolsPanel(QGroupBox):
             )
         spacing = ws.reference(case).spacing
         fill = interpolate_between(labels, *pair, spacing_yx=spacing[1:])
-        self._fill = {k: v for k, v in fill.items() if (labels[k] == 255).all()}
+        self._fill = {k: v for k, v in fill.items() if (labels[k] == IGNORE_INDEX).all()}
         if not self._fill:
             raise InputFileError(f"every slice between {pair[0]} and {pair[1]} is annotated")
         self._show_fill(labels.shape)

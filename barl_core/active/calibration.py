@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from barl_core.data.labels import IGNORE_INDEX
+
 __all__ = ["Calibration", "calibrate_threshold", "CANDIDATES"]
 
-IGNORE_INDEX = 255
 #: Thresholds tried, coarse to fine enough for a spin box with two decimals.
 CANDIDATES = tuple(round(float(t), 2) for t in np.arange(0.50, 1.0, 0.01))
 

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InputFileError
 
 __all__ = ["signed_distance", "interpolate_between", "bracketing_slices"]
 
-IGNORE_INDEX = 255
 
 
 def signed_distance(mask: np.ndarray, spacing: Sequence[float] = (1.0, 1.0)) -> np.ndarray:

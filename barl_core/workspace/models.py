@@ -61,6 +61,8 @@ class ModelStore:
         """
         if not history:
             return
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            raise TypeError(f"model_history must be a list of records, got {history!r:.80}")
         for rec in history:
             path = str(rec.get("path", ""))
             if not path or self.versions.by_path(path) is not None:

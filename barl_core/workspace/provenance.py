@@ -160,7 +160,7 @@ class ProvenanceStore:
         return "drawn", None, None
 
     def _accepted_slice(self, case: str, z: int, proposal: np.ndarray) -> np.ndarray:
-        """The slice as the human accepted it (latest ``accepted``/``reverted`` version)."""
+        """Return the slice as the human accepted it (latest ``accepted``/``reverted`` version)."""
         for ev in reversed(self.events(case, z)):
             if ev.version is not None and ev.how in ("accepted", "reverted"):
                 if self.load_proposal(case, z, ev.version) is not None:

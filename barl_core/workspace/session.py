@@ -643,7 +643,7 @@ class Session:
         self.workspace.reject_proposal(case, z, self.current_version_id())
 
     def calibrated_threshold(self, target_precision: float = 0.95):
-        """The agreement threshold fitted on the frozen validation slices (or None).
+        """Return the agreement threshold fitted on the frozen validation slices (or None).
 
         See :func:`barl_core.active.calibration.calibrate_threshold`: the lowest threshold
         at which, on validation slices the human drew and the model never trained on, every

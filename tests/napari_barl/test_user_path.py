@@ -202,7 +202,7 @@ def test_compare_draws_two_distinct_outlines(user):
 
 
 def test_scribble_mode_keeps_unpainted_unknown_and_erasing_unannotates(user, qtbot):
-    from barl_core.workspace.layout import IGNORE_INDEX
+    from barl_core.data.labels import IGNORE_INDEX
 
     viewer, w, _ = user
     case = w.current_case
