@@ -30,13 +30,12 @@ from barl_core.errors import (
     EmptyDatasetError,
     InputFileError,
     InvalidVolumeError,
-    LabelValueError,
 )
 from barl_core.io.volume import (
     SUPPORTED_EXTENSIONS,
     Volume,
+    check_label_values,
     check_same_grid,
-    label_dtype,
     read_volume,
 )
 
@@ -171,24 +170,10 @@ def check_labels(
     labels = np.asarray(labels)
     if labels.size == 0:
         raise InvalidVolumeError(f"{where}: empty label map")
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.issubdtype(labels.dtype, np.floating) or not np.isfinite(labels).all():
-            raise LabelValueError(f"{where}: label maps must hold whole, finite numbers")
-        if not np.array_equal(np.rint(labels), labels):
-            raise LabelValueError(f"{where}: label maps must hold whole numbers, found fractions")
-    lo, hi = labels.min(), labels.max()
-    if lo < 0:
-        raise LabelValueError(f"{where}: negative label value {int(lo)}")
+    # the one value rule (io.volume.check_label_values); without a class count, every
+    # value below the ignore value may be a class
     limit = num_classes if num_classes is not None else ignore_index
-    if hi >= limit:
-        bad = (labels >= limit) & (labels != ignore_index)
-        if bad.any():
-            values = sorted(int(v) for v in np.unique(labels[bad]))[:8]
-            raise LabelValueError(
-                f"{where}: label values {values} are outside the classes "
-                f"(0..{limit - 1} and the ignore value {ignore_index})"
-            )
-    return labels.astype(label_dtype(int(hi)), copy=False)
+    return check_label_values(labels, limit, ignore_index=ignore_index, what=where)
 
 
 def load_dataset(
