@@ -174,7 +174,8 @@ def test_patch_from_median_shape_and_iterations_from_budget():
     assert fp.n_cases == 3 and fp.n_labelled == 2 and fp.median_shape == (4, 4, 4)
     assert fp.annotated_fraction == pytest.approx(16 / 64)
     hippo = DatasetFingerprint(208, 208, (36, 50, 35), 1.0)
-    assert plan_patch(hippo, 8, 48 * 64 * 48) == (40, 56, 40)  # small volumes fit whole
+    assert plan_patch(hippo, 8, 48 * 64 * 48) == (32, 48, 32)  # the median volume holds it unpadded
+    assert plan_patch(DatasetFingerprint(3, 1, (5, 6, 7), 1.0), 8, 48 * 64 * 48) == (8, 8, 8)  # never below the divisor
     big = DatasetFingerprint(10, 2, (200, 400, 400), 0.01)
     patch = plan_patch(big, 8, 48 * 64 * 48)
     assert all(p % 8 == 0 for p in patch) and np.prod(patch) <= 48 * 64 * 48
