@@ -168,6 +168,22 @@ def mean_curve(runs: dict, strategy: str) -> list[dict]:
     return out
 
 
+def paired_differences(runs: dict, strategy: str, baseline: str = "random") -> list[dict]:
+    """Per round: mean ± sd over seeds of ``strategy``'s Dice minus ``baseline``'s, same seed
+    (both start from the same round-0 model, so the pairing removes the shared part)."""
+    by_seed = {(r["strategy"], r["seed"]): {p["round"]: p["mean_fg_dice"] for p in r["curve"]}
+               for r in runs.values()}
+    seeds = sorted(sd for st, sd in by_seed if st == strategy and (baseline, sd) in by_seed)
+    rounds = sorted({rnd for sd in seeds for rnd in by_seed[(strategy, sd)]})
+    out = []
+    for rnd in rounds:
+        diffs = [by_seed[(strategy, sd)][rnd] - by_seed[(baseline, sd)][rnd] for sd in seeds
+                 if by_seed[(strategy, sd)].get(rnd) is not None and by_seed[(baseline, sd)].get(rnd) is not None]
+        mu, sd_, n = common.mean_sd(diffs)
+        out.append({"round": rnd, "diff": mu, "sd": sd_, "n": n})
+    return out
+
+
 def summarise(runs: dict, strategies: Sequence[str]) -> dict:
     """Curves per strategy and the answer: slices saved by disagreement (and entropy) vs random."""
     curves = {s: mean_curve(runs, s) for s in strategies}
@@ -183,6 +199,7 @@ def summarise(runs: dict, strategies: Sequence[str]) -> dict:
                 continue
             reach = slices_to_reach([(p["n_slices"], p["dice"]) for p in curves[s]], target)
             answer[s] = {
+                "paired_vs_random": paired_differences(runs, s),
                 "slices_to_reach": reach,
                 "slices_saved": None if reach is None else n_final - reach,
                 "fraction_saved": None if reach is None else (n_final - reach) / n_final,
@@ -298,6 +315,10 @@ def answer_text(summary: dict) -> str:
     for s, v in a.items():
         if not isinstance(v, dict):
             continue
+        paired = [p for p in v.get("paired_vs_random", []) if p["round"] > 0 and p["n"]]
+        if paired:
+            lines.append(f"{s} minus random, same seed, per round (mean ± sd over {paired[0]['n']} seed(s)): "
+                         + ", ".join(f"r{p['round']} {p['diff']:+.3f} ± {p['sd']:.3f}" for p in paired) + ".")
         if v["reached"]:
             lines.append(f"{s} reaches it with {v['slices_to_reach']:.1f} slices: {v['slices_saved']:.1f} "
                          f"fewer ({100 * v['fraction_saved']:.0f}% saved).")

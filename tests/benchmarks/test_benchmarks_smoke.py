@@ -386,3 +386,18 @@ def test_label_efficiency_validates_on_held_out_cases(phantom_dir, tmp_path):
     with pytest.raises(SystemExit, match="val-cases"):  # validation may not eat the labelled budget
         le.main(["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--budgets", "0.5", "--methods",
                  "supervised", "--seeds", "0", "--val-cases", "3", "--out", str(tmp_path / "x.json"), "--plot", ""])
+
+
+def test_paired_differences_pair_by_seed():
+    from benchmarks.active_learning import paired_differences
+
+    def run(strategy, seed, dice):
+        return {"strategy": strategy, "seed": seed,
+                "curve": [{"round": i, "mean_fg_dice": d} for i, d in enumerate(dice)]}
+
+    runs = {"f/0": run("focused", 0, [0.2, 0.5]), "r/0": run("random", 0, [0.2, 0.4]),
+            "f/1": run("focused", 1, [0.2, 0.3]), "r/1": run("random", 1, [0.2, 0.1]),
+            "f/2": run("focused", 2, [0.2, 0.9])}  # no random run for seed 2: left out
+    diff = paired_differences(runs, "focused")
+    assert [d["n"] for d in diff] == [2, 2]
+    assert diff[1]["diff"] == pytest.approx(0.15) and diff[1]["sd"] == pytest.approx(np.std([0.1, 0.2], ddof=1))
