@@ -280,15 +280,18 @@ def test_advice_along_curves_finds_the_flat_round_and_the_stop():
                                                    for i, d in enumerate(dice)]}}
     v = advice_along_curves(runs, AdviceConfig(target_dice=0.85, plateau_gain=0.01))["a/seed0"]
     assert v["flat_round"] == 3  # 0.9 is within 0.02 of the best, 0.8 is not
-    assert v["stop_round"] == 4  # first round at the target with a gain below 0.01
-    assert v["actions"][:4] == ["label-more"] * 4
-    assert v["plateau_stop_round"] == 4 and not v["plateau_stop_early"]
-    # a noisy dip below the target: the plateau test alone stops there, and the curve rises on
-    dip = [0.5, 0.6, 0.55, 0.7, 0.8]
+    # first round at the target whose mean gain over the last two versions is below 0.01
+    # (round 4: (0.905 - 0.8) / 2 = 0.05; round 5: (0.906 - 0.9) / 2 = 0.003)
+    assert v["stop_round"] == 5
+    assert v["actions"][:5] == ["label-more"] * 5
+    assert v["plateau_stop_round"] == 5 and not v["plateau_stop_early"]
+    # two falling versions below the target: the plateau test alone stops there, and the
+    # curve rises on
+    dip = [0.5, 0.6, 0.58, 0.57, 0.8]
     runs = {"b/seed0": {"strategy": "b", "curve": [{"n_slices": 8 + 4 * i, "mean_fg_dice": d}
                                                    for i, d in enumerate(dip)]}}
     v = advice_along_curves(runs, AdviceConfig(target_dice=0.85, plateau_gain=0.01))["b/seed0"]
-    assert v["stop_round"] is None and v["plateau_stop_round"] == 2 and v["plateau_stop_early"]
+    assert v["stop_round"] is None and v["plateau_stop_round"] == 3 and v["plateau_stop_early"]
     assert v["flat_round"] == 4 == v["last_round"]
 
 
