@@ -14,19 +14,13 @@ from qtpy.QtCore import QRectF, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-__all__ = ["UncertaintyMinimap", "slice_profile"]
+__all__ = ["UncertaintyMinimap"]
 
 _ANNOTATED = QColor(80, 200, 120)
 _ACCEPTED = QColor(90, 150, 255)
 _UNTOUCHED = QColor(90, 90, 100)
 _BAR = QColor(255, 140, 40)
 _CURRENT = QColor(255, 255, 255)
-
-
-def slice_profile(disagreement: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Mean disagreement of each slice along ``axis`` (float64, computed in chunks)."""
-    d = np.moveaxis(np.asarray(disagreement), axis, 0)
-    return np.array([float(np.mean(s, dtype=np.float64)) for s in d])
 
 
 class UncertaintyMinimap(QWidget):

@@ -67,7 +67,10 @@ class ReviewPanel(QGroupBox):
         """Fill the list: the current case's slices first, then other cases."""
         self.suggestions.clear()
         for s in slices:
-            item = QListWidgetItem(f"{case}  slice {int(s.index)}   score {float(s.score):.4f}")
+            reason = getattr(s, "reason", "")
+            text = f"{case}  slice {int(s.index)}   score {float(s.score):.4f}"
+            item = QListWidgetItem(f"{text}\n    {reason}" if reason else text)
+            item.setToolTip(reason)
             item.setData(_ROLE, (case, int(s.index)))
             self.suggestions.addItem(item)
         for c in cases:

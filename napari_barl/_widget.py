@@ -55,7 +55,7 @@ from ._layers import (
     same_layer,
     volume_from_layer_attributes,
 )
-from ._minimap import UncertaintyMinimap, slice_profile
+from ._minimap import UncertaintyMinimap
 from ._notify import guarded
 from ._notify import notify as _notify
 from ._progress import JobRunner
@@ -839,12 +839,14 @@ class BarlWidget(QWidget):
         )
         self._case_layers.append(pred_layer)
         dis = ws.load_disagreement(case)
+        profile, profile_label = self.session.slice_profile(case)
         self.minimap.set_case(
             pred.shape[0],
-            None if dis is None else slice_profile(dis),
+            profile,
             ws.annotated_slices(case),
             ws.accepted_slices(case),
         )
+        self.minimap.setToolTip(f"Per slice: {profile_label}; the suggestions rank the same.")
         if dis is not None:
             hi = float(np.percentile(dis, 99.5))
             hi = hi if hi > 0 else float(dis.max()) or 1.0

@@ -34,7 +34,8 @@ Predict with agreement
     ``start_prediction(cases) -> SessionJob``; ``finish(job, final)`` stores labels,
     disagreement and confidence per case; ``predict(cases)`` blocks.
 Suggest
-    ``suggest_slices(case)``, ``suggest_cases()``, ``advise(case)``
+    ``suggest_slices(case)`` (the focused ranking), ``slice_profile(case)`` (what the
+    minimap draws: the ranking's per-slice quantity), ``suggest_cases()``, ``advise(case)``
 Proposals
     ``proposal(case, threshold)``, ``proposal_values(case, z, threshold)``,
     ``accept_proposal(case, z, threshold)``, ``reject_proposal(case, z)``
@@ -526,15 +527,47 @@ class Session:
         return self.run(self.start_prediction(cases), on_update)
 
     # ------------------------------------------------------------------ suggest
-    def suggest_slices(self, case: str, top_k: int = 5, min_gap: int = 2) -> list:
-        """Return the unannotated slices of ``case`` where the branches disagree most (predict first)."""
+    def suggest_slices(
+        self, case: str, top_k: int = 5, min_gap: int = 2, strategy: str = "focused"
+    ) -> list:
+        """Return the unannotated slices of ``case`` to annotate next, best first (predict first).
+
+        The default ``focused`` ranking (:mod:`barl_core.active.ranking`) is the one the
+        active-learning benchmark measured best; each suggestion carries its one-line
+        ``reason`` and the per-slice quantity of :meth:`slice_profile` (``uncertainty``).
+        """
         from barl_core.active.suggest import suggest_slices
 
         ws = self.workspace
         dis = ws.load_disagreement(case)
         if dis is None:
             return []
-        return list(suggest_slices(dis, ws.load_labels(case), axis=0, top_k=top_k, min_gap=min_gap))
+        pred = ws.load_prediction(case) if strategy == "focused" else None
+        if strategy == "focused" and pred is None:
+            return []
+        return list(
+            suggest_slices(
+                dis, ws.load_labels(case), axis=0, top_k=top_k, min_gap=min_gap,
+                strategy=strategy, predicted=pred, num_classes=len(ws.class_names),
+                class_names=tuple(ws.class_names),
+            )
+        )
+
+    def slice_profile(self, case: str) -> tuple[np.ndarray | None, str]:
+        """Return the per-slice quantity the minimap draws and the ranking scores, and its label.
+
+        One quantity for both (:func:`barl_core.active.focus.focus_profile`: disagreement
+        on and near each predicted structure), so the user sees what the suggestions rank.
+        ``(None, label)`` before the case is predicted.
+        """
+        from barl_core.active.focus import PROFILE_LABEL, focus_profile
+
+        ws = self.workspace
+        dis, pred = ws.load_disagreement(case), ws.load_prediction(case)
+        if dis is None or pred is None:
+            return None, PROFILE_LABEL
+        prof = focus_profile(dis, pred, ws.load_labels(case), num_classes=len(ws.class_names))
+        return prof, PROFILE_LABEL
 
     def suggest_cases(self, top_k: int = 5) -> list:
         """Predicted cases ranked by disagreement, fewer annotations first on ties."""

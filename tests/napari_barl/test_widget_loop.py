@@ -86,6 +86,10 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     item = lst.item(min(1, lst.count() - 1))
     target = item.data(Qt.UserRole)[1]
     assert target not in (10, 21)  # never suggests an annotated slice
+    # each slice suggestion says why in one line, and the minimap draws the ranked quantity
+    top = w.session.suggest_slices(case, top_k=5, min_gap=2)
+    assert lst.item(0).toolTip() == top[0].reason != ""
+    assert w.minimap.profile[top[0].index] == pytest.approx(top[0].uncertainty)
     w.go_to(case, 0)
     rect = lst.visualItemRect(item)
     qtbot.mouseClick(lst.viewport(), Qt.LeftButton, pos=rect.center())

@@ -70,6 +70,11 @@ def test_whole_loop_headless(tmp_path, phantom, tiny_config):
     # suggest: never an annotated slice
     sugg = s.suggest_slices(case, top_k=3)
     assert 1 <= len(sugg) <= 3 and not {x.index for x in sugg} & set(PAINTED)
+    # the minimap's per-slice quantity is the one the ranking reports for each pick
+    profile, label = s.slice_profile(case)
+    assert profile.shape == (volume.shape[0],) and label
+    for x in sugg:
+        assert x.reason and x.uncertainty == pytest.approx(profile[x.index])
     outcome = s.predict([case, "CBCT_phantom_2"])
     assert isinstance(outcome, PredictionOutcome) and outcome.missing == []
     assert [c.name for c in s.suggest_cases()] != []
