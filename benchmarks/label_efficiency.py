@@ -577,7 +577,7 @@ def plot_curves(runs: dict, path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     colours: dict[str, str] = {}
-    for key, run in sorted(runs.items()):
+    for _key, run in sorted(runs.items()):
         curve = run.get("curve") or []
         if not curve:
             continue

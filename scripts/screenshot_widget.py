@@ -109,6 +109,7 @@ def _tools_shot(out: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Take the README/user-guide screenshots; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images/widget.png")
     parser.add_argument("--iterations", type=int, default=120)
