@@ -18,6 +18,7 @@ from barl_core.errors import BarlError
 from barl_core.inference.model import LoadedModel
 from barl_core.inference.regrid import _SLAB_VOXELS
 from barl_core.inference.window import _FINALISE_BYTES
+from barl_core.io.budget import available_memory  # one reading of the machine, shared with io
 from barl_core.io.volume import Volume
 
 __all__ = [
@@ -34,24 +35,6 @@ MEMORY_HEADROOM = 0.9
 
 class InsufficientMemoryError(BarlError):
     """The prediction would need more memory than the machine has available."""
-
-
-def available_memory() -> int | None:
-    """Bytes of RAM available to a new allocation (psutil, else /proc/meminfo), or None."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # noqa: BLE001 - psutil is optional
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 #: Bytes per window voxel of one forward pass of both branches: ~256 that do not grow with the

@@ -48,7 +48,7 @@ def declared_bytes(size: tuple[int, ...], pixel_id_text: str, components: int) -
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
+    """Bytes of memory available to a new allocation (``MemAvailable``, else psutil), or None."""
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -57,6 +57,12 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:  # pragma: no cover - non-Linux
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil is optional
+        pass
+    try:  # pragma: no cover - neither /proc nor psutil
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
