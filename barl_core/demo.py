@@ -7,8 +7,9 @@ in a few minutes on a laptop CPU:
    axial slices (the rest of every volume is "not annotated", 255), and held-out test cases;
 2. train BARL from those slices (the ``quick`` preset, CPU-sized);
 3. predict the test cases and score them against the phantom's ground truth (Dice);
-4. predict the training cases, show where the two branches disagree, and rank the
-   unannotated slices to label next (:func:`barl_core.active.suggest.suggest_slices`);
+4. predict the training cases, show where the two branches disagree on and near the
+   structure, and rank the unannotated slices to label next with the app's default ranking
+   (:func:`barl_core.active.ranking.rank_slices`, each pick with its reason);
 5. "annotate" the suggested slices by revealing their true labels (the phantom knows them);
 6. fine-tune from the previous model (``init_from``, fewer iterations) and go to 3.
 
@@ -203,35 +204,33 @@ def _dice_scores(model, test_images: list[Path], truth_dir: Path, class_names: S
 def _suggest(
     model, images: list[Path], labels_dir: Path, k: int, stream: TextIO, class_names: Sequence[str]
 ) -> list[tuple[str, int, float]]:
-    """Predict the training cases, describe their disagreement, pick the ``k`` best slices."""
-    from barl_core.active.suggest import case_score, suggest_slices
+    """Predict the training cases, show the per-slice quantity the ranking uses, pick ``k`` slices.
+
+    The ranking is the app's default (``focused``, :func:`barl_core.active.ranking.rank_slices`
+    across all cases), so the demo shows what the app would suggest, with its reasons.
+    """
+    from barl_core.active.focus import PROFILE_LABEL, focus_profile
+    from barl_core.active.ranking import CaseInputs, RankingConfig, rank_slices
     from barl_core.inference.predict import predict_volume
 
-    candidates: list[tuple[float, str, int]] = []
-    print("  where the two branches disagree (mean of the top 10% voxels per axial slice):", file=stream)
+    cases: list[CaseInputs] = []
+    print(f"  per axial slice, {PROFILE_LABEL}:", file=stream)
     for path in images:
         name = path.name.split(".")[0]
         lab_path = labels_dir / path.name
         labels = read_volume(lab_path).array if lab_path.exists() else None
         pred = predict_volume(model, read_volume(path))
         dis = pred.disagreement.astype(np.float32)
-        from barl_core.active.suggest import slice_scores
-
-        profile = slice_scores(dis, 0)
-        by_class = ", ".join(
-            f"{c} {float(dis[pred.labels == i].mean()):.3f}"
-            for i, c in enumerate(class_names) if (pred.labels == i).any()
-        )
-        n_done = len(annotated_slices(labels))
-        print(
-            f"    {name}: |{sparkline(profile)}|  case score {case_score(dis, labels):.3f}, "
-            f"{n_done} slices annotated; mean disagreement by predicted class: {by_class}",
-            file=stream,
-        )
-        for s in suggest_slices(dis, labels, axis=0, top_k=k, min_gap=3):
-            candidates.append((s.score, name, s.index))
-    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
-    return [(name, idx, score) for score, name, idx in candidates[:k]]
+        profile = focus_profile(dis, pred.labels, labels, num_classes=len(class_names))
+        print(f"    {name}: |{sparkline(profile)}|  {len(annotated_slices(labels))} slices annotated",
+              file=stream)
+        cases.append(CaseInputs(name, dis, pred.labels, labels))
+    picks = rank_slices(cases, top_k=k, config=RankingConfig(min_gap=3), num_classes=len(class_names),
+                        class_names=tuple(class_names))
+    print("  suggested next (annotating them = revealing the phantom's true labels):", file=stream)
+    for p in picks:
+        print(f"    {p.case} slice z={p.index:<3d} focused score {p.score:.3f}: {p.reason}", file=stream)
+    return [(p.case, p.index, float(p.score)) for p in picks]
 
 
 def _reveal(picks: list[tuple[str, int, float]], images_dir: Path, labels_dir: Path, truth_dir: Path) -> None:
@@ -338,9 +337,6 @@ def run_demo(
         picks: list[tuple[str, int, float]] = []
         if r < cfg.rounds - 1 and cfg.slices_per_round > 0:
             picks = _suggest(model, images, labels_dir, cfg.slices_per_round, stream, class_names)
-            print("  suggested next (annotating them = revealing the phantom's true labels):", file=stream)
-            for name, z, score in picks:
-                print(f"    {name} slice z={z:<3d} disagreement score {score:.3f}", file=stream)
             _reveal(picks, images_dir, labels_dir, truth_dir)
         results.append(RoundResult(r, n_slices, iters, dice_by_class, mean, time.perf_counter() - t0,
                                    Path(result.model_path), picks))
