@@ -73,3 +73,18 @@ def set_tiny_training(w) -> None:
         sb.setValue(v)
     tp.base_channels.setValue(4)
     tp.device_box.setCurrentText("CPU")
+
+
+@pytest.fixture
+def user(make_napari_viewer, tmp_path, monkeypatch):
+    """A viewer with the dock (through npe2), a workspace and one phantom added as a file.
+
+    Yields ``(viewer, widget, truth_path)``: the phantom's ground-truth label file.
+    """
+    viewer = make_napari_viewer(show=True)
+    w = dock(viewer)
+    open_workspace_via_dialog(w, monkeypatch, tmp_path / "ws")
+    img, truth = phantom_files(tmp_path / "data")
+    add_files_via_dialog(w, monkeypatch, [img])
+    yield viewer, w, truth
+    w.shutdown()

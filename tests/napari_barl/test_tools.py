@@ -9,26 +9,9 @@ from barl_core.active.interpolate import interpolate_between
 from barl_core.evaluation.metrics import dice
 from barl_core.io.volume import read_volume
 
-from .conftest import (
-    add_files_via_dialog,
-    dock,
-    open_workspace_via_dialog,
-    paint_slice,
-    phantom_files,
-)
+from .conftest import paint_slice
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def user(make_napari_viewer, tmp_path, monkeypatch):
-    viewer = make_napari_viewer(show=True)
-    w = dock(viewer)
-    open_workspace_via_dialog(w, monkeypatch, tmp_path / "ws")
-    img, truth = phantom_files(tmp_path / "data")
-    add_files_via_dialog(w, monkeypatch, [img])
-    yield viewer, w, (read_volume(truth).array > 0).astype(np.uint8)
-    w.shutdown()
 
 
 def test_window_presets(user):
@@ -49,7 +32,8 @@ def test_window_presets(user):
 def test_fill_between_slices_is_a_proposal_to_accept(user):
     from napari_barl._tools_panel import FILL_LAYER
 
-    viewer, w, truth = user
+    viewer, w, truth_path = user
+    truth = (read_volume(truth_path).array > 0).astype(np.uint8)
     case = w.current_case
     for z in (4, 12):
         w.go_to(case, z)

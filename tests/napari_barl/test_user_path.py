@@ -10,18 +10,6 @@ from .conftest import add_files_via_dialog, dock, open_workspace_via_dialog, pha
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def user(make_napari_viewer, tmp_path, monkeypatch):
-    """A viewer with the dock (through npe2), a workspace and one phantom added as a file."""
-    viewer = make_napari_viewer(show=True)
-    w = dock(viewer)
-    open_workspace_via_dialog(w, monkeypatch, tmp_path / "ws")
-    img, truth = phantom_files(tmp_path / "data")
-    add_files_via_dialog(w, monkeypatch, [img])
-    yield viewer, w, truth
-    w.shutdown()
-
-
 def _image_layers(viewer):
     import napari
 
