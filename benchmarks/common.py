@@ -703,6 +703,16 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(int(n))
 
 
+def parse_parts_and_methods(p: argparse.ArgumentParser, args: argparse.Namespace,
+                            parts: Sequence[str], methods: Sequence[str]) -> None:
+    """Turn ``args.parts``/``args.methods`` (comma lists) into lists; unknown names are a usage error."""
+    args.parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    args.methods = [s.strip() for s in args.methods.split(",") if s.strip()]
+    bad = sorted(set(args.parts) - set(parts)) + sorted(set(args.methods) - set(methods))
+    if bad:
+        p.error(f"unknown part(s)/method(s): {', '.join(bad)}")
+
+
 def optional_path(value: str) -> Path | None:
     """Argparse type: an empty string means "none" (``--plot ''``)."""
     return Path(value) if value else None

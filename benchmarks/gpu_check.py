@@ -411,11 +411,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.oom_predict_size = tuple(args.oom_predict_size or ((32, 32, 32) if tiny else (192, 192, 192)))
     args.la_cases = args.la_cases or (3 if tiny else 20)
     args.la_iterations = args.la_iterations or (4 if tiny else 300)
-    args.parts = [s.strip() for s in args.parts.split(",") if s.strip()]
-    args.methods = [s.strip() for s in args.methods.split(",") if s.strip()]
-    bad = sorted(set(args.parts) - set(PARTS)) + sorted(set(args.methods) - set(METHODS))
-    if bad:
-        p.error(f"unknown part(s)/method(s): {', '.join(bad)}")
+    common.parse_parts_and_methods(p, args, PARTS, METHODS)
     return args
 
 

@@ -838,11 +838,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.large_spacing = args.large_spacing or 0.6
     if smoke:
         args.batch_labeled, args.batch_unlabeled = 1, 1
-    args.parts = [s.strip() for s in args.parts.split(",") if s.strip()]
-    args.methods = [s.strip() for s in args.methods.split(",") if s.strip()]
-    bad = sorted(set(args.parts) - set(PARTS)) + sorted(set(args.methods) - set(METHODS))
-    if bad:
-        p.error(f"unknown part(s)/method(s): {', '.join(bad)}")
+    common.parse_parts_and_methods(p, args, PARTS, METHODS)
     return args
 
 
