@@ -278,7 +278,7 @@ def run_demo(
     from barl_core.data.phantom import PHANTOM_CLASSES, PhantomConfig, make_phantom_dataset
     from barl_core.inference.model import load_model
     from barl_core.training.config import preset
-    from barl_core.training.trainer import train
+    from barl_core.training.run import train
 
     cfg = (config or DemoConfig()).validate()
     stream = stream if stream is not None else sys.stdout

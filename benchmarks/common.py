@@ -334,8 +334,8 @@ def train_model(
     init_from: Path | None = None,
     callback: Callable[[Any], None] | None = None,
 ) -> tuple[Path, float]:
-    """Train with :func:`barl_core.training.trainer.train`; return (model path, wall seconds)."""
-    from barl_core.training.trainer import train
+    """Train with :func:`barl_core.training.run.train`; return (model path, wall seconds)."""
+    from barl_core.training.run import train
 
     t0 = time.perf_counter()
     result = train(config, images_dir, labels_dir, out_dir, init_from=init_from, callback=callback)
@@ -361,7 +361,7 @@ def train_with_curve(
     branch's Dice on their *unannotated* voxels is added to the curve (``pseudo_dice_a/_b``).
     """
     from barl_core.data.dataset import Case
-    from barl_core.training.trainer import train
+    from barl_core.training.run import train
 
     val_cases = None
     if validation:
@@ -397,7 +397,7 @@ def iteration_times(
 ) -> list[float]:
     """Wall seconds of each of ``config.iterations`` training steps, measured in memory.
 
-    Uses :func:`barl_core.training.trainer.prepare_training_data` and :class:`barl_core.training.trainer.Trainer`
+    Uses :func:`barl_core.training.prepare.prepare_training_data` and :class:`barl_core.training.trainer.Trainer`
     (its ``train_step`` hook) so the timing holds the step only (sampling, forward, backward,
     optimiser), not set-up, logging or checkpoint writes. CUDA work is synchronised before
     each clock read. ``save_to`` writes the resulting checkpoint there.
@@ -405,7 +405,8 @@ def iteration_times(
     import torch
 
     from barl_core.data.dataset import Case
-    from barl_core.training.trainer import Trainer, prepare_training_data
+    from barl_core.training.prepare import prepare_training_data
+    from barl_core.training.trainer import Trainer
 
     engine_cases = [
         Case(name, case.image, None if labels.get(name) is None else np.asarray(labels[name], np.uint8),

@@ -236,6 +236,7 @@ def check_oom(args: argparse.Namespace, work: Path) -> dict:
     from barl_core.networks.unet import BiBranchNet, NetworkConfig
     from barl_core.training import trainer as trainer_mod
     from barl_core.training.checkpoint import load_checkpoint
+    from barl_core.training.run import train
 
     img, lab, names = _phantom_data(args, work, _train_shape(args))
     cfg = _config(args, "barl", 3, len(names), names)
@@ -262,7 +263,7 @@ def check_oom(args: argparse.Namespace, work: Path) -> dict:
         restore = (trainer_mod.Trainer, original)
     messages: list[str] = []
     try:
-        result = trainer_mod.train(cfg, img, lab, work / "oom_run",
+        result = train(cfg, img, lab, work / "oom_run",
                                    callback=lambda ev: messages.append(str(getattr(ev, "message", "") or "")))
         final = load_checkpoint(result.model_path)["config"]
         out["train"] = f"finished ({result.status}, {result.iterations_done} iterations)"
@@ -313,7 +314,7 @@ def check_la(args: argparse.Namespace, work: Path) -> dict:
         if loss is not None:
             losses.append(float(loss))
 
-    from barl_core.training.trainer import train
+    from barl_core.training.run import train
 
     t0 = time.perf_counter()
     train(cfg, img, lab, work / "la_run", callback=on_event)

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from barl_core.networks.unet import UNet3D
-    from barl_core.training.trainer import Trainer, prepare_training_data
+    from barl_core.training.prepare import prepare_training_data
+    from barl_core.training.trainer import Trainer
 
     common.set_threads(args.threads)
     cases, names = _cases(args)

@@ -33,7 +33,8 @@ from barl_core.runtime.lock import FolderLock
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, parse_disable, preset
 from barl_core.training.distributed import is_main_process
 from barl_core.training.planner import PlanRequest, TrainingPlan, make_planner, parse_duration
-from barl_core.training.trainer import TrainProgress, train
+from barl_core.training.run import train
+from barl_core.training.trainer import TrainProgress
 
 __all__ = ["register", "run", "build_config", "ProgressBar"]
 
@@ -241,7 +242,7 @@ def check_run_folder(args: argparse.Namespace) -> None:
 
 def _check_resume_iterations(out: Path, iterations: int) -> None:
     from barl_core.training.checkpoint import load_checkpoint
-    from barl_core.training.trainer import latest_checkpoint
+    from barl_core.training.resume import latest_checkpoint
 
     latest = latest_checkpoint(out)
     if latest is None:

@@ -1,6 +1,6 @@
 """Training and prediction as child-process jobs (:mod:`barl_core.runtime.process`).
 
-:class:`TrainJob` runs :func:`barl_core.training.trainer.train`, :class:`PredictJob` runs
+:class:`TrainJob` runs :func:`barl_core.training.run.train`, :class:`PredictJob` runs
 :func:`barl_core.inference.export.predict_files` (with the agreement confidence the GUI's
 proposals need, when asked); both return a :class:`~barl_core.runtime.process.JobHandle`
 at once. See :mod:`barl_core.runtime.process` for the protocol (updates, cancel, parent
@@ -42,7 +42,7 @@ class _TrainHandle(JobHandle):
 
 
 class TrainJob:
-    """Training (:func:`barl_core.training.trainer.train`) in a child process."""
+    """Training (:func:`barl_core.training.run.train`) in a child process."""
 
     @staticmethod
     def start(
@@ -62,7 +62,7 @@ class TrainJob:
         config : TrainConfig or dict
             The run's config (sent as a plain dict).
         images_dir, labels_dir, out_dir, init_from, resume
-            As in :func:`barl_core.training.trainer.train`.
+            As in :func:`barl_core.training.run.train`.
 
         Notes
         -----
@@ -130,7 +130,8 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
     try:
         from barl_core.runtime.cancel import CancelToken
         from barl_core.training.config import TrainConfig
-        from barl_core.training.trainer import TrainProgress, train
+        from barl_core.training.run import train
+        from barl_core.training.trainer import TrainProgress
 
         config = TrainConfig.from_dict(cfg)
         updates.put(ProgressUpdate("message", total=config.iterations, message="loading data"))

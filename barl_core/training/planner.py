@@ -283,7 +283,7 @@ def make_plan(config: TrainConfig, volumes: list[TrainingVolume], request: PlanR
 def make_planner(
     request: PlanRequest, on_plan: Callable[[TrainingPlan], None] | None = None
 ) -> Callable[[TrainConfig, list[TrainingVolume]], TrainConfig]:
-    """The ``planner`` argument of :func:`barl_core.training.trainer.train`: plans, hands the
+    """The ``planner`` argument of :func:`barl_core.training.run.train`: plans, hands the
     plan to ``on_plan`` (e.g. to print it) and returns the planned config."""
 
     def planner(config: TrainConfig, volumes: list[TrainingVolume]) -> TrainConfig:

@@ -150,7 +150,7 @@ def barl(capfd, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_phantom_dataset, tiny_config, tmp_path_factory) -> dict[str, Path]:
     """A finished two-iteration run on the tiny phantom: dataset, run folder and model."""
-    from barl_core.training.trainer import train
+    from barl_core.training.run import train
 
     ds = tiny_phantom_dataset("rel", shape=(16, 24, 24))
     run = tmp_path_factory.mktemp("rel_run") / "run"

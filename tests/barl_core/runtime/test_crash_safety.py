@@ -25,13 +25,10 @@ import torch
 from barl_core.data.dataset import load_dataset
 from barl_core.io.volume import Volume, read_volume, remove_stale_temporaries
 from barl_core.training.checkpoint import load_checkpoint
-from barl_core.training.trainer import (
-    Trainer,
-    dataset_class_names,
-    latest_checkpoint,
-    prepare_training_data,
-    train,
-)
+from barl_core.training.prepare import dataset_class_names, prepare_training_data
+from barl_core.training.resume import latest_checkpoint
+from barl_core.training.run import train
+from barl_core.training.trainer import Trainer
 from barl_core.workspace.layout import Workspace
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")

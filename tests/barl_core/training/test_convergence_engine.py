@@ -15,7 +15,7 @@ from barl_core.errors import TrainingError
 from barl_core.losses.terms import dpr_loss, hard_labels, pcbc_loss
 from barl_core.training.checkpoint import load_checkpoint
 from barl_core.training.profiling import PhaseTimer
-from barl_core.training.trainer import train
+from barl_core.training.run import train
 from barl_core.training.validator import (
     ValidationConfig,
     Validator,
@@ -187,7 +187,7 @@ def test_patch_from_median_shape_and_iterations_from_budget():
 def test_make_plan_keeps_what_the_user_fixed(labelled_dataset, tiny_config):
     from barl_core.data.dataset import load_dataset
     from barl_core.training.planner import PlanRequest, make_plan
-    from barl_core.training.trainer import prepare_training_data
+    from barl_core.training.prepare import prepare_training_data
 
     cfg = tiny_config(method="supervised", iterations=7)
     volumes, _, names = prepare_training_data(load_dataset(labelled_dataset), cfg)

@@ -23,12 +23,8 @@ from barl_core.errors import TrainingError
 from barl_core.networks.unet import BiBranchNet
 from barl_core.training import distributed
 from barl_core.training.checkpoint import build_model, load_checkpoint
-from barl_core.training.trainer import (
-    DEBUG_DUMP_ENV,
-    Trainer,
-    dataset_class_names,
-    prepare_training_data,
-)
+from barl_core.training.prepare import dataset_class_names, prepare_training_data
+from barl_core.training.trainer import DEBUG_DUMP_ENV, Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -18,12 +18,9 @@ from barl_core.runtime.cancel import CancelToken
 from barl_core.runtime.device import resolve_device
 from barl_core.training.checkpoint import build_model, load_checkpoint
 from barl_core.training.config import preset
-from barl_core.training.trainer import (
-    Trainer,
-    dataset_class_names,
-    prepare_training_data,
-    train,
-)
+from barl_core.training.prepare import dataset_class_names, prepare_training_data
+from barl_core.training.run import train
+from barl_core.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
