@@ -382,9 +382,18 @@ def train_with_curve(
     seconds = time.perf_counter() - t0
     curve = [{"iteration": int(r["iteration"]), "seconds": round(float(r["time"]) - t0_epoch, 2),
               "dice": float(r["val_dice"]),
-              **{k[4:]: float(v) for k, v in r.items() if k.startswith("val_pseudo_dice_")}}
+              **{k[4:]: float(v) for k, v in r.items() if k.startswith("val_pseudo_dice_")},
+              **_term_diagnostics(r)}
              for r in result.history if "val_dice" in r]
     return result, seconds, curve
+
+
+def _term_diagnostics(row: Mapping[str, Any]) -> dict[str, float]:
+    """A validation row's per-term gradient norms, their weights and the terms' losses."""
+    terms = [k[len("gradnorm_"):] for k in row if k.startswith("gradnorm_")]
+    out = {k: float(v) for k, v in row.items() if k.startswith(("gradnorm_", "gradweight_"))}
+    out.update({f"loss_{t}": float(row[t]) for t in terms if t in row})
+    return out
 
 
 def iteration_times(

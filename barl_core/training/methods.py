@@ -128,6 +128,15 @@ class TrainingMethod:
         """Parameters the optimiser updates."""
         return (p for p in self.model_for_checkpoint().parameters() if p.requires_grad)
 
+    def term_weights(self, iteration: int) -> dict[str, float]:
+        """The factor each loss term enters ``"loss"`` with at ``iteration``, by term name.
+
+        ``loss == sum(w * losses[t] for t, w in term_weights(it).items())``; the per-term
+        gradient norms (:mod:`~barl_core.training.gradnorm`) use it to measure what each term
+        contributes to the update. Empty by default (no per-term diagnostics).
+        """
+        return {}
+
     def after_optimizer_step(self, iteration: int) -> None:
         """Hook after each optimiser step (EMA updates); nothing by default."""
 
@@ -245,6 +254,11 @@ class BarlMethod(TrainingMethod):
         out["loss"] = total
         return out
 
+    def term_weights(self, iteration: int) -> dict[str, float]:
+        """``sup`` at 1; each enabled BARL term at its ramped weight."""
+        ramp = self.rampup(iteration)
+        return {"sup": 1.0, **{term: ramp * self.losses.weight(term) for term in self.terms}}
+
 
 class SupervisedMethod(TrainingMethod):
     """One network trained on annotated voxels only (the lower baseline)."""
@@ -270,6 +284,10 @@ class SupervisedMethod(TrainingMethod):
         with self.timer.phase("loss:sup"):
             sup = supervised_loss(out.logits, views.labels, self.ignore_index)
         return {"loss": sup, "sup": sup}
+
+    def term_weights(self, iteration: int) -> dict[str, float]:
+        """The supervised loss is the whole loss."""
+        return {"sup": 1.0}
 
 
 class MeanTeacherMethod(TrainingMethod):
@@ -316,6 +334,10 @@ class MeanTeacherMethod(TrainingMethod):
         total = sup + self.rampup(iteration) * self.config.consistency_weight * consistency
         return {"loss": total, "sup": sup, "consistency": consistency}
 
+    def term_weights(self, iteration: int) -> dict[str, float]:
+        """``sup`` at 1, the consistency term at its ramped weight."""
+        return {"sup": 1.0, "consistency": self.rampup(iteration) * self.config.consistency_weight}
+
     def after_optimizer_step(self, iteration: int) -> None:
         # Warm start: a plain average early on, then the configured decay.
         decay = min(1.0 - 1.0 / (iteration + 2), self.config.ema_decay)
@@ -353,6 +375,10 @@ class CPSMethod(TrainingMethod):
             cps = _pseudo_ce(la, hard_b) + _pseudo_ce(lb, hard_a)
         total = sup + self.rampup(iteration) * self.config.cps_weight * cps
         return {"loss": total, "sup": sup, "cps": cps, "disagree": (hard_a != hard_b).float().mean()}
+
+    def term_weights(self, iteration: int) -> dict[str, float]:
+        """``sup`` at 1, cross pseudo supervision at its ramped weight."""
+        return {"sup": 1.0, "cps": self.rampup(iteration) * self.config.cps_weight}
 
 
 METHOD_CLASSES: dict[str, type[TrainingMethod]] = {

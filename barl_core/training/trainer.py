@@ -48,6 +48,7 @@ from barl_core.runtime.device import resolve_device
 from barl_core.training import distributed
 from barl_core.training.checkpoint import load_checkpoint, save_checkpoint
 from barl_core.training.config import TrainConfig
+from barl_core.training.gradnorm import term_gradient_norms
 from barl_core.training.methods import TrainingMethod, build_method
 from barl_core.training.oom import OutOfMemoryBackoff
 from barl_core.training.profiling import PhaseTimer
@@ -189,6 +190,8 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         self._debug: dict[str, Any] = {"batch_sums": []}
         #: Per-phase wall time of the iterations (off unless a planner or profiler enables it).
         self.timer = PhaseTimer()
+        #: Per-term gradient norms of the current iteration, logged with its row.
+        self._gradnorms: dict[str, float] = {}
         self.setup_validation(config, validation_volumes, diagnostic_volumes)
 
     # -- hooks ------------------------------------------------------------------------
@@ -289,6 +292,9 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
                 f"the loss became {total.item()} at iteration {iteration}; lower the learning rate "
                 "or check the images (constant or extreme intensities)"
             )
+        if self.gradnorms_due(iteration + 1):
+            with timer.phase("gradnorm"):
+                self._gradnorms = self.term_gradient_norms(losses, iteration)
         with timer.phase("backward"):
             self.scaler.scale(total).backward()
         with timer.phase("optimizer"):
@@ -299,6 +305,14 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         out["lr"] = lr
         return out
 
+    def term_gradient_norms(self, losses: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
+        """What each loss term contributes to the update on this batch (see :mod:`.gradnorm`)."""
+        weights = self.method.term_weights(iteration)
+        scale = float(self.scaler.get_scale()) if self.use_amp else 1.0
+        norms = term_gradient_norms(losses, weights, list(self.method.parameters()), scale)
+        norms.update({f"gradweight_{t}": float(w) for t, w in weights.items() if t in losses})
+        return norms
+
     def on_iteration_end(self, iteration: int, losses: dict[str, float], seconds: float) -> None:
         """Log, report progress and write a periodic checkpoint."""
         cfg = self.config
@@ -306,11 +320,13 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         done = iteration + 1
         its = len(self._times) / max(sum(self._times), 1e-9)
         validation = self.validate(done)
-        if done % cfg.log_every == 0 or done == cfg.iterations or validation:
+        gradnorms, self._gradnorms = self._gradnorms, {}
+        if done % cfg.log_every == 0 or done == cfg.iterations or validation or gradnorms:
             lr = losses.pop("lr")
             losses = distributed.mean_over_ranks(losses, self.dist, self.device)  # every rank
             row = {"iteration": done, **losses, "lr": lr, "its_per_s": its, "time": time.time()}
             row.update({f"val_{k}": v for k, v in validation.items()})
+            row.update(gradnorms)
             self.history.append(row)
             if self.dist.is_main:
                 with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:

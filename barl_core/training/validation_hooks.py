@@ -53,6 +53,15 @@ class ValidationHooks:
         self._stale = 0
         self._stop_early = False
 
+    def validation_due(self, done: int) -> bool:
+        """True when the iteration count ``done`` is a validation (every N, and the last)."""
+        every = self.config.validation.every
+        return self.validator is not None and (done % every == 0 or done == self.config.iterations)
+
+    def gradnorms_due(self, done: int) -> bool:
+        """Per-term gradient norms go with validation (``validation.gradnorms``; not under torchrun)."""
+        return self.config.validation.gradnorms and not self.dist.enabled and self.validation_due(done)
+
     def validate(self, done: int) -> dict[str, float]:
         """Score the held-out volumes when due; keep the best weights; decide a plateau stop.
 
@@ -60,7 +69,7 @@ class ValidationHooks:
         ``best_iteration`` added. Rank 0 scores; every rank learns whether to stop.
         """
         vcfg = self.config.validation
-        if self.validator is None or not (done % vcfg.every == 0 or done == self.config.iterations):
+        if not self.validation_due(done):
             return {}
         scores: dict[str, float] = {}
         stop = False

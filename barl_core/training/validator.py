@@ -54,6 +54,10 @@ class ValidationConfig:
         With fewer labelled cases, none is held out (and validation is off).
     overlap : float
         Sliding-window overlap of the validation predictions.
+    gradnorms : bool
+        At each validation, also log the gradient norm each loss term contributes
+        (``gradnorm_<term>`` in ``metrics.jsonl``; one extra backward pass per term, which is
+        why it runs at validations only and is off when validation is).
     """
 
     every: int = 0
@@ -63,6 +67,7 @@ class ValidationConfig:
     max_cases: int = 10
     min_labelled_cases: int = 5
     overlap: float = 0.25
+    gradnorms: bool = True
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.patience < 0 or self.min_delta < 0:

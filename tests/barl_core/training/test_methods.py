@@ -43,3 +43,17 @@ def test_unknown_method_is_refused(tiny_config):
     cfg.method = "no-such-method"
     with pytest.raises(TrainingError, match="unknown training method"):
         build_method(cfg, "cpu", torch.Generator())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_term_weights_rebuild_the_total_loss(method, tiny_config, rng):
+    """The per-term gradient norms weigh each term as the total does: check the factors."""
+    cfg = tiny_config(method=method, iterations=10)
+    torch.manual_seed(0)
+    m = build_method(cfg, "cpu", torch.Generator().manual_seed(0))
+    m.train()
+    losses = m.training_step(*_batch(cfg, rng), iteration=3)
+    weights = m.term_weights(3)
+    assert weights and set(weights) <= set(losses) and "loss" not in weights
+    rebuilt = sum(w * losses[t] for t, w in weights.items())
+    assert float(rebuilt) == pytest.approx(float(losses["loss"]), rel=1e-6, abs=1e-7)
