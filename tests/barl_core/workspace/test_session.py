@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 
 from barl_core.active.proposals import NEEDS_HUMAN
-from barl_core.data.phantom import PhantomConfig, make_phantom
 from barl_core.errors import BarlError, EmptyDatasetError, InputFileError
 from barl_core.workspace.layout import Workspace
 from barl_core.workspace.session import PredictionOutcome, Session
 
 PAINTED = (2, 5, 9, 13, 17, 20)
 CLASSES = ["background", "bone", "tooth", "lesion"]
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    return make_phantom(PhantomConfig(shape=(24, 32, 32), seed=3))
 
 
 def test_whole_loop_headless(tmp_path, phantom, tiny_config):
@@ -121,22 +115,6 @@ def test_whole_loop_headless(tmp_path, phantom, tiny_config):
         s.export(tmp_path / "out", "probabilities")
     bundles = s.export_audit(tmp_path / "audit", [case])
     assert len(bundles) == 1
-
-
-def test_proposals_need_a_prediction(tmp_path, phantom):
-    volume, truth = phantom
-    s = Session.open(tmp_path / "ws", CLASSES)
-    case = s.add_volume(volume, "a")
-    assert s.proposal(case, 0.9) is None and s.suggest_slices(case) == []
-    with pytest.raises(InputFileError, match="predict"):
-        s.accept_proposal(case, 3)
-    with pytest.raises(InputFileError, match="predict"):
-        s.reject_proposal(case, 3)
-    with pytest.raises(BarlError, match="no trained model"):
-        s.start_prediction([case])
-    with pytest.raises(BarlError, match="fine-tune"):
-        s.annotate_slice(case, 4, truth[4])
-        s.start_training(None, fine_tune=True)
 
 
 def test_adopt_class_names_only_before_annotating(tmp_path, phantom):
