@@ -26,7 +26,7 @@ from barl_core.data.augment import AugmentConfig
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.data.normalization import NormalizationConfig
 from barl_core.errors import TrainingError
-from barl_core.losses.terms import ALIGNMENT_TERMS, LossConfig
+from barl_core.losses.config import ALIGNMENT_TERMS, LossConfig
 from barl_core.networks.unet import NetworkConfig, required_divisor
 from barl_core.training.validator import ValidationConfig
 
@@ -137,7 +137,7 @@ class TrainConfig:
         One set of statistics over all training images, stored in the checkpoint and
         used at predict time; False (default) normalises every volume by itself.
     network, losses, normalization, augment
-        Nested configs of :mod:`~barl_core.networks.unet`, :mod:`~barl_core.losses.terms`,
+        Nested configs of :mod:`~barl_core.networks.unet`, :mod:`~barl_core.losses.config`,
         :mod:`~barl_core.data.dataset` and :mod:`~barl_core.data.augment`.
     validation : ValidationConfig
         Held-out validation during training (:mod:`~barl_core.training.validator`): every N

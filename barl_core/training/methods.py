@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from barl_core.data.augment import Views, make_views
 from barl_core.errors import TrainingError
-from barl_core.losses.terms import (
+from barl_core.losses import (
     downsample_labels,
     dpr_loss,
     gaussian_rampup,

@@ -12,7 +12,7 @@ import torch
 from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
-from barl_core.losses.terms import dpr_loss, hard_labels, pcbc_loss
+from barl_core.losses.label_space import dpr_loss, hard_labels, pcbc_loss
 from barl_core.training.checkpoint import load_checkpoint
 from barl_core.training.profiling import PhaseTimer
 from barl_core.training.run import train

@@ -12,7 +12,7 @@ from barl_core.cli.main import main as cli_main
 from barl_core.data.dataset import load_dataset
 from barl_core.data.phantom import PhantomConfig, make_phantom_dataset
 from barl_core.errors import CheckpointError, EmptyDatasetError, TrainingError
-from barl_core.losses.terms import LossConfig
+from barl_core.losses.config import LossConfig
 from barl_core.networks.unet import BiBranchNet, UNet3D
 from barl_core.runtime.cancel import CancelToken
 from barl_core.runtime.device import resolve_device

@@ -1,6 +1,4 @@
-"""BARL losses: properties that fail if a term is wired wrongly (zero on agreement, ignore
-handling, finiteness on empty inputs, relabelling invariance, Hungarian pairing, gradients).
-"""
+"""Region and instance alignment (barl_core.losses.representation): prototypes, downsampling, Hungarian matching, gradients."""
 
 from __future__ import annotations
 
@@ -11,165 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from barl_core.errors import LabelValueError
-from barl_core.losses.terms import (
-    LossConfig,
-    LossConfigError,
+from barl_core.losses import (
     downsample_labels,
     dpr_loss,
-    gaussian_rampup,
     instance_matching_loss,
     match_instances,
     pcbc_loss,
     region_alignment_loss,
-    supervised_loss,
 )
-from barl_core.networks.unet import BiBranchNet, NetworkConfig, UNet3D
+from barl_core.networks.unet import BiBranchNet, NetworkConfig
 
 C = 3
-
-
-def _sharp(labels: torch.Tensor, scale: float = 30.0) -> torch.Tensor:
-    """Confident logits whose argmax is ``labels`` ([B, *sp] -> [B, C, *sp])."""
-    return (F.one_hot(labels, C).movedim(-1, 1).float() * scale).requires_grad_()
-
-
-def _random_logits(n_scales=3, shape=(2, C, 8, 8, 8), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=g).requires_grad_() for _ in range(n_scales)]
-
-
-# --------------------------------------------------------------------------- supervised
-
-
-def test_supervised_ignores_unannotated_voxels():
-    torch.manual_seed(0)
-    target = torch.randint(0, C, (2, 8, 8, 8))
-    target[:, 1::2] = 255  # only even slices annotated
-    logits = _random_logits()
-    base = supervised_loss(logits, target)
-    ignored = (target == 255).unsqueeze(1).expand_as(logits[0])
-    changed = [torch.where(ignored, t + 5 * torch.randn_like(t), t) for t in logits]
-    torch.testing.assert_close(supervised_loss(changed, target), base)
-    touched = [torch.where(~ignored, t + 5 * torch.randn_like(t), t) for t in logits]
-    assert abs((supervised_loss(touched, target) - base).item()) > 1e-3
-
-
-def test_supervised_zero_on_all_ignore_and_small_on_perfect_prediction():
-    target = torch.full((1, 8, 8, 8), 255)
-    logits = _random_logits(shape=(1, C, 8, 8, 8))
-    loss = supervised_loss(logits, target)
-    assert loss.item() == 0.0
-    loss.backward()  # still in the graph
-    assert logits[0].grad is not None and float(logits[0].grad.abs().sum()) == 0.0
-
-    labels = torch.randint(0, C, (1, 8, 8, 8))
-    perfect = supervised_loss([_sharp(labels)] * 2, labels)
-    wrong = supervised_loss([_sharp((labels + 1) % C)] * 2, labels)
-    assert perfect.item() < 1e-3 < 1.0 < wrong.item()
-
-
-def test_supervised_rejects_unknown_label_values():
-    target = torch.zeros(1, 8, 8, 8, dtype=torch.long)
-    target[0, 0, 0, 0] = 7
-    with pytest.raises(LabelValueError, match="outside"):
-        supervised_loss(_random_logits(shape=(1, C, 8, 8, 8)), target)
-
-
-def test_supervised_loss_decreases_when_training_a_tiny_net():
-    torch.manual_seed(0)
-    image = 0.3 * torch.randn(1, 1, 16, 16, 16)
-    target = torch.zeros(1, 16, 16, 16, dtype=torch.long)
-    target[:, 4:12, 5:11, 3:13] = 1
-    image[target.unsqueeze(1) == 1] += 1.0
-    sparse = torch.full_like(target, 255)
-    sparse[:, [4, 9, 13]] = target[:, [4, 9, 13]]  # three labelled slices
-    net = UNet3D(NetworkConfig(num_classes=2, base_channels=4, depth=2, proj_dim=0))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(15):
-        loss = supervised_loss(net(image, return_features=False).logits, sparse)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.7 * losses[0]
-
-
-# --------------------------------------------------------------------------- DPR / PCBC
-
-
-def test_dpr_zero_for_identical_confident_branches_positive_otherwise():
-    labels = [torch.randint(0, C, (2, 8, 8, 8)) for _ in range(3)]
-    same = [_sharp(lab) for lab in labels]
-    assert dpr_loss(same, [t.detach().clone() for t in same]).item() < 1e-6
-    other = [_sharp((lab + 1) % C) for lab in labels]
-    assert dpr_loss(same, other).item() > 10.0
-
-
-def test_dpr_threshold_masks_unconfident_voxels():
-    logits = _random_logits(shape=(1, C, 4, 4, 4))
-    small = [0.01 * t for t in logits]  # max softmax ~ 1/3 everywhere
-    loss = dpr_loss(small, [t.flip(-1) for t in small], threshold=0.9)
-    assert loss.item() == 0.0
-    assert dpr_loss(small, [t.flip(-1) for t in small], threshold=0.0).item() > 0.5
-
-
-def test_pcbc_exactly_zero_when_branches_agree():
-    logits = _random_logits()
-    loss = pcbc_loss(logits, [t.detach().clone() for t in logits])
-    assert loss.item() == 0.0
-    loss.backward()
-    assert math.isfinite(pcbc_loss(logits[:1], logits[:1]).item())
-
-
-def test_pcbc_only_uses_voxels_that_disagreed_at_the_coarser_scale():
-    la = _random_logits(n_scales=2, shape=(1, C, 6, 6, 6), seed=1)
-    lb = _random_logits(n_scales=2, shape=(1, C, 6, 6, 6), seed=2)
-    base = pcbc_loss(la, lb)
-    agreed = (la[0].argmax(1) == lb[0].argmax(1)).unsqueeze(1)
-    assert agreed.any() and (~agreed).any()
-
-    def rescale_fine_a(where):
-        # Multiplying logits by 3 keeps every argmax (pseudo-labels, masks) but changes CE.
-        return [la[0], torch.where(where, 3 * la[1], la[1])]
-
-    torch.testing.assert_close(pcbc_loss(rescale_fine_a(agreed), lb), base)
-    assert abs((pcbc_loss(rescale_fine_a(~agreed), lb) - base).item()) > 1e-4
-
-
-def test_pcbc_targets_the_other_branchs_finest_label():
-    labels = torch.randint(0, C, (1, 4, 4, 4))
-    coarse_a, coarse_b = _sharp(labels), _sharp((labels + 1) % C)  # disagree everywhere
-    fine_a, fine_b = _sharp(labels), _sharp((labels + 2) % C)
-    # Each fine map is confident in its own label and wrong for the other branch's: if PCBC
-    # used a branch's own pseudo-label, this would be ~0.
-    assert pcbc_loss([coarse_a, fine_a], [coarse_b, fine_b]).item() > 20.0
-    # Fine maps that agree with the other branch's label give ~0 whatever the coarse maps say.
-    assert pcbc_loss([coarse_a, fine_b], [coarse_b, fine_b.detach()]).item() < 1e-6
-
-
-def test_pcbc_area_floor_normalises_small_disagreement():
-    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
-    coarse_a, coarse_b = _sharp(labels), labels.clone()
-    coarse_b[0, 1, 1, 1] = 1  # one disagreeing voxel of 64
-    la = [coarse_a, _random_logits(1, (1, C, 4, 4, 4), seed=3)[0]]
-    lb = [_sharp(coarse_b), _random_logits(1, (1, C, 4, 4, 4), seed=4)[0]]
-    by_area = pcbc_loss(la, lb, area_floor=1e-3)  # divided by 1 voxel
-    floored = pcbc_loss(la, lb, area_floor=0.5)  # divided by 32 voxels
-    assert by_area.item() > 0
-    assert floored.item() == pytest.approx(by_area.item() / 32, rel=1e-5)
-
-
-def test_pcbc_urpc_mode_is_finite_and_differentiable():
-    la, lb = _random_logits(seed=5), _random_logits(seed=6)
-    loss = pcbc_loss(la, lb, mode="urpc")
-    assert math.isfinite(loss.item()) and loss.item() > 0
-    loss.backward()
-    assert float(la[0].grad.abs().sum()) > 0 and float(lb[0].grad.abs().sum()) > 0
-    with pytest.raises(ValueError):
-        pcbc_loss(la, lb, mode="nope")
 
 
 # --------------------------------------------------------------------------- region
@@ -402,28 +252,3 @@ def test_gradients_reach_both_branches(name):
     for branch in (net.branch_a, net.branch_b):
         grad = sum(float(p.grad.abs().sum()) for p in branch.parameters() if p.grad is not None)
         assert grad > 0, f"{name}: no gradient in a branch"
-
-
-# --------------------------------------------------------------------------- config / ramp
-
-
-def test_gaussian_rampup_shape():
-    values = [gaussian_rampup(i, 100, 0.4) for i in range(0, 101, 5)]
-    assert values[0] == pytest.approx(math.exp(-5))
-    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
-    assert values[8] == 1.0 and values[-1] == 1.0  # it = 40: ramp done
-    assert gaussian_rampup(0, 100, 0.0) == 1.0
-
-
-def test_loss_config_switches():
-    cfg = LossConfig()
-    assert (cfg.dpr, cfg.pcbc, cfg.region, cfg.instance) == (1.0, 0.5, 0.1, 0.1)
-    off = cfg.disable(["dpr", " Instance"])
-    assert off.enabled_terms() == ("pcbc", "region")
-    assert off.weight("dpr") == 0.0 and off.weight("pcbc") == 0.5
-    assert cfg.enabled_terms() == ("dpr", "pcbc", "region", "instance")
-    assert cfg.disable("region, pcbc").enabled_terms() == ("dpr", "instance")
-    with pytest.raises(LossConfigError, match="Unknown loss term"):
-        cfg.disable(["dice"])
-    with pytest.raises(LossConfigError):
-        LossConfig(pcbc_mode="greedy")
