@@ -18,6 +18,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``barl demo`` and its options to the subcommands."""
     from barl_core.demo import DemoConfig
 
     d = DemoConfig()
@@ -55,6 +56,7 @@ def _launch_gui(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the headless loop on the phantom (or open napari with ``--gui``); return the exit code."""
     if args.gui:
         return _launch_gui(args)
     from barl_core.cli.train import ProgressBar

@@ -24,6 +24,7 @@ __all__ = ["register", "run", "parse_classes", "format_results"]
 
 
 def register(subparsers) -> None:
+    """Add ``barl evaluate`` and its options to the subcommands."""
     p = subparsers.add_parser(
         "evaluate",
         help="per-case and mean Dice/Jaccard/HD95/ASD of predictions against ground truth",
@@ -81,6 +82,7 @@ def _fmt(v: float) -> str:
 
 
 def format_results(result: dict) -> str:
+    """Format per-case, per-class metrics as the table the command prints."""
     unit = result.get("units", "mm")
     head = f"{'case':<24} {'class':<12} {'dice':>8} {'jaccard':>8} {'hd95':>9} {'asd':>9}"
     lines = [f"distances in {unit}", head, "-" * len(head)]
@@ -123,6 +125,7 @@ def _json_safe(obj):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score predictions against references; return the exit code."""
     if args.json_out is not None:
         check_outputs([args.json_out], [args.pred, args.gt])
     result = evaluate_folders(

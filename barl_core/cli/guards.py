@@ -22,7 +22,7 @@ __all__ = ["check_outputs", "check_output_folder", "same_path", "add_series_id"]
 
 
 def _key(path: Path) -> str:
-    """A path's identity: its real location (symbolic links and ``..`` resolved)."""
+    """Return a path's identity: its real location (symbolic links and ``..`` resolved)."""
     try:
         return os.path.normcase(str(path.resolve()))
     except (OSError, RuntimeError):  # a link loop: compare the spelling
@@ -30,7 +30,7 @@ def _key(path: Path) -> str:
 
 
 def same_path(a: Path, b: Path) -> bool:
-    """True when ``a`` and ``b`` name one file or folder (links, hard links included)."""
+    """Return True when ``a`` and ``b`` name one file or folder (links, hard links included)."""
     try:
         if a.exists() and b.exists():
             return os.path.samefile(a, b)
@@ -105,7 +105,7 @@ def check_output_folder(folder: Path) -> None:
 
 
 def add_series_id(parser) -> None:
-    """The ``--series-id`` option of commands that read a DICOM folder as one volume."""
+    """Add the ``--series-id`` option of commands that read a DICOM folder as one volume."""
     parser.add_argument(
         "--series-id",
         metavar="UID",

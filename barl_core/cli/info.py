@@ -31,6 +31,7 @@ _PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
 
 
 def register(subparsers) -> None:
+    """Add ``barl info`` and its options to the subcommands."""
     p = subparsers.add_parser(
         "info",
         help="show geometry and intensities of a volume, or the cases of a dataset folder",
@@ -90,6 +91,7 @@ def volume_info(path: Path, series_id: str | None = None) -> dict:
 
 
 def format_volume_info(info: dict) -> str:
+    """Format one volume's header facts (shape, spacing, origin, labels) for the terminal."""
     sp = ", ".join(f"{s:g}" for s in info["spacing"])
     org = ", ".join(f"{o:g}" for o in info["origin"])
     d = info["direction"]
@@ -156,6 +158,7 @@ def _write_json(path: Path, payload) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print what a volume or dataset holds; return the exit code."""
     path: Path = args.path
     if args.json_out is not None:
         check_outputs([args.json_out], [path, *([args.labels_dir] if args.labels_dir else [])])

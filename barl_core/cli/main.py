@@ -28,6 +28,7 @@ COMMANDS = ("info", "evaluate", "train", "predict", "suggest", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``barl`` parser: one subcommand per module in :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="barl",
         description="napari-barl engine: segment 3D volumes from a few labelled slices (BARL).",
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``barl`` with ``argv``; every user error is one line on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

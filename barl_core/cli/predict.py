@@ -31,6 +31,7 @@ __all__ = ["register", "run", "input_files"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``barl predict`` and its options to the subcommands."""
     p = subparsers.add_parser(
         "predict",
         help="segment volumes with a trained model",
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def input_files(path: Path) -> list[Path]:
-    """The volumes to predict: the file itself, a DICOM folder, or a folder's volume files.
+    """Return the volumes to predict: the file itself, a DICOM folder, or a folder's volume files.
 
     Raises
     ------
@@ -115,6 +116,7 @@ def plan_outputs(args: argparse.Namespace, files: list[Path], single: bool) -> l
 
 
 def run(args: argparse.Namespace) -> int:
+    """Predict every input volume with a checkpoint; return the exit code."""
     from barl_core.inference.model import load_model
     from barl_core.inference.predict import predict_volume
 

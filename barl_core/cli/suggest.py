@@ -23,6 +23,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``barl suggest`` and its options to the subcommands."""
     from barl_core.active.suggest import DEFAULT_STRATEGY, STRATEGIES, STRATEGY_HELP
 
     p = subparsers.add_parser(
@@ -69,6 +70,7 @@ def _find_labels(folder: Path | None, name: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the slices (or cases) to annotate next; return the exit code."""
     from barl_core.active.focus import PROFILE_LABEL, focus_profile
     from barl_core.active.ranking import CaseInputs, RankingConfig, rank_cases
     from barl_core.active.suggest import case_score, slice_scores, suggest_cases, suggest_slices

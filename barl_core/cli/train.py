@@ -40,6 +40,7 @@ __all__ = ["register", "run", "build_config", "ProgressBar"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``barl train`` and its options to the subcommands."""
     p = subparsers.add_parser(
         "train",
         help="train a model from a few labelled slices",
@@ -82,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: ``--config`` file or ``--preset``, then the explicit flags."""
+    """Build the run's config: ``--config`` file or ``--preset``, then the explicit flags."""
     if args.config is not None:
         try:
             data = json.loads(Path(args.config).read_text(encoding="utf-8"))
@@ -120,8 +121,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def plan_request(args: argparse.Namespace) -> PlanRequest | None:
-    """What to plan: None when the user fixed the iteration count (``--iterations`` or a
-    ``--config`` file) and gave no time budget, or resumes a run (its plan is in its config)."""
+    """Return what to plan, or None when there is nothing to plan.
+
+    None when the user fixed the iteration count (``--iterations`` or a ``--config`` file)
+    and gave no time budget, or resumes a run (its plan is in its config).
+    """
     budget = getattr(args, "time_budget", None)
     explicit = args.iterations is not None or getattr(args, "config", None) is not None
     if getattr(args, "resume", False) or (explicit and budget is None):
@@ -169,6 +173,7 @@ class ProgressBar:
         self._last = 0.0
 
     def __call__(self, p: TrainProgress) -> None:
+        """Print one progress report (a line, redrawn in place on a terminal) or a notice."""
         if p.message:  # a notice (e.g. an out-of-memory retry), on a line of its own
             self.stream.write(("\n" if self.tty else "") + f"barl: {p.message}\n")
             self.stream.flush()
@@ -264,6 +269,7 @@ def _clear_run(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Plan if needed, train, and say where the model is; return the exit code."""
     cfg = build_config(args)
     check_run_folder(args)
     lock = FolderLock(args.out, "barl train") if is_main_process() else None

@@ -39,7 +39,7 @@ VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def describe_os_error(exc: BaseException) -> str:
-    """A short reason for an OS error: ``No space left on device``, not a repr."""
+    """Return a short reason for an OS error: ``No space left on device``, not a repr."""
     if isinstance(exc, OSError):
         if exc.errno == errno.EFBIG:
             return "file too large (a file-size limit or a full disk)"
@@ -89,6 +89,7 @@ class atomic_path:
         self.tmp: Path | None = None
 
     def __enter__(self) -> Path:
+        """Return the temporary path to write to."""
         try:
             if self.target.is_dir():
                 raise OutputFileError(f"{self.target}: is a folder, not a file name")
@@ -106,6 +107,7 @@ class atomic_path:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        """Verify and move the temporary file into place, or remove it after an error."""
         assert self.tmp is not None
         if exc_type is None:
             try:

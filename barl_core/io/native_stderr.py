@@ -33,13 +33,14 @@ class HeldStderr:
         self.lines: list[str] = []
 
     def first(self) -> str:
-        """The most telling line (one mentioning an error), or ''."""
+        """Return the most telling line (one mentioning an error), or ''."""
         for line in self.lines:
             if "rror" in line or "fail" in line:
                 return line.strip()[:200]
         return self.lines[0].strip()[:200] if self.lines else ""
 
     def release(self) -> None:
+        """Print the held-back lines to stderr after all (when they explain a failure)."""
         for line in self.lines:
             print(line, file=sys.stderr)
         self.lines = []

@@ -86,10 +86,11 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """Return the array shape ``(z, y, x)``."""
         return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
 
     def with_array(self, array: np.ndarray) -> Volume:
-        """Same geometry, other voxels (e.g. a label map or a prediction)."""
+        """Return a volume of the same geometry with other voxels (a label map, a prediction)."""
         if tuple(array.shape) != self.shape:
             raise GeometryMismatchError(
                 f"array of shape {tuple(array.shape)} does not fit a grid of shape {self.shape}"
@@ -107,6 +108,7 @@ class Volume:
 
     @classmethod
     def from_geometry(cls, array: np.ndarray, geometry: dict, path: Path | None = None) -> Volume:
+        """Build a volume from an array and a geometry dict (as :meth:`geometry` returns)."""
         vol = cls(
             array=array,
             spacing=tuple(float(s) for s in geometry["spacing"]),  # type: ignore[arg-type]
@@ -132,6 +134,7 @@ class Volume:
         return m
 
     def to_sitk(self) -> sitk.Image:
+        """Return the SimpleITK image (spacing reversed to ITK's ``(x, y, z)``)."""
         img = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
         img.SetSpacing([float(s) for s in self.spacing[::-1]])
         img.SetOrigin([float(o) for o in self.origin])
@@ -140,6 +143,7 @@ class Volume:
 
     @classmethod
     def from_sitk(cls, image: sitk.Image, path: Path | None = None) -> Volume:
+        """Build a volume from a 3D SimpleITK image (``(z, y, x)`` array, geometry kept)."""
         if image.GetDimension() != 3:
             raise InvalidVolumeError(
                 f"{path or 'volume'}: expected a 3D volume, got {image.GetDimension()}D"
@@ -173,7 +177,7 @@ def strip_extension(name: str) -> str:
 
 
 def is_supported_path(path: str | os.PathLike) -> bool:
-    """True for a supported file extension or a folder holding DICOM files."""
+    """Return True for a supported file extension or a folder holding DICOM files."""
     p = Path(path)
     if p.is_dir():
         return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
@@ -290,7 +294,7 @@ def _check_header(p: Path, reader: sitk.ImageFileReader) -> None:
 
 
 def all_finite(array: np.ndarray) -> bool:
-    """True unless a float array holds NaN or Inf.
+    """Return True unless a float array holds NaN or Inf.
 
     ``min``/``max`` propagate NaN and expose +-Inf, so a 512^3 volume is checked without the
     full-size boolean temporary that ``np.isfinite(a).all()`` allocates.

@@ -75,6 +75,7 @@ class LossConfig:
     ignore_index: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
+        """Refuse weights and parameters out of range (a clear error, not a silent NaN later)."""
         checks = [
             (min(self.dpr, self.pcbc, self.region, self.instance) >= 0, "weights must be >= 0"),
             (0.0 <= self.dpr_threshold < 1.0, "dpr_threshold must be in [0, 1)"),
@@ -95,16 +96,17 @@ class LossConfig:
         return bool(getattr(self, f"use_{_check_term(term)}"))
 
     def weight(self, term: str) -> float:
-        """The term's weight, 0.0 when it is switched off."""
+        """Return the term's weight, 0.0 when it is switched off."""
         return float(getattr(self, term)) if self.enabled(term) else 0.0
 
     def enabled_terms(self) -> tuple[str, ...]:
-        """The alignment terms that are on, in canonical order."""
+        """Return the alignment terms that are on, in canonical order."""
         return tuple(t for t in ALIGNMENT_TERMS if self.enabled(t))
 
     def disable(self, terms: Iterable[str] | str) -> LossConfig:
-        """A copy with ``terms`` switched off (names, or one comma-separated string as in
-        ``--disable dpr,pcbc``).
+        """Return a copy with ``terms`` switched off.
+
+        ``terms`` are names, or one comma-separated string as in ``--disable dpr,pcbc``.
 
         Raises
         ------

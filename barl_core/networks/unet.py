@@ -92,6 +92,7 @@ class NetworkConfig:
     feature_scale: int = 2
 
     def __post_init__(self) -> None:
+        """Refuse widths, depths and norms the network cannot build."""
         checks = [
             (self.in_channels >= 1, "in_channels must be >= 1"),
             (self.num_classes >= 2, "num_classes must be >= 2 (background + one class)"),
@@ -379,7 +380,7 @@ class BiBranchNet(nn.Module):
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all of them, or only those that require gradients)."""
+    """Count the parameters (all of them, or only those that require gradients)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 

@@ -42,7 +42,7 @@ _registry_guard = threading.Lock()
 
 
 def lock_holder(folder: str | os.PathLike) -> dict | None:
-    """What the lock file of ``folder`` says about its holder (None when absent/unreadable)."""
+    """Read what the lock file of ``folder`` says about its holder (None when absent/unreadable)."""
     try:
         text = (Path(folder) / LOCK_NAME).read_text(encoding="utf-8")
         info = json.loads(text)
@@ -93,13 +93,16 @@ class FolderLock:
 
     @property
     def path(self) -> Path:
+        """Return the lock file inside the folder."""
         return self.folder / LOCK_NAME
 
     @property
     def held(self) -> bool:
+        """Return True while this object holds the lock."""
         return self._key is not None
 
     def acquire(self) -> FolderLock:
+        """Take the lock, or raise :class:`~barl_core.errors.LockedError` naming its holder."""
         if self._key is not None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +181,7 @@ class FolderLock:
             pass
 
     def release(self) -> None:
+        """Give the lock back (the file is removed by its last user in this process)."""
         key, self._key = self._key, None
         if key is None:
             return
@@ -196,12 +200,15 @@ class FolderLock:
             os.close(fd)
 
     def __enter__(self) -> FolderLock:
+        """Take the lock for the ``with`` block."""
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
+        """Release the lock at the end of the ``with`` block."""
         self.release()
 
     def __del__(self) -> None:  # a forgotten lock is released with its object
+        """Release a lock its owner forgot, when the object goes away."""
         try:
             self.release()
         except Exception:  # noqa: BLE001 - interpreter shutdown

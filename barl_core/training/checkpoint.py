@@ -165,7 +165,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
 
 
 def _verify_zip(tmp: Path) -> None:
-    """A checkpoint is a zip archive: every member must read back with a matching CRC."""
+    """Check that every member of the zip archive reads back with a matching CRC."""
     with zipfile.ZipFile(tmp) as zf:
         bad = zf.testzip()
     if bad is not None:
@@ -235,7 +235,7 @@ def _check_contents(data: dict[str, Any], p: Path) -> None:
 
 
 def _is_refused_object(exc: BaseException) -> bool:
-    """The weights-only unpickler met a global, a class or a call it does not allow."""
+    """Return True when the weights-only unpickler met a global, class or call it does not allow."""
     if not isinstance(exc, pickle.UnpicklingError):
         return False
     low = str(exc).lower()
@@ -243,13 +243,13 @@ def _is_refused_object(exc: BaseException) -> bool:
 
 
 def _refused_object(message: str) -> str:
-    """What the weights-only unpickler refused, e.g. ``a Python object (posix.system)``."""
+    """Say what the weights-only unpickler refused, e.g. ``a Python object (posix.system)``."""
     found = re.search(r"GLOBAL\s+([\w.]+)", message)
     return f"a Python object ({found.group(1)})" if found else "pickled Python objects"
 
 
 def _safe_detail(message: str) -> str:
-    """The first informative line of a load error, without advice to disable safe loading."""
+    """Return the first informative line of a load error, without advice to disable safe loading."""
     for line in message.splitlines():
         line = line.strip()
         if line and "weights_only" not in line and "safe_globals" not in line:
@@ -258,7 +258,7 @@ def _safe_detail(message: str) -> str:
 
 
 def _is_raw_pickle(path: Path) -> bool:
-    """A bare pickle stream (protocol 2+ starts with PROTO): arbitrary objects, maybe code."""
+    """Return True for a bare pickle stream (protocol 2+ starts with PROTO): objects, maybe code."""
     try:
         with open(path, "rb") as fh:
             return fh.read(1) == b"\x80"
@@ -267,7 +267,7 @@ def _is_raw_pickle(path: Path) -> bool:
 
 
 def network_config_of(ckpt: Mapping[str, Any]) -> NetworkConfig:
-    """The checkpoint's :class:`NetworkConfig` (unknown keys are an error)."""
+    """Return the checkpoint's :class:`NetworkConfig` (unknown keys are an error)."""
     raw = dict(ckpt["network"])
     known = {f.name for f in fields(NetworkConfig)}
     extra = sorted(set(raw) - known)
@@ -318,7 +318,7 @@ def check_compatible(
 
 
 def build_model(ckpt: Mapping[str, Any]) -> nn.Module:
-    """The network of a checkpoint with its weights: ``UNet3D`` (1 branch) or ``BiBranchNet``.
+    """Build the network of a checkpoint with its weights: ``UNet3D`` (1 branch) or ``BiBranchNet``.
 
     Raises
     ------

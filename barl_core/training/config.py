@@ -416,7 +416,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str = "quick", **overrides: Any) -> TrainConfig:
-    """A preset config with field overrides (``network=``/``losses=`` may be dicts of changes).
+    """Return a preset config with field overrides (``network=``/``losses=`` may be dicts of changes).
 
     Raises
     ------

@@ -68,6 +68,7 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
+        """Return True in a torchrun process group."""
         return self.backend is not None
 
     @property
@@ -77,7 +78,7 @@ class DistContext:
 
 
 def launched_by_torchrun(env: Mapping[str, str] | None = None) -> bool:
-    """True when the torchrun variables are all set (also for ``--nproc_per_node=1``)."""
+    """Return True when the torchrun variables are all set (also for ``--nproc_per_node=1``)."""
     env = os.environ if env is None else env
     return all(env.get(name) for name in TORCHRUN_VARIABLES)
 
@@ -196,7 +197,7 @@ def rank_seed(seed: int, rank: int, *extra: int) -> int:
 
 
 def any_rank(flag: bool, ctx: DistContext, device: torch.device) -> bool:
-    """True on every rank if it is true on any (a Ctrl-C or cancel seen by one rank)."""
+    """Return True on every rank if ``flag`` is true on any (a Ctrl-C or cancel seen by one rank)."""
     if not ctx.enabled:
         return bool(flag)
     t = torch.tensor([1.0 if flag else 0.0], device=device)

@@ -26,7 +26,7 @@ def term_gradient_norms(
     params: Sequence[nn.Parameter],
     scale: float = 1.0,
 ) -> dict[str, float]:
-    """The L2 norm of the gradient of ``weights[t] * losses[t]`` over ``params``, per term.
+    """Measure the L2 norm of the gradient of ``weights[t] * losses[t]`` over ``params``, per term.
 
     Leaves ``.grad`` untouched and keeps the graph (the trainer's backward pass of the total
     follows), so the training step itself is unchanged.

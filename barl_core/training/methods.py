@@ -80,7 +80,7 @@ class TrainingMethod:
 
     # -- to implement ---------------------------------------------------------------
     def model_for_checkpoint(self) -> nn.Module:
-        """The module whose ``state_dict`` is the checkpoint's ``model_state``."""
+        """Return the module whose ``state_dict`` is the checkpoint's ``model_state``."""
         raise NotImplementedError
 
     def training_step(
@@ -94,7 +94,7 @@ class TrainingMethod:
         raise NotImplementedError
 
     def trainable_modules(self) -> dict[str, nn.Module]:
-        """The networks the optimiser updates, by the name ``training_step`` runs them under.
+        """Return the networks the optimiser updates, by the name ``training_step`` runs them under.
 
         Modules left out (Mean Teacher's EMA teacher) are never wrapped for
         multi-process training: they receive no gradients and follow their student.
@@ -111,8 +111,11 @@ class TrainingMethod:
 
     @property
     def uses_every_parameter(self) -> bool:
-        """True when every trainable parameter enters every loss (DDP may skip its search
-        for unused ones); False by default, as most methods leave the projection head out."""
+        """Whether every trainable parameter enters every loss.
+
+        True lets DDP skip its search for unused parameters; False by default, as most
+        methods leave the projection head out.
+        """
         return False
 
     def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
@@ -129,7 +132,7 @@ class TrainingMethod:
         return (p for p in self.model_for_checkpoint().parameters() if p.requires_grad)
 
     def term_weights(self, iteration: int) -> dict[str, float]:
-        """The factor each loss term enters ``"loss"`` with at ``iteration``, by term name.
+        """Return the factor each loss term enters ``"loss"`` with at ``iteration``, by term name.
 
         ``loss == sum(w * losses[t] for t, w in term_weights(it).items())``; the per-term
         gradient norms (:mod:`~barl_core.training.gradnorm`) use it to measure what each term
@@ -138,9 +141,10 @@ class TrainingMethod:
         return {}
 
     def after_optimizer_step(self, iteration: int) -> None:
-        """Hook after each optimiser step (EMA updates); nothing by default."""
+        """Run after each optimiser step (EMA updates); nothing by default."""
 
     def train(self) -> None:
+        """Put the trainable networks in training mode."""
         self.model_for_checkpoint().train()
 
     def rampup(self, iteration: int) -> float:
@@ -186,17 +190,21 @@ class BarlMethod(TrainingMethod):
         self.terms = losses.enabled_terms()
 
     def model_for_checkpoint(self) -> nn.Module:
+        """Return the two-branch network."""
         return self.net
 
     def trainable_modules(self) -> dict[str, nn.Module]:
+        """Return both branches: each is optimised."""
         return {"a": self.net.branch_a, "b": self.net.branch_b}
 
     @property
     def uses_every_parameter(self) -> bool:
+        """Return True while region or instance alignment keeps the projection head in the loss."""
         # the alignment losses keep the features in the graph even when they are zero
         return bool({"region", "instance"} & set(self.terms))
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        """Compute the supervised loss on both branches and every enabled BARL term."""
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
         # Weak -> A and strong -> B on even iterations, swapped on odd ones.
         weak_to_a = iteration % 2 == 0
@@ -272,12 +280,15 @@ class SupervisedMethod(TrainingMethod):
         self.net = UNet3D(config.network).to(self.device)
 
     def model_for_checkpoint(self) -> nn.Module:
+        """Return the one network."""
         return self.net
 
     def trainable_modules(self) -> dict[str, nn.Module]:
+        """Return the one network."""
         return {"net": self.net}
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        """Compute the supervised loss of the weak view on annotated voxels."""
         views, _ = self.views(labelled_images, labels, None)
         with self.timer.phase("forward"):
             out = self.run("net", views.weak, return_features=False)
@@ -286,7 +297,7 @@ class SupervisedMethod(TrainingMethod):
         return {"loss": sup, "sup": sup}
 
     def term_weights(self, iteration: int) -> dict[str, float]:
-        """The supervised loss is the whole loss."""
+        """Return ``sup`` at 1: the supervised loss is the whole loss."""
         return {"sup": 1.0}
 
 
@@ -303,23 +314,29 @@ class MeanTeacherMethod(TrainingMethod):
 
     @property
     def student(self) -> UNet3D:
+        """Return the student (``branch_a``), the network the optimiser updates."""
         return self.net.branch_a
 
     @property
     def teacher(self) -> UNet3D:
+        """Return the EMA teacher (``branch_b``), never optimised."""
         return self.net.branch_b
 
     def model_for_checkpoint(self) -> nn.Module:
+        """Return student and teacher as one two-branch network."""
         return self.net
 
     def trainable_modules(self) -> dict[str, nn.Module]:
+        """Return the student only: the teacher follows it by EMA."""
         return {"student": self.net.branch_a}  # the EMA teacher is never optimised nor wrapped
 
     def train(self) -> None:
+        """Put the student in training mode and keep the teacher in eval mode."""
         self.student.train()
         self.teacher.eval()
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        """Compute the supervised loss and the student-teacher softmax consistency."""
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
         with self.timer.phase("forward"):
             out_s = self.run("student", views.strong, return_features=False)
@@ -339,6 +356,7 @@ class MeanTeacherMethod(TrainingMethod):
         return {"sup": 1.0, "consistency": self.rampup(iteration) * self.config.consistency_weight}
 
     def after_optimizer_step(self, iteration: int) -> None:
+        """Move the teacher towards the student (EMA)."""
         # Warm start: a plain average early on, then the configured decay.
         decay = min(1.0 - 1.0 / (iteration + 2), self.config.ema_decay)
         ema_update(self.teacher, self.student, decay)
@@ -355,12 +373,15 @@ class CPSMethod(TrainingMethod):
         self.net = BiBranchNet(config.network).to(self.device)
 
     def model_for_checkpoint(self) -> nn.Module:
+        """Return the two-branch network."""
         return self.net
 
     def trainable_modules(self) -> dict[str, nn.Module]:
+        """Return both branches: each is optimised."""
         return {"a": self.net.branch_a, "b": self.net.branch_b}
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
+        """Compute the supervised loss on both branches and cross pseudo supervision."""
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
         x_a, x_b = (views.weak, views.strong) if iteration % 2 == 0 else (views.strong, views.weak)
         with self.timer.phase("forward"):

@@ -127,6 +127,7 @@ class TrainingPlan:
 
     @property
     def expected_seconds(self) -> float:
+        """Return the planned iterations times the timed seconds per iteration."""
         return self.iterations * self.seconds_per_iteration
 
     def describe(self) -> str:
@@ -181,7 +182,9 @@ def fingerprint(volumes: Sequence[TrainingVolume], ignore_index: int = IGNORE_IN
 
 
 def plan_patch(fp: DatasetFingerprint, divisor: int, max_voxels: int) -> tuple[int, int, int]:
-    """The median shape rounded *down* to the network's divisor (the median volume holds the
+    """Return the training patch for a dataset fingerprint.
+
+    The median shape rounded *down* to the network's divisor (the median volume holds the
     patch without padding), then the longest side shrunk by one divisor at a time until the
     patch holds ``max_voxels``.
 
@@ -198,7 +201,7 @@ def plan_patch(fp: DatasetFingerprint, divisor: int, max_voxels: int) -> tuple[i
 
 
 def plan_iterations(seconds_per_iteration: float, time_budget_s: float | None, max_iterations: int) -> int:
-    """Iterations that fit the budget after :data:`BUDGET_RESERVE`, at most ``max_iterations``."""
+    """Return the iterations that fit the budget after :data:`BUDGET_RESERVE`, at most ``max_iterations``."""
     if time_budget_s is None:
         return max_iterations
     usable = time_budget_s * (1.0 - BUDGET_RESERVE)
@@ -283,8 +286,10 @@ def make_plan(config: TrainConfig, volumes: list[TrainingVolume], request: PlanR
 def make_planner(
     request: PlanRequest, on_plan: Callable[[TrainingPlan], None] | None = None
 ) -> Callable[[TrainConfig, list[TrainingVolume]], TrainConfig]:
-    """The ``planner`` argument of :func:`barl_core.training.run.train`: plans, hands the
-    plan to ``on_plan`` (e.g. to print it) and returns the planned config."""
+    """Return the ``planner`` argument of :func:`barl_core.training.run.train`.
+
+    It plans, hands the plan to ``on_plan`` (e.g. to print it) and returns the planned config.
+    """
 
     def planner(config: TrainConfig, volumes: list[TrainingVolume]) -> TrainConfig:
         cfg, plan = make_plan(config, volumes, request)

@@ -100,7 +100,7 @@ def prepare_training_data(
 
 
 def working_grid(case: Case, config: TrainConfig) -> Case:
-    """The case resampled to ``config.target_spacing`` (unchanged without one)."""
+    """Return the case resampled to ``config.target_spacing`` (unchanged without one)."""
     if config.target_spacing is None:
         return case
     image = resample_volume(case.image, config.target_spacing)
@@ -115,7 +115,7 @@ def working_grid(case: Case, config: TrainConfig) -> Case:
 def validation_volumes(
     cases: Sequence[Case], config: TrainConfig, stats: NormStats | None
 ) -> list[TrainingVolume]:
-    """Validation cases on the training grid, normalised as the training volumes were."""
+    """Return validation cases on the training grid, normalised as the training volumes were."""
     return training_volumes([working_grid(c, config) for c in cases], config.normalization, stats)
 
 

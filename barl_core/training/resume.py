@@ -37,6 +37,7 @@ class CheckpointHooks:
     """
 
     def checkpoint_path(self, iteration: int) -> Path:
+        """Return the path of the periodic checkpoint at ``iteration``."""
         return self.run_dir / "checkpoints" / f"ckpt_{iteration:06d}.pt"
 
     def _prune_checkpoints(self) -> None:
@@ -163,7 +164,7 @@ def _to_tuple(value: Any) -> Any:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The most advanced checkpoint of a run (final ``model.pt`` included), or None."""
+    """Return the most advanced checkpoint of a run (final ``model.pt`` included), or None."""
     run = Path(run_dir)
     candidates = sorted((run / "checkpoints").glob("ckpt_*.pt"))
     best: tuple[int, Path] | None = None

@@ -111,7 +111,7 @@ class TrainResult:
 
 
 def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named by ``config.optimizer``; the trainer sets its lr every step.
+    """Build the optimiser named by ``config.optimizer``; the trainer sets its lr every step.
 
     Nesterov SGD is the design note's default; AdamW adapts per-parameter step sizes and
     gets a small network to a usable model in a fraction of the iterations, which is what
@@ -259,7 +259,7 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
             self._debug["initial_state"] = _state_copy(self.method.model_for_checkpoint())
 
     def message(self, text: str) -> None:
-        """A notice for the user: logged, kept in :attr:`messages`, sent to the callback."""
+        """Tell the user something: logged, kept in :attr:`messages`, sent to the callback."""
         _log.warning(text)
         self.messages.append(text)
         if self.callback is not None and self.dist.is_main:
@@ -306,7 +306,7 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         return out
 
     def term_gradient_norms(self, losses: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-        """What each loss term contributes to the update on this batch (see :mod:`.gradnorm`)."""
+        """Measure what each loss term contributes to the update on this batch (see :mod:`.gradnorm`)."""
         weights = self.method.term_weights(iteration)
         scale = float(self.scaler.get_scale()) if self.use_amp else 1.0
         norms = term_gradient_norms(losses, weights, list(self.method.parameters()), scale)
@@ -339,7 +339,7 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
             self._prune_checkpoints()
 
     def run_training(self) -> TrainResult:
-        """The loop; returns when done or cancelled (a checkpoint is written either way).
+        """Run the loop; return when done or cancelled (a checkpoint is written either way).
 
         Under torchrun every rank returns the same result once rank 0 has written it.
         """

@@ -54,7 +54,7 @@ class ValidationHooks:
         self._stop_early = False
 
     def validation_due(self, done: int) -> bool:
-        """True when the iteration count ``done`` is a validation (every N, and the last)."""
+        """Return True when the iteration count ``done`` is a validation (every N, and the last)."""
         every = self.config.validation.every
         return self.validator is not None and (done % every == 0 or done == self.config.iterations)
 

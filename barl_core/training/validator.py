@@ -70,6 +70,7 @@ class ValidationConfig:
     gradnorms: bool = True
 
     def __post_init__(self) -> None:
+        """Refuse values out of range."""
         if self.every < 0 or self.patience < 0 or self.min_delta < 0:
             raise TrainingError("validation every, patience and min_delta must be >= 0")
         if not 0 < self.fraction < 1:
@@ -154,11 +155,14 @@ class Validator:
 
     @property
     def names(self) -> list[str]:
+        """Return the validation volumes' names."""
         return [v.name for v in self.volumes]
 
     def score(self, module: nn.Module, device: torch.device | str) -> dict[str, float]:
-        """``{"dice": mean foreground Dice, "dice_<c>": per class}``; ``module`` is left in
-        the train/eval mode it was in."""
+        """Score ``module`` on the volumes: ``{"dice": mean foreground Dice, "dice_<c>": per class}``.
+
+        ``module`` is left in the train/eval mode it was in.
+        """
         from barl_core.inference.model import LoadedModel
         from barl_core.inference.window import sliding_window
 
