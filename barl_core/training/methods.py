@@ -41,6 +41,7 @@ from barl_core.training.profiling import PhaseTimer
 
 __all__ = [
     "TrainingMethod",
+    "TwoBranchMethod",
     "BarlMethod",
     "SupervisedMethod",
     "MeanTeacherMethod",
@@ -176,18 +177,14 @@ def _pseudo_ce(logits: Tensor, pseudo: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), pseudo)
 
 
-class BarlMethod(TrainingMethod):
-    """BARL: bilateral alignment in label and representation spaces (see module docstring)."""
+class TwoBranchMethod(TrainingMethod):
+    """Base of the methods that train two independently initialised branches ``a`` and ``b``."""
 
-    name = "barl"
     n_branches = 2
 
     def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
         super().__init__(config, device, generator)
         self.net = BiBranchNet(config.network).to(self.device)
-        losses = config.losses.disable(config.disable)
-        self.losses = losses
-        self.terms = losses.enabled_terms()
 
     def model_for_checkpoint(self) -> nn.Module:
         """Return the two-branch network."""
@@ -196,6 +193,18 @@ class BarlMethod(TrainingMethod):
     def trainable_modules(self) -> dict[str, nn.Module]:
         """Return both branches: each is optimised."""
         return {"a": self.net.branch_a, "b": self.net.branch_b}
+
+
+class BarlMethod(TwoBranchMethod):
+    """BARL: bilateral alignment in label and representation spaces (see module docstring)."""
+
+    name = "barl"
+
+    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(config, device, generator)
+        losses = config.losses.disable(config.disable)
+        self.losses = losses
+        self.terms = losses.enabled_terms()
 
     @property
     def uses_every_parameter(self) -> bool:
@@ -362,23 +371,10 @@ class MeanTeacherMethod(TrainingMethod):
         ema_update(self.teacher, self.student, decay)
 
 
-class CPSMethod(TrainingMethod):
+class CPSMethod(TwoBranchMethod):
     """Cross pseudo supervision: each branch learns the other's hard finest prediction."""
 
     name = "cps"
-    n_branches = 2
-
-    def __init__(self, config: TrainConfig, device: torch.device, generator: torch.Generator):
-        super().__init__(config, device, generator)
-        self.net = BiBranchNet(config.network).to(self.device)
-
-    def model_for_checkpoint(self) -> nn.Module:
-        """Return the two-branch network."""
-        return self.net
-
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        """Return both branches: each is optimised."""
-        return {"a": self.net.branch_a, "b": self.net.branch_b}
 
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         """Compute the supervised loss on both branches and cross pseudo supervision."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 
@@ -17,24 +15,6 @@ from barl_core.training.oom import MIN_PATCH_SIDE, smaller_setting
 from barl_core.training.prepare import prepare_training_data
 from barl_core.training.run import train
 from barl_core.training.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_phantom_dataset):
-    return tiny_phantom_dataset("reliability", shape=(32, 32, 32))
-
-
-@pytest.fixture(scope="module")
-def make_cfg(tiny_config):
-    """Factory: supervised 32^3 runs with batches of 2, so that an out-of-memory retry can halve them."""
-    return functools.partial(
-        tiny_config,
-        method="supervised",
-        iterations=3,
-        patch_size=(32, 32, 32),
-        batch_labeled=2,
-        batch_unlabeled=2,
-    )
 
 
 def test_smaller_setting_halves_batches_first_then_the_patch_down_to_the_floor(make_cfg):

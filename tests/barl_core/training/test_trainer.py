@@ -226,27 +226,9 @@ def test_target_spacing_and_devices(dataset):
             resolve_device("cuda")
 
 
-def test_cli_train(dataset, tmp_path, capsys):
+def test_cli_train(dataset, tmp_path, capsys, cli_train_args):
+    args = cli_train_args(dataset, 2, "--out", str(tmp_path / "cli"), "--seed", "3")
     out = tmp_path / "cli"
-    args = [
-        "train",
-        "--images",
-        str(dataset),
-        "--out",
-        str(out),
-        "--method",
-        "supervised",
-        "--iterations",
-        "2",
-        "--patch",
-        "16",
-        "16",
-        "16",
-        "--device",
-        "cpu",
-        "--seed",
-        "3",
-    ]
     assert cli_main(args) == 0
     assert (out / "model.pt").is_file() and "model written" in capsys.readouterr().out
     assert cli_main(args[:-2] + ["--disable", "nope"]) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import signal
@@ -16,24 +15,6 @@ from barl_core.cli.main import main as cli_main
 from barl_core.runtime.cancel import CancelToken
 from barl_core.training.checkpoint import load_checkpoint
 from barl_core.training.run import train
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_phantom_dataset):
-    return tiny_phantom_dataset("reliability", shape=(32, 32, 32))
-
-
-@pytest.fixture(scope="module")
-def make_cfg(tiny_config):
-    """Factory: supervised 32^3 runs with batches of 2, so that an out-of-memory retry can halve them."""
-    return functools.partial(
-        tiny_config,
-        method="supervised",
-        iterations=3,
-        patch_size=(32, 32, 32),
-        batch_labeled=2,
-        batch_unlabeled=2,
-    )
 
 
 # --------------------------------------------------------------------------- hygiene
