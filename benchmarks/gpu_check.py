@@ -104,15 +104,23 @@ def _config(args: argparse.Namespace, method: str, iterations: int, num_classes:
     return preset("full", network=net, **over)
 
 
-def _phantom_data(args: argparse.Namespace, work: Path, shape: Sequence[int]) -> tuple[Path, Path, list[str]]:
-    from barl_core.data.phantom import PHANTOM_CLASSES, make_phantom
+def _phantom_cases(shape: Sequence[int], prefix: str) -> tuple[dict, dict]:
+    """Four seeded phantoms named ``<prefix><i>``; the even ones labelled, the odd ones not."""
+    from barl_core.data.phantom import make_phantom
 
     cases, labels = {}, {}
     for i in range(4):
         vol, lab = make_phantom(shape=tuple(shape), seed=i)
         vol.metadata = {}
-        cases[f"phantom_{i}"] = common.BenchCase(name=f"phantom_{i}", image=vol, truth=lab)
-        labels[f"phantom_{i}"] = lab if i % 2 == 0 else None
+        cases[f"{prefix}{i}"] = common.BenchCase(name=f"{prefix}{i}", image=vol, truth=lab)
+        labels[f"{prefix}{i}"] = lab if i % 2 == 0 else None
+    return cases, labels
+
+
+def _phantom_data(args: argparse.Namespace, work: Path, shape: Sequence[int]) -> tuple[Path, Path, list[str]]:
+    from barl_core.data.phantom import PHANTOM_CLASSES
+
+    cases, labels = _phantom_cases(shape, "phantom_")
     img, lab = common.materialise(cases, labels, work / "phantoms")
     return img, lab, list(PHANTOM_CLASSES)
 
@@ -124,14 +132,9 @@ def _train_shape(args: argparse.Namespace) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- parts
 def check_methods(args: argparse.Namespace, work: Path) -> dict:
     """Iterations/s and peak GPU memory of every method at the ``full`` preset with AMP."""
-    from barl_core.data.phantom import PHANTOM_CLASSES, make_phantom
+    from barl_core.data.phantom import PHANTOM_CLASSES
 
-    cases, labels = {}, {}
-    for i in range(4):
-        vol, lab = make_phantom(shape=_train_shape(args), seed=i)
-        vol.metadata = {}
-        cases[f"p{i}"] = common.BenchCase(name=f"p{i}", image=vol, truth=lab)
-        labels[f"p{i}"] = lab if i % 2 == 0 else None
+    cases, labels = _phantom_cases(_train_shape(args), "p")
     out: dict = {"methods": {}}
     for m in args.methods:
         cfg = _config(args, m, args.warmup + args.iterations, len(PHANTOM_CLASSES), PHANTOM_CLASSES)

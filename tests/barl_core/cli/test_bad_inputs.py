@@ -260,32 +260,11 @@ def test_cli_evaluate_mismatched_grid_writes_no_json(tmp_path, rng, capsys):
         np.zeros((6, 7, 9), np.uint8), Volume(np.zeros((6, 7, 9))), tmp_path / "pred" / "c.nii.gz"
     )
     out = tmp_path / "res.json"
-    err = _cli_fails(
-        capsys,
-        [
-            "evaluate",
-            "--pred",
-            str(tmp_path / "pred"),
-            "--gt",
-            str(tmp_path / "gt"),
-            "--json",
-            str(out),
-        ],
-    )
+    evaluate = ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    err = _cli_fails(capsys, [*evaluate, "--json", str(out)])
     assert "does not match" in err
     assert not out.exists()
-    _cli_fails(
-        capsys,
-        [
-            "evaluate",
-            "--pred",
-            str(tmp_path / "pred"),
-            "--gt",
-            str(tmp_path / "gt"),
-            "--classes",
-            "x",
-        ],
-    )
+    _cli_fails(capsys, [*evaluate, "--classes", "x"])
 
 
 def test_every_error_is_a_barl_error():

@@ -17,7 +17,6 @@ from barl_core.networks.unet import BiBranchNet, UNet3D
 from barl_core.runtime.cancel import CancelToken
 from barl_core.runtime.device import resolve_device
 from barl_core.training.checkpoint import build_model, load_checkpoint
-from barl_core.training.config import preset
 from barl_core.training.prepare import dataset_class_names, prepare_training_data
 from barl_core.training.run import train
 from barl_core.training.trainer import Trainer
@@ -35,23 +34,18 @@ def dataset(tmp_path_factory):
     )
 
 
-def _cfg(method="barl", iterations=2, **kw):
-    return preset(
-        "quick",
-        method=method,
-        iterations=iterations,
-        patch_size=(16, 16, 16),
-        batch_labeled=2,
-        batch_unlabeled=2,
-        network={"base_channels": 4, "proj_dim": 8},
-        device="cpu",
-        checkpoint_every=0,
-        **kw,
-    )
+@pytest.fixture(scope="module")
+def cfg_of(tiny_config):
+    """Factory ``(method, iterations, **overrides)``: the shared tiny config with batches of 2."""
+
+    def make(method="barl", iterations=2, **kw):
+        return tiny_config(method=method, iterations=iterations, batch_labeled=2, batch_unlabeled=2, **kw)
+
+    return make
 
 
-def test_barl_loss_decreases(dataset, tmp_path):
-    cfg = _cfg(iterations=16, lr=0.02, losses=LossConfig(rampup_fraction=0.0))
+def test_barl_loss_decreases(dataset, tmp_path, cfg_of):
+    cfg = cfg_of(iterations=16, lr=0.02, losses=LossConfig(rampup_fraction=0.0))
     result = train(cfg, dataset, None, tmp_path / "run")
     losses = [row["loss"] for row in result.history]
     assert len(losses) == 16 and all(np.isfinite(losses))
@@ -72,9 +66,9 @@ def test_barl_loss_decreases(dataset, tmp_path):
         ("cps", {"sup", "cps", "disagree"}, 2),
     ],
 )
-def test_each_method_runs(dataset, tmp_path, method, terms, branches):
+def test_each_method_runs(dataset, tmp_path, method, terms, branches, cfg_of):
     seen = []
-    result = train(_cfg(method), dataset, None, tmp_path / method, callback=seen.append)
+    result = train(cfg_of(method), dataset, None, tmp_path / method, callback=seen.append)
     assert [p.iteration for p in seen] == [1, 2] and seen[-1].total == 2
     assert set(seen[-1].losses) == terms | {"loss"}
     assert all(np.isfinite(v) for v in seen[-1].losses.values()) and seen[-1].lr > 0
@@ -82,10 +76,10 @@ def test_each_method_runs(dataset, tmp_path, method, terms, branches):
     assert isinstance(model, BiBranchNet if branches == 2 else UNet3D)
 
 
-def test_disable_removes_terms(dataset, tmp_path):
+def test_disable_removes_terms(dataset, tmp_path, cfg_of):
     seen = []
     train(
-        _cfg(iterations=1, disable="dpr,region"),
+        cfg_of(iterations=1, disable="dpr,region"),
         dataset,
         None,
         tmp_path / "r",
@@ -94,17 +88,17 @@ def test_disable_removes_terms(dataset, tmp_path):
     assert set(seen[0].losses) == {"loss", "sup", "pcbc", "instance", "disagree"}
 
 
-def test_seeded_runs_are_reproducible(dataset, tmp_path):
+def test_seeded_runs_are_reproducible(dataset, tmp_path, cfg_of):
     runs = [
-        train(_cfg(seed=s), dataset, None, tmp_path / f"r{i}").history
+        train(cfg_of(seed=s), dataset, None, tmp_path / f"r{i}").history
         for i, s in enumerate((1, 1, 2))
     ]
     assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]]
     assert [r["loss"] for r in runs[0]] != [r["loss"] for r in runs[2]]
 
 
-def test_resume_continues_count_optimizer_and_rng(dataset, tmp_path):
-    cfg = replace(_cfg("cps", iterations=4), checkpoint_every=2)
+def test_resume_continues_count_optimizer_and_rng(dataset, tmp_path, cfg_of):
+    cfg = replace(cfg_of("cps", iterations=4), checkpoint_every=2)
     full = train(cfg, dataset, None, tmp_path / "full")
     run = tmp_path / "run"
     train(cfg, dataset, None, run)
@@ -132,8 +126,8 @@ def test_resume_continues_count_optimizer_and_rng(dataset, tmp_path):
     )
 
 
-def test_adamw_is_built_trains_and_resumes_with_its_state(dataset, tmp_path):
-    cfg = replace(_cfg("supervised", iterations=4, optimizer="adamw", lr=3e-3), checkpoint_every=2)
+def test_adamw_is_built_trains_and_resumes_with_its_state(dataset, tmp_path, cfg_of):
+    cfg = replace(cfg_of("supervised", iterations=4, optimizer="adamw", lr=3e-3), checkpoint_every=2)
     full = train(cfg, dataset, None, tmp_path / "full")
     losses = [r["loss"] for r in full.history]
     assert len(losses) == 4 and all(np.isfinite(losses))
@@ -151,8 +145,8 @@ def test_adamw_is_built_trains_and_resumes_with_its_state(dataset, tmp_path):
     assert [r["loss"] for r in sgd.history][1:] != losses[1:]  # a different optimiser steps differently
 
 
-def test_init_from_starts_from_the_checkpoint_weights(dataset, tmp_path):
-    base = train(_cfg("supervised"), dataset, None, tmp_path / "base")
+def test_init_from_starts_from_the_checkpoint_weights(dataset, tmp_path, cfg_of):
+    base = train(cfg_of("supervised"), dataset, None, tmp_path / "base")
     weights = load_checkpoint(base.model_path)["model_state"]
 
     class Spy(Trainer):
@@ -165,7 +159,7 @@ def test_init_from_starts_from_the_checkpoint_weights(dataset, tmp_path):
                 }
             return super().train_step(iteration)
 
-    cfg = _cfg("supervised", iterations=3).with_classes(dataset_class_names(dataset))
+    cfg = cfg_of("supervised", iterations=3).with_classes(dataset_class_names(dataset))
     volumes, _, names = prepare_training_data(load_dataset(dataset), cfg)
     trainer = Spy(cfg.with_classes(names), volumes, tmp_path / "ft")
     trainer.initialize()
@@ -180,7 +174,7 @@ def test_init_from_starts_from_the_checkpoint_weights(dataset, tmp_path):
         train(wider, dataset, None, tmp_path / "bad", init_from=base.model_path)
 
 
-def test_cancel_stops_early_with_a_checkpoint(dataset, tmp_path):
+def test_cancel_stops_early_with_a_checkpoint(dataset, tmp_path, cfg_of):
     token = CancelToken()
 
     def stop_after_two(progress):
@@ -188,7 +182,7 @@ def test_cancel_stops_early_with_a_checkpoint(dataset, tmp_path):
             token.cancel()
 
     result = train(
-        _cfg("supervised", iterations=50),
+        cfg_of("supervised", iterations=50),
         dataset,
         None,
         tmp_path / "r",
@@ -205,17 +199,17 @@ def test_cancel_stops_early_with_a_checkpoint(dataset, tmp_path):
     )
 
 
-def test_no_annotated_voxel_is_a_clear_error(dataset):
+def test_no_annotated_voxel_is_a_clear_error(dataset, cfg_of):
     cases = [
         replace(c, labels=None if c.labels is None else np.full_like(c.labels, 255))
         for c in load_dataset(dataset)
     ]
     with pytest.raises(EmptyDatasetError, match="no annotated voxel"):
-        prepare_training_data(cases, _cfg())
+        prepare_training_data(cases, cfg_of())
 
 
-def test_target_spacing_and_devices(dataset):
-    cfg = replace(_cfg(), target_spacing=(0.8, 0.6, 0.6))
+def test_target_spacing_and_devices(dataset, cfg_of):
+    cfg = replace(cfg_of(), target_spacing=(0.8, 0.6, 0.6))
     volumes, stats, names = prepare_training_data(load_dataset(dataset), cfg)
     assert volumes[0].image.shape == (16, 16, 16) and stats is None and len(names) == 4
     assert volumes[0].labels is not None and set(np.unique(volumes[0].labels)) <= {0, 1, 2, 3, 255}
