@@ -75,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N iterations")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its latest checkpoint (to --iterations N if given, "
+                        "also after it finished; the schedule is recomputed for N)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in RUN_DIR (its model, checkpoints and metrics are deleted)")
     p.add_argument("--init-from", type=Path, metavar="CKPT", help="fine-tune from this model's weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -221,8 +222,8 @@ def check_run_folder(args: argparse.Namespace) -> None:
     OutputFileError, TrainingError
         ``--out`` is a file or not writable; it holds a run and neither ``--resume`` nor
         ``--overwrite`` was given (or both were); ``--init-from`` lies in the run that
-        ``--overwrite`` would delete; ``--resume --iterations N`` with N other than the
-        run's own schedule.
+        ``--overwrite`` would delete; ``--resume --iterations N`` with N below the iterations
+        the run has done.
     """
     out: Path = args.out
     if args.resume and args.overwrite:
@@ -246,20 +247,19 @@ def check_run_folder(args: argparse.Namespace) -> None:
 
 
 def _check_resume_iterations(out: Path, iterations: int) -> None:
+    """Refuse ``--resume --iterations N`` below what the run has done, before any work."""
     from barl_core.training.checkpoint import load_checkpoint
     from barl_core.training.resume import latest_checkpoint
 
     latest = latest_checkpoint(out)
     if latest is None:
         return  # train() says there is nothing to resume
-    ckpt = load_checkpoint(latest)
-    planned = int(ckpt.get("total_iterations") or ckpt.get("config", {}).get("iterations", 0))
-    if iterations != planned:
-        done = int(ckpt.get("iteration", 0))
+    done = int(load_checkpoint(latest).get("iteration", 0))
+    if iterations < done:
         raise TrainingError(
-            f"--resume continues the run's own schedule of {planned} iterations ({done} done); "
-            f"--iterations {iterations} would change it mid-run. To train further, fine-tune: "
-            f"--init-from {latest} --out NEW_RUN --iterations {iterations}"
+            f"--resume --iterations {iterations}: the run is already at iteration {done}; give more "
+            f"iterations to continue it, or fine-tune: --init-from {latest} --out NEW_RUN "
+            f"--iterations {iterations}"
         )
 
 
@@ -301,7 +301,8 @@ def _train(args: argparse.Namespace, cfg: TrainConfig) -> int:
     try:
         result = train(
             cfg, args.images, args.labels, args.out,
-            resume=args.resume, init_from=args.init_from,
+            resume=args.resume, resume_to=args.iterations if args.resume else None,
+            init_from=args.init_from,
             callback=None if args.quiet else ProgressBar(), cancel=token,
             planner=make_planner(request, _print_plan) if request is not None else None,
         )

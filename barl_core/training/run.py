@@ -42,6 +42,7 @@ def train(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    resume_to: int | None = None,
     init_from: str | os.PathLike | None = None,
     callback: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -63,6 +64,12 @@ def train(
         Continue from the latest checkpoint in ``out_dir`` with its saved config (the
         given config's ``device`` and ``num_threads`` still apply); iteration count,
         optimiser, scaler and RNG state continue.
+    resume_to : int, optional
+        With ``resume``: continue to this many iterations instead of the run's own count,
+        also after the run finished. The schedule (poly decay, ramp-up) is recomputed as if
+        the run had been planned for ``resume_to`` from the start, so a finished run gets its
+        learning rate back; a finished run continues from its ``model.pt`` (with validation,
+        the best validated weights).
     init_from : path, optional
         Fine-tune: start from this checkpoint's weights (architecture and classes must
         match; its class names are adopted when the config names none) with a fresh
@@ -90,6 +97,8 @@ def train(
     EmptyDatasetError, TrainingError, CheckpointError, InputFileError, ...
         Every user error as a :class:`~barl_core.errors.BarlError`.
     """
+    if resume_to is not None and not resume:
+        raise TrainingError("resume_to continues a run: use it with resume")
     if resume and init_from is not None:
         raise TrainingError("use either resume (continue a run) or init_from (fine-tune), not both")
     run_dir = Path(out_dir)
@@ -98,8 +107,16 @@ def train(
         resume_from = latest_checkpoint(run_dir)
         if resume_from is None:
             raise TrainingError(f"{run_dir}: nothing to resume (no checkpoint in this run folder)")
-        saved = TrainConfig.from_dict(load_checkpoint(resume_from)["config"])
-        config = replace(saved, device=config.device, num_threads=config.num_threads)
+        ckpt = load_checkpoint(resume_from)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        done = int(ckpt.get("iteration", 0))
+        if resume_to is not None and resume_to < done:
+            raise TrainingError(
+                f"{run_dir}: the run is already at iteration {done}; continue it to more than "
+                f"{resume_to} iterations, or fine-tune from {resume_from} into a new run"
+            )
+        config = replace(saved, device=config.device, num_threads=config.num_threads,
+                         iterations=saved.iterations if resume_to is None else int(resume_to))
     elif init_from is not None and config.class_names is None:
         ckpt = load_checkpoint(init_from)
         config = config.with_classes(ckpt["class_names"])
