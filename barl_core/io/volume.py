@@ -14,7 +14,6 @@ the same ``(z, y, x)`` order, which is what napari's ``affine`` expects.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,9 +30,15 @@ from barl_core.errors import (
     OutputFileError,
 )
 from barl_core.io.atomic import atomic_path, describe_os_error, remove_stale_temporaries
-from barl_core.io.budget import check_byte_budget
 from barl_core.io.native_stderr import held_native_stderr
 from barl_core.io.nifti_check import check_nifti
+from barl_core.io.sitk_files import (
+    MAX_VOXELS,
+    SUPPORTED_EXTENSIONS,
+    read_image,
+    verify_written,
+    write_mhd_atomic,
+)
 
 __all__ = [
     "Volume",
@@ -52,10 +57,6 @@ __all__ = [
     "MAX_VOXELS",
 ]
 
-SUPPORTED_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-#: Refuse headers that declare more voxels than this (2048^3); a hostile or corrupt
-#: header must not make us try to allocate terabytes.
-MAX_VOXELS = 2048**3
 _GEOMETRY_ATOL = 1e-5
 
 
@@ -184,34 +185,6 @@ def is_supported_path(path: str | os.PathLike) -> bool:
     return p.name.lower().endswith(SUPPORTED_EXTENSIONS)
 
 
-def _read_dicom_series(folder: Path, series_id: str | None) -> sitk.Image:
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not ids:
-        raise InputFileError(f"{folder}: no DICOM series found in this folder")
-    if series_id is None:
-        if len(ids) > 1:
-            raise InputFileError(
-                f"{folder}: holds {len(ids)} DICOM series ({', '.join(ids)}); "
-                "choose one with --series-id ID (series_id= from Python)"
-            )
-        series_id = ids[0]
-    elif series_id not in ids:
-        raise InputFileError(
-            f"{folder}: no DICOM series {series_id!r} (found: {', '.join(ids)})"
-        )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
-    # the byte budget of the whole stack, from one slice's header (DICOM slices share a grid)
-    first = sitk.ImageFileReader()
-    first.SetFileName(files[0])
-    first.ReadImageInformation()
-    plane = tuple(first.GetSize()[:2])
-    pixel = sitk.GetPixelIDValueAsString(first.GetPixelID())
-    check_byte_budget(folder, (*plane, len(files)), pixel, first.GetNumberOfComponents())
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    return reader.Execute()
-
-
 def read_volume(
     path: str | os.PathLike,
     *,
@@ -237,7 +210,7 @@ def read_volume(
     held = None
     try:
         with held_native_stderr() as held:  # ITK prints some reasons instead of raising them
-            image = _read_image(p, series_id)
+            image = read_image(p, series_id)
     except (InputFileError, InvalidVolumeError):
         raise
     except RuntimeError as exc:  # SimpleITK reports every IO failure as RuntimeError
@@ -265,32 +238,6 @@ def read_volume(
         n = int(vol.array.size - np.count_nonzero(np.isfinite(vol.array)))
         raise InvalidVolumeError(f"{p}: holds {n} NaN/Inf voxels; clean the volume first")
     return vol
-
-
-def _read_image(p: Path, series_id: str | None) -> sitk.Image:
-    if p.is_dir():
-        return _read_dicom_series(p, series_id)
-    if not p.name.lower().endswith(SUPPORTED_EXTENSIONS):
-        raise InputFileError(
-            f"{p}: unsupported file type (use one of {', '.join(SUPPORTED_EXTENSIONS)} or a DICOM folder)"
-        )
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(p))
-    reader.ReadImageInformation()
-    _check_header(p, reader)
-    return reader.Execute()
-
-
-def _check_header(p: Path, reader: sitk.ImageFileReader) -> None:
-    """Refuse what cannot be a usable volume before any voxel is allocated."""
-    size = reader.GetSize()
-    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
-    if int(np.prod(np.asarray(size, dtype=np.float64))) > MAX_VOXELS:
-        raise InputFileError(f"{p}: header declares an absurd size {size}; refusing to read")
-    if "complex" in pixel.lower():
-        raise InvalidVolumeError(f"{p}: complex-valued voxels ({pixel}) are not supported; "
-                                 "save the magnitude as a real-valued volume")
-    check_byte_budget(p, size, pixel, reader.GetNumberOfComponents())
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -341,13 +288,13 @@ def write_volume(
     expected = volume.array if verify_voxels else None
 
     def _verify(tmp: Path) -> None:
-        _verify_written(tmp, image, expected)
+        verify_written(tmp, image, expected)
 
     failure: Exception | None = None
     with held_native_stderr() as held:  # ITK prints some write failures instead of raising
         try:
             if p.name.lower().endswith(".mhd"):
-                _write_mhd_atomic(image, p, compress, _verify)
+                write_mhd_atomic(image, p, compress, _verify)
             else:
                 with atomic_path(p, verify=_verify) as tmp:
                     sitk.WriteImage(image, str(tmp), compress)
@@ -364,53 +311,6 @@ def write_volume(
         message = f"{p}: cannot write: {describe_os_error(failure)}"
     native = held.first()
     raise OutputFileError(message + (f" [{native}]" if native and native not in message else ""))
-
-
-def _verify_written(tmp: Path, image: sitk.Image, expected: np.ndarray | None) -> None:
-    """Raise unless ``tmp`` reads back with ``image``'s grid (and ``expected``'s voxels).
-
-    NIfTI data is checked for completeness by streaming (:func:`check_nifti`); other
-    formats are read back whole (ITK's readers fail on truncated NRRD/MHA data).
-    """
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(tmp))
-    reader.ReadImageInformation()
-    if tuple(reader.GetSize()) != tuple(image.GetSize()) or reader.GetPixelID() != image.GetPixelID():
-        raise OutputFileError(
-            f"{tmp.name}: reads back as {reader.GetSize()} {reader.GetPixelIDTypeAsString()}, "
-            f"not {image.GetSize()} {image.GetPixelIDTypeAsString()}"
-        )
-    nifti = tmp.name.lower().endswith((".nii", ".nii.gz"))
-    if nifti:
-        found = check_nifti(tmp, check_finite=False)
-        if found.problem:
-            raise OutputFileError(found.problem)
-    if expected is not None or not nifti:
-        read_back = reader.Execute()  # kept alive: the view below borrows its buffer
-        back = sitk.GetArrayViewFromImage(read_back)
-        if expected is not None and not np.array_equal(back, expected):
-            raise OutputFileError("the voxels read back differ from those written")
-
-
-def _write_mhd_atomic(image: sitk.Image, p: Path, compress: bool, verify) -> None:
-    # The header names its data file, so write both under their final names in a
-    # private folder, verify them there, move the data first and the header (the
-    # "commit") last.
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{p.name}.", dir=p.parent) as tmpdir:
-        tmp_header = Path(tmpdir) / p.name
-        sitk.WriteImage(image, str(tmp_header), compress)
-        try:
-            verify(tmp_header)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise OutputFileError(
-                f"{p}: the written file does not read back as written ({describe_os_error(exc)}; "
-                "disk full?); the previous file is unchanged"
-            ) from None
-        for f in Path(tmpdir).iterdir():
-            if f.name != p.name:
-                os.replace(f, p.parent / f.name)
-        os.replace(tmp_header, p)
 
 
 def write_labels(
