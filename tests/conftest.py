@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,26 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def reaped():
+    """Factory: ``with reaped(child):`` SIGKILLs and reaps ``child`` on leaving, and closes its pipes.
+
+    A test that kills a child on purpose ends the block there; one that fails inside it
+    still leaves no process and no open pipe behind.
+    """
+
+    @contextlib.contextmanager
+    def reap(child, timeout: float = 30):
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                child.kill()  # SIGKILL on POSIX
+            child.wait(timeout=timeout)
+            for stream in (child.stdin, child.stdout, child.stderr):
+                if stream is not None:
+                    stream.close()
+
+    return reap

@@ -158,26 +158,18 @@ def test_full_tmpfs(rel, tiny_run, tmp_path):
 
 
 # ------------------------------------------------------------------ concurrency and kills
-def test_second_training_is_refused_and_a_killed_runs_lock_is_taken_over(rel, tiny_run, tmp_path):
+def test_second_training_is_refused_and_a_killed_runs_lock_is_taken_over(rel, tiny_run, tmp_path, reaped):
     run = tmp_path / "run"
     cfg = _tiny_config(tmp_path)
     argv = ["train", "--images", str(tiny_run["dataset"]), "--out", str(run), "--config", str(cfg), "--quiet"]
     first = subprocess.Popen(rel.barl_child_cmd(argv), env=rel.child_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(first):  # leaving the block kills the first mid-run (SIGKILL)
         _wait_for(lambda: any((run / "checkpoints").glob("ckpt_*.pt")), first, "the first checkpoint")
         # a second process into the same run: refused at once, naming the first
         second = rel.run_child([*argv[:-1], "--resume", "--quiet"])
         rel.expect_clear_error(second, f"process {first.pid}")
-        # kill the first mid-run: what it saved stays complete under its final names
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        first.stdout.close()
-        first.stderr.close()
+    # what the killed run saved stays complete under its final names
     for ckpt in sorted((run / "checkpoints").glob("ckpt_*.pt")):
         load_checkpoint(ckpt)  # complete, or this raises
     stale = run / "checkpoints" / ".ckpt_999999.pt.abcd1234.tmp.pt"  # as a kill mid-write leaves
@@ -198,13 +190,13 @@ sys.stdin.read()
 """
 
 
-def test_second_app_process_gets_the_workspace_read_only(rel, tmp_path):
+def test_second_app_process_gets_the_workspace_read_only(rel, tmp_path, reaped):
     ws = Workspace.create(tmp_path / "ws", ["background", "tooth"])
     ws.add_volume(Volume(np.zeros((4, 5, 6), np.float32)), "case")
     ws.close()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER_CHILD, str(ws.folder)], env=rel.child_env(),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(holder):  # leaving the block kills the holder (SIGKILL): its lock goes stale
         assert holder.stdout.readline().strip() == "open", holder.stderr.read()
         rel.ledger["cases"] += 1
         with pytest.raises(LockedError, match=f"process {holder.pid}"):
@@ -216,14 +208,6 @@ def test_second_app_process_gets_the_workspace_read_only(rel, tmp_path):
         with pytest.raises(LockedError):
             ro.save_labels("case", np.zeros((4, 5, 6), np.uint8))
         rel.assert_kept(before)
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(timeout=30)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
-        for stream in (holder.stdin, holder.stdout, holder.stderr):
-            stream.close()
     again = Workspace.open(ws.folder)  # the killed holder's lock is stale: taken over
     again.save_labels("case", np.zeros((4, 5, 6), np.uint8))
     assert again.annotated_slices("case") == [0, 1, 2, 3]

@@ -152,8 +152,13 @@ def _kill_mid_write(
 
 
 def _kill_until_mid_write(kind: str, folder: Path, watch: Path, check) -> None:
-    """Kill the writer a few times; every kill must leave a good file, one must hit a write."""
+    """Kill the writer a few times; every kill must leave a good file, one must hit a write.
+
+    ``check(done)`` gets the iterations the child reported complete before each kill (and,
+    after the clean-up, those of the last kill again).
+    """
     hit = 0
+    done = 0
     for _attempt in range(4):
         done, leftover = _kill_mid_write(kind, folder, watch)
         check(done)
@@ -164,7 +169,7 @@ def _kill_until_mid_write(kind: str, folder: Path, watch: Path, check) -> None:
     # the leftovers are ours and removable; nothing else is touched
     removed = remove_stale_temporaries(folder, min_age_s=0)
     assert removed and not _hidden_temporaries(folder)
-    check(None)
+    check(done)
 
 
 def test_kill_during_label_autosave_keeps_the_last_saved_annotation(tmp_path):
@@ -174,12 +179,8 @@ def test_kill_during_label_autosave_keeps_the_last_saved_annotation(tmp_path):
     ws.save_labels("case", expected_labels(0))
     label_file = ws.label_path("case")
     ws.close()  # hand the workspace lock over to the writer child
-    state = {}
 
     def check(done):
-        if done is not None:
-            state["done"] = done
-        done = state["done"]
         reopened = Workspace.open(ws_dir)  # opens despite the leftover temporary and the dead lock
         assert reopened.cases == ["case"]
         labels = reopened.load_labels("case")
@@ -198,12 +199,8 @@ def test_kill_during_prediction_write_keeps_a_complete_map(tmp_path):
     out = tmp_path / "pred"
     out.mkdir()
     target = out / "pred.nii.gz"
-    state = {}
 
     def check(done):
-        if done is not None:
-            state["done"] = done
-        done = state["done"]
         vol = read_volume(target)
         assert any(np.array_equal(vol.array, expected_map(v)) for v in (done, done + 1))
         assert vol.spacing == pytest.approx((0.5, 0.4, 0.4))
@@ -216,12 +213,8 @@ def test_kill_during_prediction_write_keeps_a_complete_map(tmp_path):
 
 def test_kill_during_checkpoint_write_keeps_the_last_complete_checkpoint(tmp_path):
     run = tmp_path / "run"
-    state = {}
 
     def check(done):
-        if done is not None:
-            state["done"] = done
-        done = state["done"]
         latest = latest_checkpoint(run)
         ckpt = load_checkpoint(latest)
         assert ckpt["iteration"] in (done, done + 1)
