@@ -15,6 +15,7 @@ import numpy as np
 from barl_core.io.volume import Volume
 
 __all__ = [
+    "CASE_KEY",
     "GEOMETRY_KEY",
     "SOURCE_KEY",
     "geometry_kwargs",
@@ -26,6 +27,9 @@ __all__ = [
     "UNITS",
 ]
 
+#: Layer metadata naming the workspace case a layer shows (compared by name: docked
+#: through npe2, layers come through a proxy and identity fails).
+CASE_KEY = "barl_case"
 GEOMETRY_KEY = "barl_geometry"
 SOURCE_KEY = "barl_source"
 #: World units of every layer we place: the scale bar and cursor readout then say mm.
@@ -33,7 +37,7 @@ UNITS = ("mm", "mm", "mm")
 
 
 def same_layer(a, b) -> bool:
-    """True when ``a`` and ``b`` are the same layer, also through napari's plugin proxy.
+    """Return True when ``a`` and ``b`` are the same layer, also through napari's plugin proxy.
 
     A widget docked through npe2 gets a public-only proxy of the viewer, and every
     access returns a fresh proxy object, so ``a is b`` is always False there.
@@ -42,7 +46,7 @@ def same_layer(a, b) -> bool:
 
 
 def is_axis_aligned(volume: Volume) -> bool:
-    """True when the direction matrix is the identity (scale/translate suffice)."""
+    """Return True when the direction matrix is the identity (scale/translate suffice)."""
     return bool(
         np.allclose(np.asarray(volume.direction, float).reshape(3, 3), np.eye(3), atol=1e-6)
     )
@@ -69,8 +73,9 @@ def geometry_kwargs(volume: Volume, extra_metadata: dict | None = None) -> dict:
 
 
 def class_colormap(num_classes: int):
-    """The label colours of a case: the audit tables' colours, so napari, ITK-SNAP and 3D
-    Slicer show each class alike; scribbled background is grey.
+    """Return the label colours of a case: the audit tables' colours.
+
+    So napari, ITK-SNAP and 3D Slicer show each class alike; scribbled background is grey.
 
     Colours are given for a few classes beyond ``num_classes`` so that a class added
     while painting has its colour at once.
@@ -91,14 +96,14 @@ def class_colormap(num_classes: int):
 
 
 def single_colour_labels(colour: str):
-    """A napari label colormap drawing every label in one ``colour`` (0 transparent)."""
+    """Return a label colormap drawing every label in one ``colour`` (0 transparent)."""
     from napari.utils.colormaps import DirectLabelColormap
 
     return DirectLabelColormap(color_dict={None: colour, 0: "transparent"})
 
 
 def data_to_world_matrix(attributes: dict, ndim: int = 3) -> np.ndarray:
-    """The 4x4 ``(z, y, x)`` index -> world matrix of a layer, from its attributes.
+    """Return the 4x4 ``(z, y, x)`` index -> world matrix of a layer, from its attributes.
 
     napari places a layer with ``affine`` applied after its own scale, rotate, shear and
     translate; a layer made by napari's "New Labels" on an oblique scan carries only the

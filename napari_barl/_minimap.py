@@ -43,35 +43,42 @@ class UncertaintyMinimap(QWidget):
         )
 
     def set_case(self, n_slices: int, profile: np.ndarray | None, annotated, accepted=()) -> None:
+        """Show a case: its slice count, per-slice profile (None: not predicted) and marks."""
         self.n_slices = int(n_slices)
         self.profile = None if profile is None else np.asarray(profile, float)
         self.annotated, self.accepted = set(annotated), set(accepted)
         self.update()
 
     def set_marks(self, annotated, accepted=()) -> None:
+        """Redraw the annotated (green) and accepted (blue) slice marks after a save."""
         self.annotated, self.accepted = set(annotated), set(accepted)
         self.update()
 
     def set_current(self, z: int) -> None:
+        """Outline slice ``z``: the one the viewer shows."""
         if z != self.current:
             self.current = int(z)
             self.update()
 
     def slice_at(self, x: float) -> int:
+        """Return the slice under widget x-coordinate ``x`` (clipped; -1 without a case)."""
         if self.n_slices <= 0 or self.width() <= 0:
             return -1
         return int(np.clip(x * self.n_slices / self.width(), 0, self.n_slices - 1))
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Go to the clicked slice."""
         z = self.slice_at(event.pos().x())
         if z >= 0:
             self.slice_clicked.emit(z)
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Follow a drag with the left button: scrub through slices."""
         if event.buttons() & Qt.LeftButton:
             self.mousePressEvent(event)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Draw the bars, the status strip and the current slice."""
         p = QPainter(self)
         w, h = self.width(), self.height()
         p.fillRect(self.rect(), QColor(28, 28, 34))

@@ -21,11 +21,12 @@ __all__ = ["OrthoViews", "PlaneView", "plane_image"]
 def plane_image(
     volume: np.ndarray, plane: str, index: int, limits: tuple[float, float]
 ) -> np.ndarray:
-    """A coronal (``index`` along y) or sagittal (along x) slice as uint8 grey, superior on top.
+    """Return a coronal (``index`` along y) or sagittal (along x) slice as uint8 grey.
 
-    Rows are z flipped (array z grows towards superior in ITK/LPS order); coronal columns are x
-    (towards the patient's left, so the right is on the screen's left), sagittal columns y
-    (towards posterior, so anterior is on the left).
+    Superior is on top, as radiologists read them: rows are z flipped (array z grows
+    towards superior in ITK/LPS order); coronal columns are x (towards the patient's left,
+    so the right is on the screen's left), sagittal columns y (towards posterior, so
+    anterior is on the left).
     """
     if plane == "coronal":
         sl = np.asarray(volume[:, int(index), :], np.float32)
@@ -59,6 +60,7 @@ class PlaneView(QWidget):
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def set_image(self, image: np.ndarray, aspect: float, cross: tuple[float, float]) -> None:
+        """Show ``image`` (uint8, rows top-down) with the crosshair at ``cross`` (row, col)."""
         self.image, self.aspect, self.cross = image, float(aspect), cross
         self.update()
 
@@ -71,6 +73,7 @@ class PlaneView(QWidget):
         return (w - vw * cols) / 2, 16 + (h - vh * rows) / 2, vw, vh
 
     def paintEvent(self, _event) -> None:  # noqa: N802 (Qt API)
+        """Draw the slice scaled to the widget (mm aspect kept) and the crosshair."""
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(0, 0, 0))
         p.setPen(QColor(220, 220, 220))
@@ -92,6 +95,7 @@ class PlaneView(QWidget):
         p.end()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Move the viewer's point to the clicked place: the views stay linked."""
         if self.image is None or event.button() != Qt.LeftButton:
             return
         left, top, vw, vh = self._geometry()
@@ -116,13 +120,14 @@ class OrthoViews(QWidget):
         self.refresh()
 
     def voxel(self) -> tuple[int, int, int]:
-        """The viewer's current point as a voxel of the layer (clipped to the volume)."""
+        """Return the viewer's current point as a voxel of the layer (clipped to the volume)."""
         zyx = np.round(self.layer.world_to_data(self.viewer.dims.point)[-3:]).astype(int)
         return tuple(
             int(np.clip(v, 0, n - 1)) for v, n in zip(zyx, self.layer.data.shape[-3:], strict=True)
         )
 
     def refresh(self, _event=None) -> None:
+        """Redraw both views at the viewer's current point."""
         data = self.layer.data
         z, y, x = self.voxel()
         sz, sy, sx = (abs(float(s)) for s in self.layer.scale[-3:])

@@ -42,10 +42,12 @@ class JobRunner(QObject):
         self._timer.timeout.connect(self._poll)
 
     def start(self, handle, kind: str) -> None:
+        """Poll ``handle`` from now on; ``kind`` names the job in messages."""
         self._handle, self.kind = handle, kind
         self._timer.start()
 
     def is_running(self) -> bool:
+        """Return True while a job is polled (until its final update)."""
         return self._handle is not None
 
     @property
@@ -54,6 +56,7 @@ class JobRunner(QObject):
         return self._handle
 
     def cancel(self) -> None:
+        """Ask the child to stop; its final ``cancelled`` update ends the run."""
         if self._handle is not None:
             self._handle.cancel()
 
@@ -105,6 +108,7 @@ class _Failure:
 
 
 def format_eta(seconds: float | None) -> str:
+    """Return ``seconds`` as a short "ETA ..." text ("ETA --" when unknown)."""
     if seconds is None or not math.isfinite(seconds):
         return "ETA --"
     seconds = int(round(seconds))
@@ -126,15 +130,18 @@ class LossPlot(QWidget):
         self.setToolTip("training loss")
 
     def clear(self) -> None:
+        """Forget the curves (a new run starts)."""
         self.values = []
         self.update()
 
     def add(self, value: float) -> None:
+        """Append one loss value (non-finite values are skipped: they would flatten the plot)."""
         if value is not None and math.isfinite(value):
             self.values.append(float(value))
             self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Draw the curve, autoscaled, with the last value written in the corner."""
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(30, 30, 36))
         w, h = self.width(), self.height()

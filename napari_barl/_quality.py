@@ -1,10 +1,11 @@
-"""Glue of issue 7's features to the dock widget: proposals, history, versions, advice, audit.
+"""Proposals, slice history, model versions, advice and audit: the quality tabs' glue.
 
 All decisions live in barl_core: the use-cases in :class:`barl_core.workspace.session.Session`
 (over :mod:`~barl_core.active.proposals`, :mod:`~barl_core.workspace.provenance`,
-:mod:`~barl_core.workspace.validation`, :mod:`~barl_core.workspace.versions`, :mod:`~barl_core.workspace.advice`,
-:mod:`~barl_core.workspace.audit`); this controller only reads the widget's state, calls them and shows
-the result in :class:`~napari_barl._quality_panels.QualityTabs` and in layers.
+:mod:`~barl_core.workspace.validation`, :mod:`~barl_core.workspace.versions`,
+:mod:`~barl_core.workspace.advice`, :mod:`~barl_core.workspace.audit`); this controller
+follows the dock's :class:`~napari_barl._state.BarlState`, calls them and shows the result
+in :class:`~napari_barl._quality_panels.QualityTabs` and in layers.
 
 Keys (bound on the viewer, so they work whatever layer is selected):
 ``Shift-A`` accepts the proposal on the current slice, ``Shift-R`` rejects it.
@@ -13,6 +14,7 @@ Keys (bound on the viewer, so they work whatever layer is selected):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,12 @@ from qtpy.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem
 from barl_core.active.proposals import NEEDS_HUMAN
 from barl_core.errors import InputFileError
 
-from ._layers import geometry_kwargs, same_layer, single_colour_labels
+from ._case_view import CaseView
+from ._layers import CASE_KEY, geometry_kwargs, same_layer, single_colour_labels
 from ._notify import guarded
 from ._notify import notify as _notify
-from ._quality_panels import ACCEPT_KEY, REJECT_KEY, QualityTabs
+from ._quality_panels import ACCEPT_KEY, REJECT_KEY, QualityTabs, collapsible
+from ._state import BarlState
 
 __all__ = ["QualityController", "PROPOSAL_LAYER", "NEEDS_HUMAN_LAYER", "MIN_ACCEPT_COVERAGE"]
 
@@ -40,19 +44,42 @@ _ROLE = Qt.UserRole
 
 
 class QualityController(QObject):
-    """Drives the quality tabs for a :class:`~napari_barl._widget.BarlWidget`."""
+    """Drive the quality tabs (:class:`~napari_barl._quality_panels.QualityTabs`).
 
-    def __init__(self, widget, state):
-        super().__init__(widget)
-        self.w = widget
+    Parameters
+    ----------
+    view : CaseView
+        The open case: its labels binding, the slice on screen.
+    state : BarlState
+        The dock's shared state.
+    all_cases : callable, optional
+        Whether an audit export covers all cases (the export panel's choice).
+    """
+
+    def __init__(
+        self,
+        view: CaseView,
+        state: BarlState,
+        all_cases: Callable[[], bool] = lambda: False,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.view = view
         self.state = state
+        self._all_cases = all_cases
         self._layers: list = []  # the layers this controller added for the open case
+        self._layers_case: str | None = None  # the case those layers belong to
+        self.tabs = QualityTabs()
+        self.box = collapsible("Proposals, history, versions, audit", self.tabs, "quality/expanded")
+        self.proposal: np.ndarray | None = None
+        self._compare_layers: list = []
         state.events.case.connect(self._case_changed)
         state.events.session.connect(lambda _s: self.refresh_versions())
         state.events.model.connect(lambda _m: self.refresh_versions())
-        self.tabs = QualityTabs()
-        self.proposal: np.ndarray | None = None
-        self._compare_layers: list = []
+        # before the prediction views redraw: the proposals they trigger use the fitted threshold
+        state.events.predictions.connect(self._predictions_filed, priority=10)
+        state.events.labels_saved.connect(lambda _n: self._labels_saved())
+        state.events.all.connect(lambda *_: self._update_enabled())
         t = self.tabs
         t.threshold.valueChanged.connect(lambda _v: self.refresh_proposals())
         t.show_needs_human.toggled.connect(self._show_needs_human)
@@ -65,47 +92,81 @@ class QualityController(QObject):
         )
         t.advice_btn.clicked.connect(lambda: self.advise())
         t.audit_btn.clicked.connect(self._choose_audit_folder)
-        viewer = widget.viewer
+        viewer = view.viewer
         viewer.bind_key(ACCEPT_KEY, lambda _v: self.accept_current(), overwrite=True)
         viewer.bind_key(REJECT_KEY, lambda _v: self.reject_current(), overwrite=True)
+        viewer.dims.events.current_step.connect(self._dims_changed)
+        self._update_enabled()
 
     # ------------------------------------------------------------------ helpers
     def _ws_case(self):
         ws, case = self.state.workspace, self.state.case
-        if ws is None or case is None or self.w.sync is None:
+        if ws is None or case is None or self.view.sync is None:
             raise InputFileError("open a case first")
         return ws, case
+
+    def _update_enabled(self) -> None:
+        """Actions that write the workspace are off while it is read-only."""
+        writable = not self.state.read_only
+        t = self.tabs
+        for b in (t.accept_btn, t.reject_btn, t.revert_btn, t.rollback_btn):
+            b.setEnabled(writable)
+
+    def _dims_changed(self, _event=None) -> None:
+        if self.view.labels_layer is not None:
+            try:
+                self.update_status()
+                self.refresh_history()
+            except Exception:  # noqa: BLE001 (a repaint hint, never worth an error)
+                pass
+
+    def _labels_saved(self) -> None:
+        """Slices annotated since the proposal was drawn lose it; the history grows."""
+        ws, case = self.state.workspace, self.state.case
+        if self.proposal is not None and ws is not None and case is not None:
+            slices = ws.annotated_slices(case)
+            if any((self.proposal[z] != NEEDS_HUMAN).any() for z in slices):
+                self.refresh_proposals()
+        self._dims_changed()
+
+    def _predictions_filed(self, _count: int) -> None:
+        self.refresh_versions()
+        self.calibrate()
 
     def _version_id(self) -> str | None:
         return self.state.session.current_version_id() if self.state.session else None
 
     def _remove_layers(self, names) -> None:
-        viewer = self.w.viewer
+        viewer = self.view.viewer
         for layer in [ly for ly in viewer.layers if ly.name in names]:
             viewer.layers.remove(layer)
             self._layers = [ly for ly in self._layers if not same_layer(ly, layer)]
 
-    def _case_changed(self, _case: str | None) -> None:
+    def _case_changed(self, case: str | None) -> None:
         """Another case (or none): this controller's layers and proposal belong to the old one."""
+        if case is not None and case == self._layers_case:
+            return  # already drawn for this case (the prediction view redrew first)
         self._remove_layers({ly.name for ly in self._layers})
         self._layers, self._compare_layers = [], []
+        self._layers_case = None
         self.proposal = None
 
     def _add_labels(self, data, name, **kwargs):
         ws, case = self.state.workspace, self.state.case
-        geo = geometry_kwargs(ws.reference(case), {"barl_case": case})
-        layer = self.w.viewer.add_labels(data, name=name, **geo, **kwargs)
+        geo = geometry_kwargs(ws.reference(case), {CASE_KEY: case})
+        layer = self.view.viewer.add_labels(data, name=name, **geo, **kwargs)
         self._layers.append(layer)
+        self._layers_case = case
         return layer
 
     def _keep_labels_on_top(self) -> None:
-        layer = self.w.labels_layer
-        if layer is not None and layer in self.w.viewer.layers:
-            self.w.viewer.layers.move(self.w.viewer.layers.index(layer), len(self.w.viewer.layers))
-            self.w.viewer.layers.selection.active = layer
+        layer, layers = self.view.labels_layer, self.view.viewer.layers
+        if layer is not None and layer in layers:
+            layers.move(layers.index(layer), len(layers))
+            layers.selection.active = layer
 
     def _show_needs_human(self, on: bool) -> None:
-        for layer in self.w.viewer.layers:
+        for layer in self.view.viewer.layers:
             if layer.name == NEEDS_HUMAN_LAYER:
                 layer.visible = bool(on)
 
@@ -138,7 +199,7 @@ class QualityController(QObject):
         self._remove_layers({PROPOSAL_LAYER, NEEDS_HUMAN_LAYER})
         self.proposal = None
         ws, case = self.state.workspace, self.state.case
-        if ws is None or case is None or self.w.sync is None:
+        if ws is None or case is None or self.view.sync is None:
             return
         self.proposal = self.state.session.proposal(case, self.tabs.threshold.value())
         if self.proposal is None:
@@ -164,10 +225,11 @@ class QualityController(QObject):
         self.update_status()
 
     def update_status(self) -> None:
-        if self.proposal is None or self.w.sync is None:
+        """Say what the proposal is on the current slice (and which keys act on it)."""
+        if self.proposal is None or self.view.sync is None:
             return
         ws, case = self.state.workspace, self.state.case
-        z = self.w.current_slice()
+        z = self.view.current_slice()
         if z in ws.annotated_slices(case):
             text = f"slice {z}: annotated (no proposal)"
         elif z in ws.provenance.rejected(case):
@@ -185,7 +247,7 @@ class QualityController(QObject):
     def accept_current(self) -> list[int] | None:
         """Accept the proposal on the current slice (recorded as model-proposed, human-accepted)."""
         ws, case = self._ws_case()
-        z = self.w.current_slice()
+        z = self.view.current_slice()
         session = self.state.session
         values, proposal = session.proposal_values(case, z, self.tabs.threshold.value())
         coverage = float(np.mean(proposal != NEEDS_HUMAN))
@@ -199,11 +261,11 @@ class QualityController(QObject):
                 "the threshold"
             )
             return None
-        slices = self.w.sync.set_slice(
+        slices = self.view.sync.set_slice(
             z, values, how="accepted", proposal=proposal, model_version=self._version_id()
         )
         session.record_accepted(case, z)
-        self.w.show_annotated(ws.annotated_slices(case))
+        self.state.labels_saved += 1  # the accepted mark shows
         self.refresh_proposals()
         return slices
 
@@ -212,25 +274,27 @@ class QualityController(QObject):
         from qtpy.QtWidgets import QMessageBox
 
         answer = QMessageBox.question(
-            self.w, "napari-barl", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No
+            self.tabs, "napari-barl", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No
         )
         return answer == QMessageBox.Yes
 
     @guarded
     def reject_current(self) -> None:
+        """Reject the proposal on the current slice: it is the user's to draw."""
         _ws, case = self._ws_case()
-        self.state.session.reject_proposal(case, self.w.current_slice())
+        self.state.session.reject_proposal(case, self.view.current_slice())
         self.refresh_proposals()
         self.refresh_history()
 
     # ------------------------------------------------------------------ history
     def refresh_history(self) -> None:
+        """List the current slice's history (``#K`` edits), newest last."""
         lst = self.tabs.history_list
         lst.clear()
         ws, case = self.state.workspace, self.state.case
-        if ws is None or case is None or self.w.sync is None:
+        if ws is None or case is None or self.view.sync is None:
             return
-        z = self.w.current_slice()
+        z = self.view.current_slice()
         self.tabs.history_label.setText(f"slice {z} of {case}")
         for ev in ws.provenance.events(case, z):
             when = time.strftime("%H:%M:%S", time.localtime(ev.time))
@@ -253,15 +317,16 @@ class QualityController(QObject):
             version = item.data(_ROLE) if item is not None else None
         if not version:
             raise InputFileError("select an entry (#1, #2...) of this slice's history first")
-        z = self.w.current_slice()
-        self.w.save_now()
+        z = self.view.current_slice()
+        self.view.save_now()
         ws.revert_slice(case, z, int(version))
-        self.w.sync.reload_slice(z)
-        self.w.show_annotated(ws.annotated_slices(case))
+        self.view.sync.reload_slice(z)
+        self.state.labels_saved += 1  # a save done on disk: the views follow
         self.refresh_proposals()
 
     # ------------------------------------------------------------------ versions
     def refresh_versions(self) -> None:
+        """List the model versions (the working one starred) and fill the compare boxes."""
         t = self.tabs
         ws = self.state.workspace
         t.version_table.setRowCount(0)
@@ -309,7 +374,7 @@ class QualityController(QObject):
     def compare(self, a: str, b: str) -> dict:
         """Dice between versions ``a`` and ``b`` on the current slice; show both as layers."""
         _ws, case = self._ws_case()
-        z = self.w.current_slice()
+        z = self.view.current_slice()
         res, pa, pb = self.state.session.compare(a, b, case, z)
         self._remove_layers({ly.name for ly in self._compare_layers})
         self._compare_layers = []
@@ -342,8 +407,9 @@ class QualityController(QObject):
     # ------------------------------------------------------------------ advice and audit
     @guarded
     def advise(self):
+        """Show whether labelling more is likely to help, and where next."""
         self.state.require_session()
-        self.w.save_now()
+        self.view.save_now()
         adv = self.state.session.advise(self.state.case)
         which = ", ".join(f"{c} slice {z}" for c, z in adv.slices)
         text = adv.message + (f"\nNext: {which}" if which else "")
@@ -353,14 +419,15 @@ class QualityController(QObject):
         return adv
 
     def _choose_audit_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.w, "Export audit bundle to folder")
+        folder = QFileDialog.getExistingDirectory(self.tabs, "Export audit bundle to folder")
         if folder:
-            self.export_audit(folder, self.w.export_all.isChecked())
+            self.export_audit(folder, self._all_cases())
 
     @guarded
     def export_audit(self, folder: str | Path, all_cases: bool = False) -> list:
+        """Write an audit bundle (masks, label tables, report) per case to ``folder``."""
         ws = self.state.require_session().workspace
-        self.w.save_now()
+        self.view.save_now()
         cases = ws.cases if all_cases else ([self.state.case] if self.state.case else [])
         if not cases:
             raise InputFileError("open a case first")

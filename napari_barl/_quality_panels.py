@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -22,10 +23,27 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["QualityTabs", "ACCEPT_KEY", "REJECT_KEY"]
+__all__ = ["QualityTabs", "ACCEPT_KEY", "REJECT_KEY", "collapsible"]
 
 ACCEPT_KEY = "Shift-A"
 REJECT_KEY = "Shift-R"
+
+
+def collapsible(title: str, content: QWidget, settings_key: str) -> QGroupBox:
+    """Return a checkable box around ``content``: unchecking hides it, and it is remembered.
+
+    The tabs are details a user opens when needed; folded, they keep Train and the review
+    above the fold.
+    """
+    from . import _settings
+
+    box = QGroupBox(title)
+    box.setCheckable(True)
+    box.setChecked(True)
+    QVBoxLayout(box).addWidget(content)
+    box.toggled.connect(content.setVisible)
+    _settings.bind(settings_key, box)
+    return box
 
 
 def _label(text: str = "") -> QLabel:

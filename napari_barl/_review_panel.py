@@ -60,6 +60,7 @@ class ReviewPanel(QGroupBox):
         self.suggestions.itemActivated.connect(self._clicked)
 
     def set_running(self, running: bool, has_model: bool) -> None:
+        """Enable the predict buttons when no job runs and there is a model."""
         self.predict_btn.setEnabled(not running and has_model)
         self.predict_all_btn.setEnabled(not running and has_model)
 

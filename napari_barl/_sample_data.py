@@ -23,7 +23,7 @@ def phantom_volumes(shape: tuple[int, int, int] = SAMPLE_SHAPE, seed: int = 0) -
 
 
 def make_small_sample_data() -> list[tuple]:
-    """A (32, 48, 48) phantom: a full train-predict round in under a minute on 2 CPU cores."""
+    """Return a (32, 48, 48) phantom: a train-predict round in under a minute on 2 CPU cores."""
     return make_sample_data(SMALL_SHAPE)
 
 

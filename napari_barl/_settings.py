@@ -25,7 +25,7 @@ ENV = "NAPARI_BARL_SETTINGS"
 
 
 def settings() -> QSettings:
-    """The settings store (an INI file when ``NAPARI_BARL_SETTINGS`` is set)."""
+    """Return the settings store (an INI file when ``NAPARI_BARL_SETTINGS`` is set)."""
     path = os.environ.get(ENV)
     if path:
         return QSettings(path, QSettings.IniFormat)

@@ -73,14 +73,18 @@ class CaseContext(Protocol):
     current_case: str | None
 
     @property
-    def labels_layer(self) -> Any: ...
+    def labels_layer(self) -> Any:
+        """The open case's Labels layer, or None."""
 
     @property
-    def sync(self) -> Any: ...
+    def sync(self) -> Any:
+        """The open case's autosave binding, or None."""
 
-    def current_slice(self) -> int: ...
+    def current_slice(self) -> int:
+        """Return the axis-0 index of the slice on screen."""
 
-    def image_layer(self) -> Any: ...
+    def image_layer(self) -> Any:
+        """Return the open case's Image layer, or None."""
 
 
 class ToolsPanel(QGroupBox):

@@ -138,12 +138,14 @@ class TrainingPanel(QGroupBox):
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         # napari's style sheet gives spin boxes a fixed minimum width, which lets a layout
         # squeeze them below what their digits and arrows need (seen under Qt6)
+        """Give spin boxes the width their digits need before they show."""
         for sb in (*self.patch, self.iterations, self.base_channels):
             sb.setMinimumWidth(sb.minimumSizeHint().width())
         super().showEvent(event)
 
     # ------------------------------------------------------------------ config
     def apply_preset(self, name: str) -> None:
+        """Set iterations, patch and width from preset ``name``."""
         cfg = preset(name)
         self.iterations.setValue(cfg.iterations)
         for sb, v in zip(self.patch, cfg.patch_size, strict=True):
@@ -153,7 +155,7 @@ class TrainingPanel(QGroupBox):
             self.preset_box.setCurrentText(name)
 
     def build_config(self, class_names: list[str]) -> TrainConfig:
-        """The TrainConfig the controls describe (validated; raises TrainingError)."""
+        """Return the TrainConfig the controls describe (validated; raises TrainingError)."""
         cfg = preset(
             self.preset_box.currentText(),
             method=self.method_box.currentText(),
@@ -166,16 +168,19 @@ class TrainingPanel(QGroupBox):
 
     # ------------------------------------------------------------------ progress
     def set_running(self, running: bool, can_finetune: bool) -> None:
+        """Enable Train / Fine-tune / Cancel for a run in progress or not."""
         self.train_btn.setEnabled(not running)
         self.finetune_btn.setEnabled(not running and can_finetune)
         self.cancel_btn.setEnabled(running)
 
     def start_display(self, what: str) -> None:
+        """Reset the progress bar, status and loss plot for a new run."""
         self.progress.setValue(0)
         self.eta_label.setText(f"{what}: starting...")
         self.loss_plot.clear()
 
     def show_update(self, upd, what: str = "training") -> None:
+        """Show one progress update: bar, speed, ETA and the loss curve."""
         total = getattr(upd, "total", 0) or 0
         it = getattr(upd, "iteration", 0) or 0
         if total:
@@ -197,6 +202,7 @@ class TrainingPanel(QGroupBox):
         self.eta_label.setText("  ".join(parts))
 
     def end_display(self, text: str, complete: bool) -> None:
+        """Show the outcome of a run (``complete`` fills the bar)."""
         if complete:
             self.progress.setValue(100)
         self.eta_label.setText(text)

@@ -32,9 +32,9 @@ def open_app(workspace: str | Path | None = None, *, show: bool = True):
     if fresh:
         for data, kwargs, kind in make_sample_data():
             getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget.open_workspace(folder)
+    widget.workspace_panel.open_workspace(folder)
     if fresh:
-        widget.add_viewer_images()
+        widget.workspace_panel.add_viewer_images()
     return viewer, widget
 
 
@@ -56,6 +56,7 @@ def prefer_qt6() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m napari_barl.launch``: napari with the phantom and the dock, until closed."""
     parser = argparse.ArgumentParser(
         prog="python -m napari_barl.launch",
         description="Open napari with the dental CBCT phantom and the BARL widget.",

@@ -86,15 +86,15 @@ def _tools_shot(out: str) -> int:
     win = viewer.window._qt_window
     win.resize(1600, 1000)
     truth = np.asarray(viewer.layers["ground truth"].data)
-    case = w.current_case
+    case = w.state.case
     z0, z1 = 24, 36
     for z in (z0, z1):
-        w.go_to(case, z)
-        w.labels_layer.data[z] = truth[z]
-        w.sync.annotated.add(z)
-    w.sync.schedule()
-    w.save_now()
-    w.go_to(case, (z0 + z1) // 2)
+        w.case_view.go_to(case, z)
+        w.case_view.labels_layer.data[z] = truth[z]
+        w.case_view.sync.annotated.add(z)
+    w.case_view.sync.schedule()
+    w.case_view.save_now()
+    w.case_view.go_to(case, (z0 + z1) // 2)
     w.tools.apply_window(next(p for p in WINDOW_PRESETS if p.name.startswith("CBCT")))
     w.tools.fill_btn.click()
     w.tools.ortho_btn.click()
@@ -129,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         if "BARL" in dock.windowTitle() or "BARL" in dock.objectName():
             win.resizeDocks([dock], [560], Qt.Horizontal)  # wide enough: no h-scrollbar
     truth = np.asarray(viewer.layers["ground truth"].data)
-    case = w.current_case
+    case = w.state.case
     for z in ANNOTATED:
-        w.labels_layer.data[z] = truth[z]
-        w.sync.annotated.add(z)
-    w.sync.schedule()
-    w.save_now()
+        w.case_view.labels_layer.data[z] = truth[z]
+        w.case_view.sync.annotated.add(z)
+    w.case_view.sync.schedule()
+    w.case_view.save_now()
     tp = w.training
     tp.iterations.setValue(args.iterations)
     for sb, v in zip(tp.patch, args.patch, strict=True):
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     tp.train_btn.click()
     deadline = time.time() + 900
-    while time.time() < deadline and ("disagreement" not in viewer.layers or w.is_busy()):
+    while time.time() < deadline and ("disagreement" not in viewer.layers or w.jobs.is_busy()):
         QApplication.processEvents()
         time.sleep(0.05)
     if "disagreement" not in viewer.layers:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained and predicted in {time.time() - t0:.0f} s")
     lst = w.review.suggestions
     if lst.count():
-        w.go_to(case, int(lst.item(0).text().split("slice")[1].split()[0]))
+        w.case_view.go_to(case, int(lst.item(0).text().split("slice")[1].split()[0]))
     viewer.layers["ground truth"].visible = False
     for name in ("proposal", "needs a human"):  # the first picture is about disagreement
         if name in viewer.layers:
@@ -172,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             viewer.layers[name].visible = False
         for name in ("proposal", "needs a human"):
             viewer.layers[name].visible = True
-        w.go_to(case, z)
+        w.case_view.go_to(case, z)
         q.tabs.setCurrentIndex(0)  # Proposals
         q.update_status()
         scroll = w.findChild(QScrollArea)
         if scroll is not None:  # minimap (top) and Proposals tab both in view
-            scroll.ensureWidgetVisible(w.minimap, 0, 10)
+            scroll.ensureWidgetVisible(w.annotation.minimap, 0, 10)
             scroll.ensureWidgetVisible(q.tabs, 0, 10)
         _grab(viewer, args.proposals)
     w.shutdown()

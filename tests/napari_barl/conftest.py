@@ -42,7 +42,7 @@ def add_files_via_dialog(widget, monkeypatch, paths) -> None:
     monkeypatch.setattr(
         QFileDialog, "getOpenFileNames", staticmethod(lambda *a, **k: ([str(p) for p in paths], ""))
     )
-    widget.add_files_btn.click()
+    widget.workspace_panel.add_files_btn.click()
 
 
 def open_workspace_via_dialog(widget, monkeypatch, folder) -> None:
@@ -52,7 +52,7 @@ def open_workspace_via_dialog(widget, monkeypatch, folder) -> None:
     monkeypatch.setattr(
         QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder))
     )
-    widget.open_ws_btn.click()
+    widget.workspace_panel.open_ws_btn.click()
 
 
 def paint_slice(layer, z, values) -> None:

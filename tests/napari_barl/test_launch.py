@@ -12,14 +12,14 @@ def test_open_app_docks_widget_with_phantom(tmp_path, qtbot):
 
     viewer, widget = open_app(tmp_path / "ws", show=False)
     try:
-        assert widget.workspace is not None and widget.workspace.cases == ["CBCT_phantom"]
-        assert widget.current_case == "CBCT_phantom"
+        assert widget.state.workspace is not None and widget.state.workspace.cases == ["CBCT_phantom"]
+        assert widget.state.case == "CBCT_phantom"
         assert "CBCT_phantom labels" in viewer.layers
-        assert widget.workspace.class_names[0] == "background"
+        assert widget.state.workspace.class_names[0] == "background"
         # reopening the same workspace does not duplicate the case
         viewer.close()
         viewer, widget = open_app(tmp_path / "ws", show=False)
-        assert widget.workspace.cases == ["CBCT_phantom"]
+        assert widget.state.workspace.cases == ["CBCT_phantom"]
         assert "CBCT_phantom" in viewer.layers
     finally:
         widget.shutdown()

@@ -28,27 +28,27 @@ def widget(make_napari_viewer, tmp_path):
     )
     w = BarlWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.open_workspace(tmp_path / "ws")
-    assert w.add_viewer_images() == ["scan_one"]
+    w.workspace_panel.open_workspace(tmp_path / "ws")
+    assert w.workspace_panel.add_viewer_images() == ["scan_one"]
     yield w
     w.shutdown()
 
 
 def _go(w, z):
-    w.go_to(w.current_case, z)
-    assert w.current_slice() == z
+    w.case_view.go_to(w.state.case, z)
+    assert w.case_view.current_slice() == z
     assert w.viewer.dims.current_step[0] == z
 
 
 def test_paint_autosave_and_reopen(widget, qtbot, tmp_path):
     w = widget
-    layer = w.labels_layer
-    assert layer is not None and w.current_case == "scan_one"
+    layer = w.case_view.labels_layer
+    assert layer is not None and w.state.case == "scan_one"
     _go(w, 3)
     layer.brush_size = 3
     layer.paint((3, 10, 8), 1)  # a real brush stroke: emits the paint event
-    assert w.sync.dirty
-    qtbot.waitUntil(lambda: not w.sync.dirty, timeout=5000)  # debounced autosave
+    assert w.case_view.sync.dirty
+    qtbot.waitUntil(lambda: not w.case_view.sync.dirty, timeout=5000)  # debounced autosave
     ws = Workspace.open(tmp_path / "ws")
     assert ws.annotated_slices("scan_one") == [3]
     lab = ws.load_labels("scan_one")
@@ -57,19 +57,19 @@ def test_paint_autosave_and_reopen(widget, qtbot, tmp_path):
 
     # mark / un-mark through the buttons at the current slice
     _go(w, 7)
-    w.mark_btn.click()
+    w.annotation.mark_btn.click()
     assert Workspace.open(tmp_path / "ws").annotated_slices("scan_one") == [3, 7]
     _go(w, 3)
-    w.unmark_btn.click()
+    w.annotation.unmark_btn.click()
     assert Workspace.open(tmp_path / "ws").annotated_slices("scan_one") == [7]
     assert layer.data[3].max() == 0
-    assert "1 slice annotated" in w.case_table.item(0, 1).text()
+    assert "1 slice annotated" in w.workspace_panel.case_table.item(0, 1).text()
 
     # the minimap marks annotated slices and jumps where it is clicked
-    assert w.minimap.annotated == {7} and w.minimap.n_slices == 12
-    x = int((5 + 0.5) * w.minimap.width() / 12)
-    qtbot.mouseClick(w.minimap, Qt.LeftButton, pos=QPoint(x, 10))
-    assert w.viewer.dims.current_step[0] == 5 and w.minimap.current == 5
+    assert w.annotation.minimap.annotated == {7} and w.annotation.minimap.n_slices == 12
+    x = int((5 + 0.5) * w.annotation.minimap.width() / 12)
+    qtbot.mouseClick(w.annotation.minimap, Qt.LeftButton, pos=QPoint(x, 10))
+    assert w.viewer.dims.current_step[0] == 5 and w.annotation.minimap.current == 5
 
     # painting then closing before the timer fires loses nothing
     _go(w, 9)
@@ -79,9 +79,9 @@ def test_paint_autosave_and_reopen(widget, qtbot, tmp_path):
 
     # a fresh widget on the same folder shows the labels again
     w2 = BarlWidget(w.viewer)
-    w2.open_workspace(tmp_path / "ws")
-    assert w2.labels_layer.data[9, 5, 5] == 1
-    assert [w2.annotated_list.item(i).text() for i in range(w2.annotated_list.count())] == [
+    w2.workspace_panel.open_workspace(tmp_path / "ws")
+    assert w2.case_view.labels_layer.data[9, 5, 5] == 1
+    assert [w2.annotation.annotated_list.item(i).text() for i in range(w2.annotation.annotated_list.count())] == [
         "7",
         "9",
     ]
@@ -95,17 +95,17 @@ def test_errors_become_notifications(widget, monkeypatch):
     monkeypatch.setattr(nt, "show_error", lambda m: shown.append(("error", m)))
     monkeypatch.setattr(nt, "show_warning", lambda m: shown.append(("warning", m)))
     w = widget
-    w.start_training(False)  # nothing annotated yet
+    w.jobs.start_training(False)  # nothing annotated yet
     assert shown and shown[-1][0] == "warning" and "paint" in shown[-1][1]
-    w.start_prediction(False)  # no model
+    w.jobs.start_prediction(False)  # no model
     assert shown[-1][0] == "error" and "model" in shown[-1][1]
-    w.labels_layer.data[2, 0, 0] = 9  # not a class: refused, not lost
-    w.sync.schedule()
-    w.save_now()
+    w.case_view.labels_layer.data[2, 0, 0] = 9  # not a class: refused, not lost
+    w.case_view.sync.schedule()
+    w.case_view.save_now()
     assert shown[-1][0] == "error" and "not classes" in shown[-1][1]
-    assert w.labels_layer.data[2, 0, 0] == 9
-    w.labels_layer.data[2, 0, 0] = 0
-    w.open_workspace(w.workspace.folder / "imagesTr" / "scan_one.nii.gz")  # a file, not a folder
+    assert w.case_view.labels_layer.data[2, 0, 0] == 9
+    w.case_view.labels_layer.data[2, 0, 0] = 0
+    w.workspace_panel.open_workspace(w.state.workspace.folder / "imagesTr" / "scan_one.nii.gz")  # a file, not a folder
     assert shown[-1][0] == "error"
 
 
@@ -162,11 +162,11 @@ def test_training_failure_is_reported_and_labels_kept(widget, qtbot, monkeypatch
     fake.TrainJob = SimpleNamespace(start=fake_start)
     monkeypatch.setitem(sys.modules, "barl_core.runtime.jobs", fake)
     w = widget
-    w.sync.mark(4, True)
-    w.start_training(False)
-    assert w.is_busy() and not w.training.train_btn.isEnabled()
-    qtbot.waitUntil(lambda: not w.is_busy(), timeout=5000)
+    w.case_view.sync.mark(4, True)
+    w.jobs.start_training(False)
+    assert w.jobs.is_busy() and not w.training.train_btn.isEnabled()
+    qtbot.waitUntil(lambda: not w.jobs.is_busy(), timeout=5000)
     assert any("out of memory" in m and "smaller patch" in m for m in shown)
     assert w.training.loss_plot.values == [1.0, 0.8]
     assert w.training.train_btn.isEnabled()
-    assert w.workspace.annotated_slices("scan_one") == [4]
+    assert w.state.workspace.annotated_slices("scan_one") == [4]

@@ -8,7 +8,8 @@ import pytest
 from qtpy.QtCore import Qt
 
 from barl_core.workspace.layout import Workspace
-from napari_barl._widget import DISAGREEMENT_LAYER, PREDICTION_LAYER, BarlWidget
+from napari_barl._prediction_view import DISAGREEMENT_LAYER, PREDICTION_LAYER
+from napari_barl._widget import BarlWidget
 
 pytestmark = pytest.mark.gui
 
@@ -40,17 +41,17 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     source = image_layer.metadata["barl_geometry"]
     w = BarlWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.open_workspace(tmp_path / "ws")
-    [case] = w.add_viewer_images()
-    assert w.workspace.class_names == ["background", "bone", "tooth", "lesion"]
-    assert w.class_list.count() == 4
+    w.workspace_panel.open_workspace(tmp_path / "ws")
+    [case] = w.workspace_panel.add_viewer_images()
+    assert w.state.workspace.class_names == ["background", "bone", "tooth", "lesion"]
+    assert w.classes.class_list.count() == 4
 
     # paint two slices (copying the ground truth in, as a user would with the brush)
     for z in (10, 21):
-        w.go_to(case, z)
+        w.case_view.go_to(case, z)
         assert viewer.dims.current_step[0] == z
-        _paint_slice(w.labels_layer, z, np.asarray(truth.data[z]))
-    qtbot.waitUntil(lambda: not w.sync.dirty, timeout=5000)
+        _paint_slice(w.case_view.labels_layer, z, np.asarray(truth.data[z]))
+    qtbot.waitUntil(lambda: not w.case_view.sync.dirty, timeout=5000)
     assert Workspace.open(tmp_path / "ws").annotated_slices(case) == [10, 21]
 
     # a tiny model through the widget's own controls
@@ -61,9 +62,9 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     tp.base_channels.setValue(4)
     tp.device_box.setCurrentText("CPU")
     qtbot.mouseClick(tp.train_btn, Qt.LeftButton)
-    assert w.is_busy() and tp.cancel_btn.isEnabled()
+    assert w.jobs.is_busy() and tp.cancel_btn.isEnabled()
     qtbot.waitUntil(
-        lambda: DISAGREEMENT_LAYER in viewer.layers and not w.is_busy(), timeout=240_000
+        lambda: DISAGREEMENT_LAYER in viewer.layers and not w.jobs.is_busy(), timeout=240_000
     )
 
     pred, dis = viewer.layers[PREDICTION_LAYER], viewer.layers[DISAGREEMENT_LAYER]
@@ -71,14 +72,14 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     assert dis.colormap.name == "inferno" and dis.blending == "additive"
     np.testing.assert_allclose(dis.scale, image_layer.scale)
     assert tp.progress.value() == 100
-    assert w.workspace.current_model_path().exists()
-    assert w.workspace.case_state(case) == "predicted"
-    assert w.case_table.item(0, 2).text() != ""
+    assert w.state.workspace.current_model_path().exists()
+    assert w.state.workspace.case_state(case) == "predicted"
+    assert w.workspace_panel.case_table.item(0, 2).text() != ""
     # the run became model version v1 with its data snapshot, and proposals are shown
-    v = w.workspace.current_version()
+    v = w.state.workspace.current_version()
     assert v.id == "v1" and v.training_slices == {case: [10, 21]} and v.config["iterations"] == 4
-    assert w.workspace.version_prediction_path("v1", case).exists()
-    assert "proposal" in viewer.layers and w.workspace.load_confidence(case) is not None
+    assert w.state.workspace.version_prediction_path("v1", case).exists()
+    assert "proposal" in viewer.layers and w.state.workspace.load_confidence(case) is not None
 
     # click the top suggestion: the viewer moves to that slice
     lst = w.review.suggestions
@@ -87,10 +88,10 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     target = item.data(Qt.UserRole)[1]
     assert target not in (10, 21)  # never suggests an annotated slice
     # each slice suggestion says why in one line, and the minimap draws the ranked quantity
-    top = w.session.suggest_slices(case, top_k=5, min_gap=2)
+    top = w.state.session.suggest_slices(case, top_k=5, min_gap=2)
     assert lst.item(0).toolTip() == top[0].reason != ""
-    assert w.minimap.profile[top[0].index] == pytest.approx(top[0].uncertainty)
-    w.go_to(case, 0)
+    assert w.annotation.minimap.profile[top[0].index] == pytest.approx(top[0].uncertainty)
+    w.case_view.go_to(case, 0)
     rect = lst.visualItemRect(item)
     qtbot.mouseClick(lst.viewport(), Qt.LeftButton, pos=rect.center())
     assert viewer.dims.current_step[0] == target
@@ -105,12 +106,12 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
         "question",
         staticmethod(lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes),
     )
-    w.accept_btn.click()
+    w.annotation.accept_btn.click()
     assert target in Workspace.open(tmp_path / "ws").annotated_slices(case)
 
     # export both, read back with nibabel, compare with the source geometry
     out = tmp_path / "export"
-    written = w.export(out, "prediction") + w.export(out, "labels")
+    written = w.export_panel.export(out, "prediction") + w.export_panel.export(out, "labels")
     assert [p.name for p in written] == [f"{case}_prediction.nii.gz", f"{case}_labels.nii.gz"]
     expected = _ras_affine(source["spacing"], source["origin"], source["direction"])
     for p in written:

@@ -80,13 +80,13 @@ def test_proposals_history_versions_audit(make_napari_viewer, qtbot, tmp_path):
     truth = np.asarray(viewer.layers["ground truth"].data)
     w = BarlWidget(viewer)
     viewer.window.add_dock_widget(w)
-    ws = w.open_workspace(tmp_path / "ws")
-    [case] = w.add_viewer_images()
+    ws = w.workspace_panel.open_workspace(tmp_path / "ws")
+    [case] = w.workspace_panel.add_viewer_images()
     for z in PAINTED:
-        w.labels_layer.data[z] = truth[z]
-    w.sync.annotated |= set(PAINTED)
-    w.sync.schedule()
-    w.save_now()
+        w.case_view.labels_layer.data[z] = truth[z]
+    w.case_view.sync.annotated |= set(PAINTED)
+    w.case_view.sync.schedule()
+    w.case_view.save_now()
 
     # two versions from tiny checkpoints; training labels hold the frozen validation out
     train_dir, snap = w.quality.prepare_training()
@@ -115,43 +115,43 @@ def test_proposals_history_versions_audit(make_napari_viewer, qtbot, tmp_path):
     conf = np.full(pred.shape, 0.3, np.float16)
     conf[:, :, :24] = 0.97
     ws.set_prediction(case, pred, preds["v2"].disagreement, confidence=conf, version="v2")
-    w._show_prediction()
+    w.predictions.show()
     prop_layer, needs = viewer.layers[PROPOSAL_LAYER], viewer.layers[NEEDS_HUMAN_LAYER]
     assert needs.data[22, :, 30].all() and not needs.data[22, :, 5].any()
     assert not needs.data[10].any() and not prop_layer.data[10].any()  # annotated: no proposal
-    w.go_to(case, 22)
+    w.case_view.go_to(case, 22)
     _press(viewer, "Shift-A")
-    np.testing.assert_array_equal(w.labels_layer.data[22], pred[22])
+    np.testing.assert_array_equal(w.case_view.labels_layer.data[22], pred[22])
     ws2 = Workspace.open(tmp_path / "ws")
     assert 22 in ws2.annotated_slices(case) and 22 in ws2.accepted_slices(case)
     ev = ws2.provenance.latest(case, 22)
     assert ev.how == "accepted" and ev.model_version == "v2" and ev.version == 1
     stored = ws2.provenance.load_proposal(case, 22, 1)
     assert (stored[:, 24:] == NEEDS_HUMAN).all() and (stored[:, :24] == pred[22, :, :24]).all()
-    assert 22 in w.minimap.accepted and not viewer.layers[PROPOSAL_LAYER].data[22].any()
+    assert 22 in w.annotation.minimap.accepted and not viewer.layers[PROPOSAL_LAYER].data[22].any()
 
     # the human edits the accepted slice: recorded with the Dice to the proposal
-    w.labels_layer.data[22] = truth[22]
-    w.sync.schedule()
-    w.save_now()
+    w.case_view.labels_layer.data[22] = truth[22]
+    w.case_view.sync.schedule()
+    w.case_view.save_now()
     ev = Workspace.open(tmp_path / "ws").provenance.latest(case, 22)
     assert ev.how == "edited-from-proposal"
     # against the slice as accepted (open voxels filled with the prediction's guess)
     assert ev.dice_to_proposal == pytest.approx(slice_dice(pred[22], truth[22], 4))
 
     # reject the next slice: no proposal there any more
-    w.go_to(case, 24)
+    w.case_view.go_to(case, 24)
     qtbot.mouseClick(w.quality.tabs.reject_btn, Qt.LeftButton)
     assert 24 in Workspace.open(tmp_path / "ws").provenance.rejected(case)
     assert not viewer.layers[NEEDS_HUMAN_LAYER].data[24].any()
 
     # history: revert slice 22 to v1 (the accepted proposal), survives a reopen
-    w.go_to(case, 22)
+    w.case_view.go_to(case, 22)
     hist = w.quality.tabs.history_list
     assert hist.count() == 2
     hist.setCurrentRow(0)
     qtbot.mouseClick(w.quality.tabs.revert_btn, Qt.LeftButton)
-    np.testing.assert_array_equal(w.labels_layer.data[22], pred[22])
+    np.testing.assert_array_equal(w.case_view.labels_layer.data[22], pred[22])
     np.testing.assert_array_equal(Workspace.open(tmp_path / "ws").load_labels(case)[22], pred[22])
 
     # compare two versions on the current slice
@@ -168,7 +168,7 @@ def test_proposals_history_versions_audit(make_napari_viewer, qtbot, tmp_path):
     qtbot.mouseClick(w.quality.tabs.rollback_btn, Qt.LeftButton)
     assert ws.current_model_path().resolve() == paths[0].resolve()
     qtbot.mouseClick(w.review.predict_btn, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.is_busy(), timeout=120_000)
+    qtbot.waitUntil(lambda: not w.jobs.is_busy(), timeout=120_000)
     np.testing.assert_array_equal(ws.load_prediction(case), preds["v1"].labels)
     assert ws.load_confidence(case) is not None
     assert ws.record(case).prediction_model == ws.versions.get("v1").path
