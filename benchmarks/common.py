@@ -389,9 +389,9 @@ def train_with_curve(
 
 
 def _term_diagnostics(row: Mapping[str, Any]) -> dict[str, float]:
-    """A validation row's per-term gradient norms, their weights and the terms' losses."""
+    """A validation row's per-term gradient norms, weights and cosines, and the terms' losses."""
     terms = [k[len("gradnorm_"):] for k in row if k.startswith("gradnorm_")]
-    out = {k: float(v) for k, v in row.items() if k.startswith(("gradnorm_", "gradweight_"))}
+    out = {k: float(v) for k, v in row.items() if k.startswith(("gradnorm_", "gradweight_", "gradcos_"))}
     out.update({f"loss_{t}": float(row[t]) for t in terms if t in row})
     return out
 

@@ -40,6 +40,17 @@ def test_the_norm_scales_with_the_weight_and_not_with_the_loss_scale():
     assert one == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_the_cosine_with_the_supervised_gradient_tells_the_direction():
+    net, losses = _tiny_terms()
+    losses = {**losses, "sup": losses["b"], "against": -2 * losses["b"], "same": 3 * losses["b"]}
+    weights = {"sup": 1.0, "against": 1.0, "same": 0.5, "a": 1.0, "const": 1.0}
+    norms = term_gradient_norms(losses, weights, list(net.parameters()))
+    assert norms["gradcos_same"] == pytest.approx(1.0, abs=1e-5)
+    assert norms["gradcos_against"] == pytest.approx(-1.0, abs=1e-5)
+    assert -1.0 <= norms["gradcos_a"] <= 1.0
+    assert "gradcos_sup" not in norms and "gradcos_const" not in norms  # no direction to compare
+
+
 @pytest.fixture(scope="module")
 def volumes(tiny_phantom_dataset, tiny_config):
     vols, _, names = prepare_training_data(load_dataset(tiny_phantom_dataset("gradnorm")), tiny_config())
@@ -64,6 +75,7 @@ def test_the_trainer_logs_each_enabled_term_at_validations_only(volumes, tmp_pat
             assert math.isfinite(row[f"gradnorm_{term}"]) and row[f"gradnorm_{term}"] >= 0
             assert row[f"gradweight_{term}"] >= 0
         assert row["gradnorm_sup"] > 0 and row["gradnorm_dpr"] > 0 and row["gradweight_sup"] == 1.0
+        assert -1.0 <= row["gradcos_dpr"] <= 1.0 and "gradcos_sup" not in row
 
 
 def test_a_term_norm_scales_with_its_weight_and_the_training_is_unchanged(volumes, tmp_path, tiny_config):
