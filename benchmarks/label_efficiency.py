@@ -43,7 +43,7 @@ if __package__ in (None, ""):  # executed as ``python benchmarks/label_efficienc
 from benchmarks import common  # noqa: E402
 from benchmarks.common import BenchCase  # noqa: E402
 
-__all__ = ["RunSpec", "Budget", "build_plan", "summarise", "render_tables", "main", "parse_args"]
+__all__ = ["RunSpec", "Budget", "build_plan", "summarise", "render_tables", "render_per_seed", "main", "parse_args"]
 
 METHODS = ("supervised", "mean-teacher", "cps", "barl")
 ABLATION_TERMS = ("dpr", "pcbc", "region", "instance")
@@ -332,6 +332,40 @@ def render_tables(summary: list[dict], class_names: Sequence[str], *, jaccard: b
     return "\n\n".join(out)
 
 
+def render_per_seed(runs: dict, class_names: Sequence[str], reference: str = "barl") -> str:
+    """Markdown: mean foreground Dice of every run by seed, and each variant's paired gap to ``reference``.
+
+    Why: a mean ± sd per method hides whether one method wins seed by seed; the gap taken on
+    the same seed (same labelled cases, same initialisation seed) removes the spread the seeds
+    share, so a gap larger than its own sd is a result and one smaller is not.
+    """
+    groups: dict[tuple, dict[str, dict[int, float]]] = {}
+    for run in runs.values():
+        dice = _mean_fg_dice(run, class_names)
+        if dice is None:
+            continue
+        key = (run["setting"], run["budget"])
+        groups.setdefault(key, {}).setdefault(run["variant"], {})[int(run["seed"])] = dice
+    out = []
+    rank = {m: i for i, m in enumerate(METHODS)}
+    for (setting, budget), by_variant in sorted(groups.items()):
+        seeds = sorted({s for v in by_variant.values() for s in v})
+        ref = by_variant.get(reference, {})
+        headers = ["method"] + [f"seed {s}" for s in seeds] + ["mean ± sd", f"{reference} minus it (paired)"]
+        rows = []
+        for variant in sorted(by_variant, key=lambda v: (rank.get(v, len(rank)), v)):
+            vals = by_variant[variant]
+            line = [variant] + [f"{vals[s]:.3f}" if s in vals else "" for s in seeds]
+            line.append(common.fmt_mean_sd(vals.values()))
+            paired = [ref[s] - vals[s] for s in seeds if s in vals and s in ref]
+            line.append("" if variant == reference or not paired
+                        else f"{common.fmt_mean_sd(paired)} (n={len(paired)})")
+            rows.append(line)
+        out.append(f"#### Per seed: {setting}, {budget} labelled (mean foreground Dice)\n\n"
+                   + common.markdown_table(headers, rows))
+    return "\n\n".join(out)
+
+
 def plot(summary: list[dict], path: Path, title: str) -> None:
     """Mean foreground Dice against the labelled budget, one line per method and setting."""
     import matplotlib
@@ -537,6 +571,7 @@ def run(args: argparse.Namespace) -> dict:
     store.set("summary", summary)
     store.save(finished=True)
     tables = render_tables(summary, ds.class_names, jaccard=ds.voxel_units)
+    tables += "\n\n" + render_per_seed(store.runs, ds.class_names)
     print()
     print(tables)
     print(f"\n[label_efficiency] {len(store.runs)} runs in {args.out}; "

@@ -54,12 +54,14 @@ def render_machine(data: dict) -> str:
 def render_section(name: str, data: dict) -> str:
     """The tables of one benchmark's results."""
     if name == "label_efficiency":
-        from benchmarks.label_efficiency import render_tables, summarise
+        from benchmarks.label_efficiency import render_per_seed, render_tables, summarise
 
         names = data.get("config", {}).get("class_names") or ["background", "class_1"]
         summary = data.get("summary") or summarise(data.get("runs", {}), names)
         units = data.get("config", {}).get("distance_units", "mm")
         body = render_tables(summary, names, jaccard=units == "voxels")
+        if len({r.get("seed") for r in data.get("runs", {}).values()}) > 1:
+            body += "\n\n" + render_per_seed(data.get("runs", {}), names)
         split = data.get("split", {})
         labelled = split.get("labelled", {})
         extra = (f"\n\nSplit (seed {split.get('seed')}): {len(split.get('test', []))} test cases, "
