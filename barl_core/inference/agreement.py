@@ -9,7 +9,9 @@ normalisation: the same forward compute as one two-branch pass) and the two soft
 are combined slice block by slice block:
 
 - ``labels``: argmax of the branches' mean softmax (as :func:`predict_volume`);
-- ``disagreement``: Jensen-Shannon / log 2 between the branches (as :func:`predict_volume`);
+- ``disagreement``: Jensen-Shannon / log 2 between the branches, low-passed by
+  :func:`~barl_core.inference.antialias.antialias` (as :func:`predict_volume`; here on the
+  input grid, after the probabilities were mapped back to it);
 - ``confidence``: ``min(p_a[k], p_b[k])`` where both argmaxes equal ``k``, else 0 (float16).
 
 A one-branch model (``supervised``) has no second opinion: its confidence is its own
@@ -56,10 +58,12 @@ def agreement_maps(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Combine two branches' softmax ``[C, z, y, x]`` into (labels, disagreement, confidence).
 
-    Processed a few z-slices at a time so that no float32 copy of the full maps is made.
+    Processed a few z-slices at a time so that no float32 copy of the full maps is made;
+    the disagreement is anti-aliased as :func:`~barl_core.inference.window.sliding_window`'s.
     """
     import torch
 
+    from barl_core.inference.antialias import antialias
     from barl_core.inference.window import js_disagreement
 
     shape = pa.shape[1:]
@@ -77,6 +81,7 @@ def agreement_maps(
         pkb = b.gather(0, ka[None])[0]
         c = torch.where(ka == kb, torch.minimum(pka, pkb), torch.zeros_like(pka))
         conf[sl] = c.to(torch.float16).numpy()
+    antialias(dis)  # as predict_volume's map: without the network's stride-2 checkerboard
     return labels, dis, conf
 
 

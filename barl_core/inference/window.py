@@ -2,11 +2,15 @@
 
 A trained model segments a whole CBCT (hundreds of voxels a side) one window at a time.
 Windows overlap (default 0.5) and are blended with a Gaussian importance map, so the seams
-between windows vanish. Both branches run on every window; each branch's *finest* softmax is
+between windows vanish; every window starts at a multiple of the network's divisor (the
+volume is edge-padded to allow it), so the lattice its stride-2 layers leave lines up across
+windows instead of changing phase at each seam. Both branches run on every window; each branch's *finest* softmax is
 accumulated separately, because the product is not only the class map (argmax of the two
 branches' mean softmax) but also the per-voxel **disagreement** between the branches (the
 Jensen-Shannon divergence of their softmax, divided by ``log 2`` so it lies in ``[0, 1]``),
-which is what tells a radiologist where to annotate next.
+which is what tells a radiologist where to annotate next. The disagreement is computed from
+the *blended* probabilities (so window seams blend away as in the class map), then the
+network's own 2-voxel checkerboard is filtered out of it (:mod:`barl_core.inference.antialias`).
 
 Memory
 ------
@@ -50,6 +54,7 @@ import torch.nn.functional as F
 
 from barl_core.data.normalization import NormStats, normalize
 from barl_core.errors import CancelledError, InvalidVolumeError
+from barl_core.inference.antialias import antialias_slab
 from barl_core.inference.model import LoadedModel, autocast_dtype
 from barl_core.runtime.cancel import is_cancelled
 
@@ -89,13 +94,22 @@ def gaussian_importance(window: Sequence[int], sigma_scale: float = 0.125) -> np
     return np.maximum(g, np.float32(1e-4))
 
 
-def window_starts(size: int, window: int, overlap: float) -> list[int]:
-    """Evenly spread window starts covering ``[0, size)`` with at least ``overlap``."""
+def window_starts(size: int, window: int, overlap: float, divisor: int = 1) -> list[int]:
+    """Evenly spread window starts covering ``[0, size)`` with at least ``overlap``.
+
+    With ``divisor`` > 1 every start is a multiple of it (``size - window`` must be one): a
+    U-Net's stride-2 layers leave a lattice of period ``divisor`` in its output, counted from
+    the window's corner, so windows at different phases would each bring their own lattice
+    and the blend would show the window grid; at one phase they all line up.
+    """
     if size <= window:
         return [0]
-    step = max(1, int(window * (1.0 - overlap)))
-    n = math.ceil((size - window) / step) + 1
-    return sorted({int(round(i * (size - window) / (n - 1))) for i in range(n)})
+    if (size - window) % divisor:
+        raise ValueError(f"size - window ({size - window}) is not a multiple of {divisor}")
+    units = (size - window) // divisor  # the span in multiples of the divisor
+    step = max(1, int(window * (1.0 - overlap)) // divisor)
+    n = math.ceil(units / step) + 1
+    return sorted({divisor * int(round(i * units / (n - 1))) for i in range(n)})
 
 
 def js_disagreement(pa: torch.Tensor, pb: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -170,11 +184,14 @@ class _Grid:
     slices are finalised. That saves a volume-wide float32 buffer one window deep.
     """
 
-    def __init__(self, shape: Sequence[int], win: Sequence[int], overlap: float, device: torch.device):
+    def __init__(self, shape: Sequence[int], win: Sequence[int], overlap: float, device: torch.device,
+                 divisor: int = 1):
         self.shape, self.win = tuple(shape), tuple(win)
-        self.padded = tuple(max(n, w) for n, w in zip(shape, win, strict=True))
+        # padded so that every window starts at a multiple of the network's divisor
+        self.padded = tuple(w + divisor * math.ceil(max(0, n - w) / divisor)
+                            for n, w in zip(shape, win, strict=True))
         self.before = tuple((p - n) // 2 for p, n in zip(self.padded, shape, strict=True))
-        starts = [window_starts(p, w, overlap) for p, w in zip(self.padded, win, strict=True)]
+        starts = [window_starts(p, w, overlap, divisor) for p, w in zip(self.padded, win, strict=True)]
         self.z_starts = starts[0]
         self.corners_yx = [(y, x) for y in starts[1] for x in starts[2]]
         self.gauss = torch.from_numpy(gaussian_importance(win)).to(device)
@@ -249,7 +266,9 @@ def sliding_window(
     -------
     SlidingWindowResult
         ``labels`` uint8 argmax of the branches' mean softmax, ``disagreement`` float16 in
-        ``[0, 1]`` (Jensen-Shannon / log 2 for two branches; normalised entropy for one).
+        ``[0, 1]`` (Jensen-Shannon / log 2 for two branches; normalised entropy for one),
+        low-passed by :func:`~barl_core.inference.antialias.antialias` (the network's
+        stride-2 checkerboard removed; probabilities, entropy and labels are not).
     """
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.size == 0:
@@ -261,11 +280,15 @@ def sliding_window(
     shape = arr.shape
     dev = model.device
     win = _effective_window(shape, window or model.patch_size, model.divisor)
-    grid = _Grid(shape, win, overlap, dev)
+    grid = _Grid(shape, win, overlap, dev, model.divisor)
     padded, before, gauss = grid.padded, grid.before, grid.gauss
     lo, hi = (0, shape[0]) if z_range is None else (int(z_range[0]), int(z_range[1]))
     if not 0 <= lo < hi <= shape[0]:
         raise InvalidVolumeError(f"z_range {z_range} is not within the array's {shape[0]} slices")
+    # one more slice each side of a slab: the anti-aliasing of the disagreement reads them,
+    # so that a slab gets exactly what the whole-array pass gets on its slices
+    want = (lo, hi)
+    lo, hi = max(0, lo - 1), min(shape[0], hi + 1)
     out_lo, out_hi = lo + grid.before[0], hi + grid.before[0]  # in padded coordinates
     rows = [z0 for z0 in grid.z_starts if z0 < out_hi and z0 + win[0] > out_lo]
     total = len(rows) * len(grid.corners_yx)
@@ -347,4 +370,13 @@ def sliding_window(
                 if progress is not None:
                     progress(done, total)
         finalise(z_done, padded[0])
-    return SlidingWindowResult(labels, disagreement, probs, entropy)
+    a, b = want[0] - lo, want[1] - lo
+    antialias_slab(disagreement[a:b], disagreement[a - 1] if a > 0 else None,
+                   disagreement[b] if b < disagreement.shape[0] else None)
+    if (a, b) == (0, disagreement.shape[0]):
+        return SlidingWindowResult(labels, disagreement, probs, entropy)
+    return SlidingWindowResult(
+        labels[a:b].copy(), disagreement[a:b].copy(),
+        probs[:, a:b].copy() if probs is not None else None,
+        entropy[a:b].copy() if entropy is not None else None,
+    )
