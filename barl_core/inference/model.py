@@ -125,6 +125,13 @@ class LoadedModel:
         out = self.module.forward_logits(x)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
+    @torch.no_grad()
+    def branch_logits_and_decoder(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """Per branch, the finest logits and the last decoder map ``[B, base_channels, *x.shape[2:]]``
+        (the same forward as :meth:`branch_logits`, keeping the map the finest head reads)."""
+        out = self.module.forward_logits_and_decoder(x)
+        return tuple(out) if isinstance(out[0], (tuple, list)) else (out,)
+
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> LoadedModel:
     """Load a checkpoint for prediction (never executes code from the file).

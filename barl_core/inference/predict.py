@@ -85,6 +85,10 @@ class Prediction:
     z_range : (int, int) or None
         For :func:`predict_slab`: the input z-slices ``[lo, hi)`` the arrays cover (their
         first axis has ``hi - lo`` slices); None for a whole volume.
+    slice_features : numpy.ndarray or None
+        float32 ``[n_slices, n_branches * base_channels]``, on request: per axial slice of the
+        input, each branch's last decoder map averaged over the slice (see
+        :func:`sliding_window`); the feature space the ``focused`` ranking's coverage uses.
     """
 
     labels: np.ndarray
@@ -93,6 +97,7 @@ class Prediction:
     entropy: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
     z_range: tuple[int, int] | None = None
+    slice_features: np.ndarray | None = None
 
 
 def _check_volume(volume: Volume) -> np.ndarray:
@@ -112,6 +117,7 @@ def predict_volume(
     *,
     return_probabilities: bool = False,
     return_entropy: bool = False,
+    return_features: bool = False,
     progress: WindowProgress | None = None,
     cancel: Any = None,
     overlap: float = 0.5,
@@ -133,6 +139,10 @@ def predict_volume(
     volume : Volume
     return_probabilities, return_entropy : bool
         Extra float16 outputs (probabilities cost ``C`` half-precision volumes).
+    return_features : bool
+        Per-slice pooled decoder features (``Prediction.slice_features``, a few floats per
+        slice), taken from the same forward pass; at a working spacing they are interpolated
+        linearly along z onto the input's slices.
     progress : callable, optional
         ``progress(windows_done, windows_total)``.
     cancel : CancelToken, Event or callable, optional
@@ -163,7 +173,8 @@ def predict_volume(
             )
     return _predict(model, volume, None, window=window, overlap=overlap, sw_batch_size=sw_batch_size,
                     return_probabilities=return_probabilities, return_entropy=return_entropy,
-                    progress=progress, cancel=cancel, precision=precision)
+                    return_features=return_features, progress=progress, cancel=cancel,
+                    precision=precision)
 
 
 def predict_slab(
@@ -190,7 +201,8 @@ def predict_slab(
         Input z-slices ``[lo, hi)``, ``0 <= lo < hi <= Z``.
     **kwargs
         ``window``, ``overlap``, ``sw_batch_size``, ``precision``, ``return_probabilities``,
-        ``return_entropy``, ``progress``, ``cancel`` as for :func:`predict_volume`.
+        ``return_entropy``, ``return_features``, ``progress``, ``cancel`` as for
+        :func:`predict_volume`.
 
     Returns
     -------
@@ -245,7 +257,12 @@ def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, *,
             for k, p in enumerate(res.probabilities):
                 probs[k] = to_input_grid(p, geom, reference, is_label=False)
         ent = to_input_grid(res.entropy, geom, reference, is_label=False) if res.entropy is not None else None
-        res = SlidingWindowResult(labels, dis, probs, ent)
+        feats = None
+        if res.slice_features is not None:
+            lo_in = z_range[0] if z_range is not None else 0
+            scale = float(volume.spacing[0]) / float(target[0])
+            feats = _features_along_z(res.slice_features, (lo_in + np.arange(reference.shape[0])) * scale - first)
+        res = SlidingWindowResult(labels, dis, probs, ent, feats)
     dis = res.disagreement.astype(np.float16, copy=False)
     np.clip(dis, 0, 1, out=dis)  # in place: interpolation keeps [0, 1] up to rounding
     return Prediction(
@@ -254,7 +271,16 @@ def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, *,
         probabilities=res.probabilities,
         entropy=res.entropy,
         class_names=model.class_names,
+        slice_features=res.slice_features,
     )
+
+
+def _features_along_z(features: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per-slice features of the working grid, linearly interpolated at fractional working
+    slice ``positions`` (clamped to its ends), float32 ``[len(positions), F]``."""
+    src = np.arange(features.shape[0], dtype=np.float64)
+    return np.stack([np.interp(positions, src, features[:, f]) for f in range(features.shape[1])],
+                    axis=1).astype(np.float32)
 
 
 def _run_window(model: LoadedModel, image: np.ndarray, stats: NormStats, *, sw_batch_size: int = 1,

@@ -159,6 +159,7 @@ class SlidingWindowResult:
     disagreement: np.ndarray
     probabilities: np.ndarray | None = None
     entropy: np.ndarray | None = None
+    slice_features: np.ndarray | None = None
 
 
 def _effective_window(shape: Sequence[int], window: Sequence[int], divisor: int) -> tuple[int, ...]:
@@ -225,6 +226,7 @@ def sliding_window(
     norm: NormStats | None = None,
     precision: str = "auto",
     z_range: tuple[int, int] | None = None,
+    return_features: bool = False,
 ) -> SlidingWindowResult:
     """Gaussian-blended sliding-window prediction of a ``(z, y, x)`` array.
 
@@ -261,6 +263,11 @@ def sliding_window(
         Only the slices ``[lo, hi)``: only the rows of windows touching them run, and the
         outputs hold ``hi - lo`` slices equal to those of the whole-array pass (same windows,
         same weights).
+    return_features : bool
+        Also return ``slice_features``, float32 ``[n_slices, n_branches * base_channels]``: per
+        z-slice, each branch's last decoder map (what its finest head classifies) averaged over
+        the slice, Gaussian-weighted over the windows that cover it. Pooled inside the forward
+        that already runs (no second pass); active learning compares slices with it.
 
     Returns
     -------
@@ -307,6 +314,7 @@ def sliding_window(
     low = autocast_dtype(precision, dev)
     amp = torch.autocast(device_type=dev.type, dtype=low) if low is not None else contextlib.nullcontext()
 
+    pool = _SlicePool(padded[0], grid, shape, nb) if return_features else None
     chunk = int(np.clip(_FINALISE_BYTES // max(1, (nb + 2) * c * shape[1] * shape[2] * 4), 1, 8))
 
     def finalise(z_lo: int, z_hi: int) -> None:
@@ -359,7 +367,12 @@ def sliding_window(
                     np.stack([tile(*corner) for corner in batch]).astype(np.float32, copy=False)
                 )[:, None].to(dev)
                 with amp:
-                    outs = model.branch_logits(x)
+                    if pool is None:
+                        outs = model.branch_logits(x)
+                    else:
+                        pairs = model.branch_logits_and_decoder(x)
+                        outs = tuple(logits for logits, _ in pairs)
+                        pool.add(batch, [h for _, h in pairs])
                 for bi, logits in enumerate(outs):
                     p = F.softmax(logits.float(), dim=1)[:, 1:].mul_(gauss)
                     for j, (_, y0, x0) in enumerate(batch):
@@ -373,10 +386,47 @@ def sliding_window(
     a, b = want[0] - lo, want[1] - lo
     antialias_slab(disagreement[a:b], disagreement[a - 1] if a > 0 else None,
                    disagreement[b] if b < disagreement.shape[0] else None)
+    feats = pool.result(want[0] + before[0], want[1] + before[0]) if pool is not None else None
     if (a, b) == (0, disagreement.shape[0]):
-        return SlidingWindowResult(labels, disagreement, probs, entropy)
+        return SlidingWindowResult(labels, disagreement, probs, entropy, feats)
     return SlidingWindowResult(
         labels[a:b].copy(), disagreement[a:b].copy(),
         probs[:, a:b].copy() if probs is not None else None,
         entropy[a:b].copy() if entropy is not None else None,
+        feats,
     )
+
+
+class _SlicePool:
+    """Per padded z-slice sums of each branch's decoder map, Gaussian-weighted over the real
+    (unpadded) voxels of every window that covers the slice; a few floats per slice."""
+
+    def __init__(self, depth: int, grid: _Grid, shape: Sequence[int], n_branches: int):
+        self.grid, self.shape, self.nb = grid, tuple(shape), n_branches
+        self.sums: np.ndarray | None = None  # [depth, nb * F], sized at the first window
+        self.weights = np.zeros(depth, dtype=np.float64)
+        self.depth = depth
+
+    def _real(self, start: int, axis: int) -> slice:
+        """The part of a window starting at padded ``start`` that lies inside the volume."""
+        before, n, w = self.grid.before[axis], self.shape[axis], self.grid.win[axis]
+        return slice(max(0, before - start), max(0, min(w, before + n - start)))
+
+    def add(self, batch: Sequence[tuple[int, int, int]], maps: Sequence[torch.Tensor]) -> None:
+        """Accumulate one batch of windows; ``maps[b]`` is branch b's ``[B, F, wz, wy, wx]``."""
+        n_feat = int(maps[0].shape[1])
+        if self.sums is None:
+            self.sums = np.zeros((self.depth, self.nb * n_feat), dtype=np.float64)
+        wz = self.grid.win[0]
+        for j, (z0, y0, x0) in enumerate(batch):
+            ys, xs = self._real(y0, 1), self._real(x0, 2)
+            g = self.grid.gauss[:, ys, xs]
+            self.weights[z0 : z0 + wz] += g.sum((1, 2)).double().cpu().numpy()
+            for b, h in enumerate(maps):
+                s = (h[j][:, :, ys, xs].float() * g).sum((2, 3))  # [F, wz]
+                self.sums[z0 : z0 + wz, b * n_feat : (b + 1) * n_feat] += s.T.double().cpu().numpy()
+
+    def result(self, lo: int, hi: int) -> np.ndarray:
+        """Weighted means of padded slices ``[lo, hi)``, float32 ``[hi - lo, nb * F]``."""
+        sums = self.sums if self.sums is not None else np.zeros((self.depth, 0))
+        return (sums[lo:hi] / np.maximum(self.weights[lo:hi, None], 1e-12)).astype(np.float32)

@@ -278,6 +278,12 @@ class UNet3D(nn.Module):
         InputSizeError
             The input is not 5-D, has the wrong channel count, or an indivisible size.
         """
+        logits, h = self._decode(x, deep_supervision)
+        features = self._features(h) if return_features else None
+        return NetOutput(logits, features)
+
+    def _decode(self, x: Tensor, deep_supervision: bool) -> tuple[list[Tensor], Tensor]:
+        """Logits (as :meth:`forward`) and the last decoder feature map the finest head reads."""
         _check_input(x, self.cfg)
         size = x.shape[2:]
         h = self.stem(x)
@@ -296,13 +302,20 @@ class UNet3D(nn.Module):
                 logits.append(self._head(i, h, size))
         if not logits:  # depth == 1 without deep supervision
             logits.append(self._head(0, h, size))
-
-        features = self._features(h) if return_features else None
-        return NetOutput(logits, features)
+        return logits, h
 
     def forward_logits(self, x: Tensor) -> Tensor:
         """Finest logits only (``[B, C, *spatial]``): the cheap path for inference."""
         return self.forward(x, deep_supervision=False, return_features=False).logits[-1]
+
+    def forward_logits_and_decoder(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Finest logits and the last decoder map ``[B, base_channels, *spatial]`` in one pass.
+
+        The decoder map is what the finest head classifies; prediction pools it per slice for
+        active learning's feature-space coverage without a second forward.
+        """
+        logits, h = self._decode(x, deep_supervision=False)
+        return logits[-1], h
 
     def _head(self, index: int, h: Tensor, size: torch.Size) -> Tensor:
         out = self.heads[index](h)
@@ -377,6 +390,10 @@ class BiBranchNet(nn.Module):
     def forward_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Finest logits of both branches (inference)."""
         return self.branch_a.forward_logits(x), self.branch_b.forward_logits(x)
+
+    def forward_logits_and_decoder(self, x: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """:meth:`UNet3D.forward_logits_and_decoder` of both branches (inference)."""
+        return self.branch_a.forward_logits_and_decoder(x), self.branch_b.forward_logits_and_decoder(x)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

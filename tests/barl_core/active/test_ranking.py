@@ -130,6 +130,28 @@ def test_feature_space_coverage_prefers_a_slice_unlike_the_annotated_ones(two_cl
     assert pick.index == 10
 
 
+def test_a_slice_identical_in_feature_space_to_an_annotated_one_in_another_case_ranks_below_a_novel_one(two_classes):
+    """Feature-space coverage spans cases: case b's slice 10 looks exactly like case a's
+    annotated slice 20 (same embedding), its slice 29 like nothing annotated; both are equally
+    uncertain and equally far from b's own annotated slice, so the novel one must win."""
+    dis = np.full(SHAPE, 0.01, np.float32)
+    dis[10, 4:16, 4] = 0.5
+    dis[30, 4:16, 4] = 0.5
+    rng = np.random.default_rng(0)
+    feats_a, feats_b = rng.normal(size=(SHAPE[0], 6)), rng.normal(size=(SHAPE[0], 6))
+    feats_b[10] = feats_a[20]  # identical to a's annotated slice
+    a = CaseInputs("a", np.full(SHAPE, 0.01, np.float32), two_classes, _sparse(two_classes, [20]), features=feats_a)
+    b = CaseInputs("b", dis, two_classes, _sparse(two_classes, [20]), features=feats_b)
+    assert rank_slices([a, b], top_k=1)[0].index == 30
+    feats_b[[10, 30]] = feats_b[[30, 10]]  # now slice 30 is the copy: the pick follows the features
+    assert rank_slices([a, b], top_k=1)[0].index == 10
+    # without features the two tie on every other factor: the features are what decides
+    plain = [CaseInputs(c.name, c.disagreement, c.predicted, c.labels) for c in (a, b)]
+    top = rank_slices(plain, top_k=2)
+    assert {p.index for p in top} == {10, 30}
+    assert top[1].score == pytest.approx(top[0].score * RankingConfig().case_decay)  # a tie but for the 2nd pick's decay
+
+
 def test_case_ranking_prefers_the_case_with_more_to_learn(two_classes):
     calm = np.full(SHAPE, 0.01, np.float32)
     busy = calm.copy()
