@@ -31,8 +31,9 @@ __all__ = ["merge", "main"]
 MUST_MATCH = {
     "label_efficiency": ("dataset", "iterations", "patch_zyx", "base_channels", "batch_labeled",
                          "batch_unlabeled", "sparse_slices_per_case", "distance_units", "class_names"),
-    "active_learning": ("dataset", "cases", "k", "rounds", "method", "iterations", "finetune_iterations",
-                        "patch_zyx", "base_channels", "class_names"),
+    "active_learning": ("dataset", "cases", "pool", "k", "rounds", "method", "iterations", "finetune_iterations",
+                        "finetune_lr", "features", "round0_seed", "overlap", "patch_zyx", "base_channels",
+                        "class_names"),
 }
 
 
@@ -41,9 +42,9 @@ def _summarise(benchmark: str, data: dict) -> dict:
         from benchmarks.label_efficiency import summarise
 
         return summarise(data["runs"], data["config"]["class_names"])
-    from benchmarks.active_learning import summarise
+    from benchmarks.active_learning import STRATEGIES, summarise_all
 
-    return summarise(data["runs"], data["config"]["strategies"])
+    return summarise_all(data["runs"], STRATEGIES)
 
 
 def merge(datas: Sequence[dict]) -> dict:
@@ -70,6 +71,9 @@ def merge(datas: Sequence[dict]) -> dict:
         out["runs"].update(other["runs"])
         out["sessions"].extend(other.get("sessions", []))
         seeds |= set(other["config"].get("seeds", []))
+        if "strategies" in out["config"]:  # active learning: processes split by strategy
+            out["config"]["strategies"] += [s for s in other["config"].get("strategies", [])
+                                            if s not in out["config"]["strategies"]]
     out["config"]["seeds"] = sorted(seeds)
     out["summary"] = _summarise(benchmark, out)
     return out
