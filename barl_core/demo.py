@@ -13,7 +13,11 @@ in a few minutes on a laptop CPU:
 5. "annotate" the suggested slices by revealing their true labels (the phantom knows them);
 6. fine-tune from the previous model (``init_from``, fewer iterations) and go to 3.
 
-It prints the Dice of every round in a table; Dice should rise as slices are added.
+Beside it runs the baseline that says whether the suggestions are worth following: from the
+same round-0 model, the same number of slices picked **at random** each round, revealed and
+fine-tuned the same way (same iterations, learning rate and seed). The table prints the Dice of
+every round for both, and the gain of the suggestions over the random pick. One seed on small
+phantoms: a demonstration, not a benchmark (that is ``benchmarks/active_learning.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ class DemoConfig:
     iterations : int
         Training iterations of the first round.
     finetune_iterations : int or None
-        Iterations of each fine-tuning round (default half of ``iterations``).
+        Iterations of each fine-tuning round (default 30% of ``iterations``: with the random
+        baseline each round fine-tunes twice, and the demo should take about as long as it
+        did with one fine-tune of half of ``iterations``).
     slices_per_round : int
         Suggested slices whose true labels are revealed after each round.
     n_train, n_labelled, initial_slices, n_test : int
@@ -81,6 +87,9 @@ class DemoConfig:
         Phantoms, training and suggestions follow from it.
     num_threads : int or None
         torch threads (None: torch's default).
+    random_baseline : bool
+        Also fine-tune on the same number of randomly picked slices each round (the table's
+        "random pick" and "gain" columns); costs one more fine-tune per round.
     """
 
     rounds: int = 3
@@ -103,6 +112,7 @@ class DemoConfig:
     device: str = "auto"
     seed: int = 0
     num_threads: int | None = None
+    random_baseline: bool = True
 
     def validate(self) -> DemoConfig:
         """Check the options; return self (so it chains)."""
@@ -129,6 +139,15 @@ class RoundResult:
     seconds: float
     model_path: Path
     suggestions: list[tuple[str, int, float]] = field(default_factory=list)
+    random_dice: float | None = None
+    random_picks: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def gain(self) -> float | None:
+        """Mean Dice of the suggestions' model minus the random pick's (None without one)."""
+        if self.random_dice is None or not math.isfinite(self.random_dice) or not math.isfinite(self.mean_dice):
+            return None
+        return self.mean_dice - self.random_dice
 
 
 @dataclass
@@ -161,15 +180,26 @@ def sparkline(values: Sequence[float], width: int = 48) -> str:
 
 
 def format_table(rounds: Sequence[RoundResult], class_names: Sequence[str]) -> str:
-    """Return the Dice table printed at the end (one row per round)."""
+    """Return the Dice table printed at the end (one row per round).
+
+    With the random baseline, ``random pick`` is the mean Dice after fine-tuning on as many
+    randomly picked slices instead of the suggested ones, and ``gain`` the difference (round 0
+    is one model for both).
+    """
     fg = list(class_names[1:])
-    head = ["round", "slices", "iters"] + fg + ["mean", "time"]
+    baseline = any(r.random_dice is not None for r in rounds)
+    head = ["round", "slices", "iters"] + fg + ["mean"] + (["random pick", "gain"] if baseline else []) + ["time"]
     rows = [head]
     for r in rounds:
+        extra = []
+        if baseline:
+            gain = r.gain
+            extra = [_fmt(r.random_dice) if r.random_dice is not None else "n/a",
+                     "same model" if r.round == 0 else "n/a" if gain is None else f"{gain:+.3f}"]
         rows.append(
             [str(r.round), str(r.annotated_slices), str(r.iterations)]
             + [_fmt(r.dice.get(c, math.nan)) for c in fg]
-            + [_fmt(r.mean_dice), f"{r.seconds:.0f}s"]
+            + [_fmt(r.mean_dice)] + extra + [f"{r.seconds:.0f}s"]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
@@ -177,7 +207,7 @@ def format_table(rounds: Sequence[RoundResult], class_names: Sequence[str]) -> s
     return "\n".join(lines)
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
     return "  n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
 
@@ -219,18 +249,31 @@ def _suggest(
         name = path.name.split(".")[0]
         lab_path = labels_dir / path.name
         labels = read_volume(lab_path).array if lab_path.exists() else None
-        pred = predict_volume(model, read_volume(path))
+        pred = predict_volume(model, read_volume(path), return_features=True)
         dis = pred.disagreement.astype(np.float32)
         profile = focus_profile(dis, pred.labels, labels, num_classes=len(class_names))
         print(f"    {name}: |{sparkline(profile)}|  {len(annotated_slices(labels))} slices annotated",
               file=stream)
-        cases.append(CaseInputs(name, dis, pred.labels, labels))
+        cases.append(CaseInputs(name, dis, pred.labels, labels, features=pred.slice_features))
     picks = rank_slices(cases, top_k=k, config=RankingConfig(min_gap=3), num_classes=len(class_names),
                         class_names=tuple(class_names))
     print("  suggested next (annotating them = revealing the phantom's true labels):", file=stream)
     for p in picks:
         print(f"    {p.case} slice z={p.index:<3d} focused score {p.score:.3f}: {p.reason}", file=stream)
     return [(p.case, p.index, float(p.score)) for p in picks]
+
+
+def _random_picks(images: list[Path], labels_dir: Path, k: int, rng: np.random.Generator) -> list[tuple[str, int, float]]:
+    """``k`` unannotated axial slices drawn uniformly from all training cases (the baseline)."""
+    free = []
+    for path in images:
+        name = path.name.split(".")[0]
+        lab_path = labels_dir / path.name
+        n = read_volume(path).shape[0]
+        done = set(annotated_slices(read_volume(lab_path).array)) if lab_path.exists() else set()
+        free += [(name, z) for z in range(n) if z not in done]
+    chosen = rng.choice(len(free), size=min(k, len(free)), replace=False) if free else []
+    return [(free[i][0], free[i][1], 0.0) for i in sorted(int(i) for i in chosen)]
 
 
 def _reveal(picks: list[tuple[str, int, float]], images_dir: Path, labels_dir: Path, truth_dir: Path) -> None:
@@ -242,6 +285,11 @@ def _reveal(picks: list[tuple[str, int, float]], images_dir: Path, labels_dir: P
         labels = read_volume(lab_path).array.astype(np.uint8) if lab_path.exists() else np.full(gt.shape, 255, np.uint8)
         labels[z] = gt[z]
         write_labels(labels, image, lab_path)
+
+
+def _mean_finite(values) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _count_annotated(labels_dir: Path) -> int:
@@ -313,9 +361,17 @@ def run_demo(
         foreground_fraction=cfg.foreground_fraction,
     )
     base = base.with_classes(class_names).validate()
-    ft_iters = cfg.finetune_iterations or max(1, cfg.iterations // 2)
+    ft_iters = cfg.finetune_iterations or max(1, cfg.iterations * 3 // 10)
     results: list[RoundResult] = []
     previous: Path | None = None
+    # the random-pick baseline: its own label maps, starting from the same slices and model
+    random_labels = out / "random_pick" / "labelsTr"
+    if cfg.random_baseline and cfg.rounds > 1:
+        import shutil
+
+        shutil.copytree(labels_dir, random_labels, dirs_exist_ok=True)
+    random_model: Path | None = None
+    random_rng = np.random.default_rng(cfg.seed + 7919)
     for r in range(cfg.rounds):
         t0 = time.perf_counter()
         n_slices = _count_annotated(labels_dir)
@@ -328,22 +384,47 @@ def run_demo(
                        callback=train_callback)
         model = load_model(result.model_path, device=cfg.device)
         dice_by_class = _dice_scores(model, test_images, test_root / "groundtruth", class_names)
-        finite = [v for v in dice_by_class.values() if math.isfinite(v)]
-        mean = float(np.mean(finite)) if finite else math.nan
+        mean = _mean_finite(dice_by_class.values())
         print(
             "  test Dice: " + ", ".join(f"{c} {_fmt(v)}" for c, v in dice_by_class.items()) + f"; mean {_fmt(mean)}",
             file=stream,
         )
+        random_dice = None
+        if random_labels.is_dir():
+            if previous is None:  # round 0: one model for both
+                random_model, random_dice = Path(result.model_path), mean
+            else:
+                t_random = time.perf_counter()
+                rnd = train(run_cfg, images_dir, random_labels, out / "random_pick" / f"round_{r}",
+                            init_from=random_model, callback=train_callback)
+                random_model = Path(rnd.model_path)
+                rmodel = load_model(random_model, device=cfg.device)
+                random_dice = _mean_finite(_dice_scores(rmodel, test_images, test_root / "groundtruth",
+                                                        class_names).values())
+                del rmodel
+                print(f"  random pick of as many slices, fine-tuned the same way: mean {_fmt(random_dice)} "
+                      f"(suggestions {mean - random_dice:+.3f}; {time.perf_counter() - t_random:.0f} s)",
+                      file=stream)
         picks: list[tuple[str, int, float]] = []
+        random_picks: list[tuple[str, int, float]] = []
         if r < cfg.rounds - 1 and cfg.slices_per_round > 0:
             picks = _suggest(model, images, labels_dir, cfg.slices_per_round, stream, class_names)
             _reveal(picks, images_dir, labels_dir, truth_dir)
+            if random_labels.is_dir():
+                random_picks = _random_picks(images, random_labels, len(picks), random_rng)
+                _reveal(random_picks, images_dir, random_labels, truth_dir)
         results.append(RoundResult(r, n_slices, iters, dice_by_class, mean, time.perf_counter() - t0,
-                                   Path(result.model_path), picks))
+                                   Path(result.model_path), picks, random_dice,
+                                   [(n, z) for n, z, _ in random_picks]))
         previous = Path(result.model_path)
         del model
     total = time.perf_counter() - t_start
     print("\nDice on held-out phantom cases after each round:", file=stream)
     print(format_table(results, class_names), file=stream)
+    last = results[-1]
+    if last.gain is not None and last.round > 0:
+        print(f"\nthe suggested slices vs as many random ones after round {last.round}: {last.gain:+.3f} mean "
+              "Dice (one seed on phantoms; the benchmark with seeds is docs/benchmarks.md section 2)",
+              file=stream)
     print(f"\ntotal {total:.0f} s; models, data and labels are in {out}", file=stream)
     return DemoResult(results, out, tuple(class_names), total)

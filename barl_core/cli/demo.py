@@ -2,8 +2,9 @@
 
 Train from a few labelled slices, predict held-out cases, show where the two branches
 disagree, reveal the suggested slices' true labels, fine-tune, and print Dice after each
-round (:mod:`barl_core.demo`). ``--gui`` opens napari with the phantom and the BARL widget
-instead (needs the ``napari`` extra).
+round (:mod:`barl_core.demo`), beside the Dice of as many randomly picked slices.
+``--gui`` opens napari with the phantom and the BARL widget instead (needs the ``napari``
+extra).
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, metavar="DIR", help="where data, models and labels go (default: a temporary folder)")
     p.add_argument("--rounds", type=int, default=d.rounds, help=f"train + fine-tune rounds (default {d.rounds})")
     p.add_argument("--iterations", type=int, default=d.iterations, help=f"iterations of the first round (default {d.iterations})")
-    p.add_argument("--finetune-iterations", type=int, help="iterations per fine-tune round (default half of --iterations)")
+    p.add_argument("--finetune-iterations", type=int, help="iterations per fine-tune round (default 30%% of --iterations)")
     p.add_argument("--slices-per-round", type=int, default=d.slices_per_round,
                    help=f"suggested slices revealed per round (default {d.slices_per_round})")
     p.add_argument("--device", default=d.device, help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=d.seed, help="phantoms, training and suggestions follow from it")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-random-pick", action="store_true",
+                   help="skip the baseline column (the same number of random slices, fine-tuned the same "
+                   "way; one more fine-tune per round)")
     p.add_argument("--quiet", action="store_true", help="no training progress bar")
     p.add_argument("--gui", action="store_true", help="open napari with the phantom and the BARL widget instead")
     p.set_defaults(func=run)
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(
         rounds=args.rounds, iterations=args.iterations, finetune_iterations=args.finetune_iterations,
         slices_per_round=args.slices_per_round, device=args.device, seed=args.seed, num_threads=args.threads,
+        random_baseline=not args.no_random_pick,
     )
     run_demo(cfg, args.out, train_callback=None if args.quiet else ProgressBar())
     return 0

@@ -54,6 +54,31 @@ def test_demo_runs_two_rounds_and_prints_a_dice_table(demo):
     assert second.iterations == 20 and result.rounds[1].model_path.exists()
 
 
+def test_random_pick_column_reveals_as_many_random_slices_from_the_same_start(demo):
+    """The baseline starts from round 0's model and slices, reveals as many unannotated slices
+    as were suggested (into its own label maps, not the suggestions'), and is scored the same."""
+    result, text, out = demo
+    first, second = result.rounds
+    assert first.random_dice == first.mean_dice and first.gain == 0.0  # one model at round 0
+    assert second.random_dice is not None and second.gain == pytest.approx(second.mean_dice - second.random_dice)
+    assert len(first.random_picks) == len(first.suggestions) == 2
+    header = text.split("after each round:")[1].strip().splitlines()[0]
+    assert "random pick" in header and "gain" in header
+    start = {}
+    for path in sorted((out / "train" / "imagesTr").glob("*.nii.gz")):
+        name = path.name.split(".")[0]
+        rand = out / "random_pick" / "labelsTr" / path.name
+        truth = read_volume(out / "train" / "groundtruth" / path.name).array
+        lab = read_volume(rand).array if rand.exists() else np.full(truth.shape, 255, np.uint8)
+        start[name] = lab
+    n_random = sum(int((lab != 255).any(axis=(1, 2)).sum()) for lab in start.values())
+    assert n_random == second.annotated_slices  # as many slices as the suggestions' arm
+    for name, z in first.random_picks:
+        truth = read_volume(out / "train" / "groundtruth" / f"{name}.nii.gz").array
+        np.testing.assert_array_equal(start[name][z], truth[z])
+    assert (out / "random_pick" / "round_1").is_dir()
+
+
 def test_trained_model_beats_chance_on_held_out_phantom(demo):
     result, _, out = demo
     truth = read_volume(out / "test" / "groundtruth" / "phantom_000.nii.gz").array
