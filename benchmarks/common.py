@@ -290,6 +290,7 @@ def build_train_config(
     optimizer: str = BENCH_OPTIMIZER,
     lr: float = BENCH_LR,
     validation: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, float] | None = None,
 ) -> Any:
     """A :class:`barl_core.training.config.TrainConfig` for one benchmark run.
 
@@ -299,9 +300,19 @@ def build_train_config(
     patch, batch and network width, so only the method differs between runs. Periodic
     checkpoints are off (only the final model is written): benchmarks never resume a run.
     ``validation`` holds :class:`barl_core.training.validator.ValidationConfig` fields
-    (``every``, ``patience``); off by default.
+    (``every``, ``patience``); off by default. ``overrides`` changes method settings on top
+    of the preset's: a :class:`barl_core.losses.config.LossConfig` field (``dpr``, ``pcbc``,
+    ``dpr_threshold``, ...) or a top-level field (``cps_weight``, ``consistency_weight``).
     """
+    import dataclasses
+
+    from barl_core.losses.config import LossConfig
     from barl_core.training.config import default_class_names, preset
+
+    loss_fields = {f.name for f in dataclasses.fields(LossConfig)}
+    overrides = dict(overrides or {})
+    losses = {k: v for k, v in overrides.items() if k in loss_fields}
+    top = {k: v for k, v in overrides.items() if k not in loss_fields}
 
     names = tuple(class_names) if class_names else default_class_names(num_classes)
     return preset(
@@ -322,6 +333,8 @@ def build_train_config(
         lr=float(lr),
         network={"base_channels": int(base_channels), "num_classes": len(names)},
         validation=dict(validation or {}),
+        **({"losses": losses} if losses else {}),
+        **top,
     )
 
 

@@ -73,20 +73,42 @@ class RunSpec:
     method: str
     seed: int
     disable: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, float], ...] = ()
 
     @property
     def variant(self) -> str:
-        """Method name as tables show it (``barl -dpr`` for an ablation)."""
+        """Method name as tables show it (``barl -dpr`` for an ablation, ``barl [dpr=0.5]`` with overrides)."""
         if self.group == "upper":
-            return "full-supervision"
-        if self.disable:
-            return f"{self.method} -" + ",".join(self.disable)
-        return self.method
+            name = "full-supervision"
+        elif self.disable:
+            name = f"{self.method} -" + ",".join(self.disable)
+        else:
+            name = self.method
+        return f"{name} [{_overrides_text(self.overrides)}]" if self.overrides else name
 
     @property
     def key(self) -> str:
         dis = f"-no-{'-'.join(self.disable)}" if self.disable else ""
-        return f"{self.group}/{self.setting}/{self.budget.label}/{self.method}{dis}/seed{self.seed}"
+        ovr = f"-set-{_overrides_text(self.overrides)}" if self.overrides else ""
+        return f"{self.group}/{self.setting}/{self.budget.label}/{self.method}{dis}{ovr}/seed{self.seed}"
+
+
+def _overrides_text(overrides: Sequence[tuple[str, float]]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in overrides)
+
+
+def parse_overrides(text: str) -> tuple[tuple[str, float], ...]:
+    """``"dpr=0.5,cps_weight=0.5"`` -> ``(("cps_weight", 0.5), ("dpr", 0.5))`` (sorted: one key per setting)."""
+    pairs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set: expected NAME=VALUE, got {item!r}")
+        try:
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise SystemExit(f"--set: {name.strip()} needs a number, got {value!r}") from None
+    return tuple(sorted(pairs))
 
 
 @dataclass
@@ -132,6 +154,7 @@ def build_plan(
     ablation_budget: Budget | None,
     pool_size: int,
     ablation_terms: Sequence[str] = ABLATION_TERMS,
+    overrides: tuple[tuple[str, float], ...] = (),
 ) -> list[RunSpec]:
     """All runs, seed-major: a run stopped half-way still holds complete single-seed tables."""
     plan: list[RunSpec] = []
@@ -140,12 +163,12 @@ def build_plan(
         for budget in budgets:
             for setting in settings:
                 for method in methods:
-                    plan.append(RunSpec("main", budget, setting, method, seed))
+                    plan.append(RunSpec("main", budget, setting, method, seed, overrides=overrides))
         if upper:
-            plan.append(RunSpec("upper", full_pool, "full", "supervised", seed))
+            plan.append(RunSpec("upper", full_pool, "full", "supervised", seed, overrides=overrides))
         if ablation and ablation_budget is not None:
             for term in ablation_terms:
-                plan.append(RunSpec("ablation", ablation_budget, "sparse", "barl", seed, (term,)))
+                plan.append(RunSpec("ablation", ablation_budget, "sparse", "barl", seed, (term,), overrides))
     return plan
 
 
@@ -421,6 +444,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=None,
                    help="barl with each of dpr,pcbc,region,instance off, on the largest budget, sparse "
                    "labels (default: on, off with --gpu-protocol)")
+    p.add_argument("--set", default="",
+                   help="method settings for every run of this invocation, e.g. 'dpr=0.5,pcbc=0.25,cps_weight=0.5' "
+                        "(loss weights/options of LossConfig, or TrainConfig fields); runs carry them in their name")
     p.add_argument("--ablation-terms", default=",".join(ABLATION_TERMS),
                    help="BARL terms switched off one at a time in the ablation (default all four)")
     common.add_output_arguments(p, "label_efficiency", resume_help="keep runs already in --out and skip them",
@@ -500,7 +526,7 @@ def run(args: argparse.Namespace) -> dict:
     abl_budget = max(budgets, key=lambda b: b.n_labelled) if budgets else None
     plan = build_plan(budgets, settings, methods, seeds, upper=not args.no_upper,
                       ablation=args.ablation, ablation_budget=abl_budget, pool_size=len(ds.pool),
-                      ablation_terms=terms)
+                      ablation_terms=terms, overrides=parse_overrides(args.set))
 
     config = {
         "dataset": ds.name,
@@ -641,6 +667,7 @@ def run_one(spec: RunSpec, ds: Dataset, args: argparse.Namespace, img_dir: Path,
         base_channels=args.base_channels, num_classes=len(ds.class_names), seed=spec.seed,
         disable=spec.disable, batch_labeled=args.batch_labeled, batch_unlabeled=args.batch_unlabeled,
         device=args.device, class_names=ds.class_names, num_threads=args.threads, validation=validation,
+        overrides=dict(spec.overrides),
     )
     curve: list[dict] = []
     best_iteration = None
@@ -670,6 +697,7 @@ def run_one(spec: RunSpec, ds: Dataset, args: argparse.Namespace, img_dir: Path,
         "method": spec.method,
         "variant": spec.variant,
         "disable": list(spec.disable),
+        "overrides": dict(spec.overrides),
         "seed": spec.seed,
         "iterations": args.iterations,
         "iterations_done": iterations_done,
