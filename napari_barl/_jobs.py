@@ -91,7 +91,8 @@ class JobController(QObject):
             )
             return
         config = self.training.build_config(session.class_names)
-        self._start(session.start_training(config, fine_tune=fine_tune))
+        budget = self.training.time_budget_s()  # the quick preset: planned to fit it
+        self._start(session.start_training(config, fine_tune=fine_tune, time_budget_s=budget))
 
     @guarded
     def start_prediction(self, all_cases: bool = False, cases: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from qtpy.QtCore import QObject, QPointF, Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-__all__ = ["JobRunner", "LossPlot", "format_eta", "FINAL_KINDS"]
+__all__ = ["JobRunner", "LossPlot", "format_eta", "format_duration", "FINAL_KINDS"]
 
 FINAL_KINDS = ("done", "error", "cancelled")
 
@@ -107,59 +107,95 @@ class _Failure:
         self.message = message
 
 
-def format_eta(seconds: float | None) -> str:
-    """Return ``seconds`` as a short "ETA ..." text ("ETA --" when unknown)."""
+def format_duration(seconds: float | None) -> str:
+    """Return ``seconds`` as "1 h 02 min", "3 min 05 s" or "42 s" ("--" when unknown)."""
     if seconds is None or not math.isfinite(seconds):
-        return "ETA --"
+        return "--"
     seconds = int(round(seconds))
     if seconds >= 3600:
-        return f"ETA {seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     if seconds >= 60:
-        return f"ETA {seconds // 60} min {seconds % 60:02d} s"
-    return f"ETA {seconds} s"
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+def format_eta(seconds: float | None) -> str:
+    """Return ``seconds`` as a short "ETA ..." text ("ETA --" when unknown)."""
+    return f"ETA {format_duration(seconds)}"
 
 
 class LossPlot(QWidget):
-    """A small live sparkline of the total loss (log-free, autoscaled)."""
+    """Live curves of a run on one iteration axis: the total loss and the validation Dice.
+
+    The loss is autoscaled (orange); the validation Dice (green, 0 to 1) is what the trainer
+    keeps the best weights by and stops on when it plateaus, so seeing both tells whether a
+    falling loss still buys a better model.
+    """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.values: list[float] = []
+        self.iterations: list[int] = []
+        self.val_dice: list[tuple[int, float]] = []
         self.setMinimumHeight(60)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.setToolTip("training loss")
+        self.setToolTip("training loss (orange) and validation Dice (green, 0 to 1)")
 
     def clear(self) -> None:
         """Forget the curves (a new run starts)."""
-        self.values = []
+        self.values, self.iterations, self.val_dice = [], [], []
         self.update()
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, iteration: int | None = None) -> None:
         """Append one loss value (non-finite values are skipped: they would flatten the plot)."""
         if value is not None and math.isfinite(value):
             self.values.append(float(value))
+            self.iterations.append(int(iteration) if iteration else len(self.values))
+            self.update()
+
+    def add_validation(self, iteration: int, dice: float) -> None:
+        """Append the validation Dice scored at ``iteration``."""
+        if dice is not None and math.isfinite(dice):
+            self.val_dice.append((int(iteration), float(dice)))
             self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        """Draw the curve, autoscaled, with the last value written in the corner."""
+        """Draw both curves, the loss autoscaled, with the last values written on top."""
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(30, 30, 36))
         w, h = self.width(), self.height()
         p.setPen(QColor(150, 150, 160))
-        if len(self.values) < 2:
-            p.drawText(self.rect(), Qt.AlignCenter, "loss")
+        if len(self.values) < 2 and not self.val_dice:
+            p.drawText(self.rect(), Qt.AlignCenter, "loss / validation Dice")
             p.end()
             return
-        lo, hi = min(self.values), max(self.values)
-        span = (hi - lo) or 1.0
-        n = len(self.values)
-        pts = [
-            QPointF(4 + (w - 8) * i / (n - 1), h - 4 - (h - 16) * (v - lo) / span)
-            for i, v in enumerate(self.values)
-        ]
+        last = max(self.iterations[-1:] + [it for it, _ in self.val_dice] + [2])
+        first = min(self.iterations[:1] + [it for it, _ in self.val_dice[:1]] + [last - 1])
+        span_x = max(last - first, 1)
+
+        def x_of(it: int) -> float:
+            return 4 + (w - 8) * (it - first) / span_x
+
         p.setRenderHint(QPainter.Antialiasing)
-        p.setPen(QPen(QColor(255, 170, 60), 1.5))
-        p.drawPolyline(QPolygonF(pts))
+        texts = []
+        if len(self.values) >= 2:
+            lo, hi = min(self.values), max(self.values)
+            span = (hi - lo) or 1.0
+            pts = [
+                QPointF(x_of(it), h - 4 - (h - 16) * (v - lo) / span)
+                for it, v in zip(self.iterations, self.values, strict=True)
+            ]
+            p.setPen(QPen(QColor(255, 170, 60), 1.5))
+            p.drawPolyline(QPolygonF(pts))
+            texts.append(f"loss {self.values[-1]:.3f}  (max {hi:.3f})")
+        if self.val_dice:
+            pts = [QPointF(x_of(it), h - 4 - (h - 16) * d) for it, d in self.val_dice]
+            p.setPen(QPen(QColor(90, 210, 120), 1.5))
+            if len(pts) > 1:
+                p.drawPolyline(QPolygonF(pts))
+            for pt in pts:
+                p.drawEllipse(pt, 2.0, 2.0)
+            texts.append(f"val Dice {self.val_dice[-1][1]:.3f}")
         p.setPen(QColor(200, 200, 210))
-        p.drawText(4, 12, f"loss {self.values[-1]:.3f}  (max {hi:.3f})")
+        p.drawText(4, 12, "   ".join(texts))
         p.end()

@@ -138,6 +138,8 @@ class ToolsPanel(QGroupBox):
         lay.addWidget(self.accept_fill_btn, 1, 1)
         lay.addWidget(self.fill_status, 2, 0, 1, 2)
         lay.addWidget(self.protect, 3, 0, 1, 2)
+        # filling writes labels: off while another process holds the workspace
+        state.events.read_only.connect(lambda ro: self.fill_btn.setEnabled(not ro))
         lay.addWidget(self.ortho_btn, 4, 0)
         self.window_box.activated.connect(self._window_chosen)
         self.fill_btn.clicked.connect(lambda: self._guard(self.fill_between))

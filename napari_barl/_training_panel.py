@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, preset
 
 from . import _settings
-from ._progress import LossPlot, format_eta
+from ._progress import LossPlot, format_duration, format_eta
 
 __all__ = ["TrainingPanel", "gpu_description"]
 
@@ -84,8 +84,24 @@ class TrainingPanel(QGroupBox):
         self.gpu_label.setWordWrap(True)
         self.predict_after = QCheckBox("predict the current case when done")
         self.predict_after.setChecked(True)
+        self.budget_on = QCheckBox("plan patch and iterations to fit")
+        self.budget_on.setToolTip(
+            "time a few iterations on this machine first, then train as many as fit the budget "
+            "(the planner of barl train --time-budget)"
+        )
+        self.budget_s = QSpinBox()
+        self.budget_s.setRange(5, 24 * 3600)
+        self.budget_s.setSingleStep(30)
+        self.budget_s.setSuffix(" s")
+        budget_row = QHBoxLayout()
+        budget_row.addWidget(self.budget_on)
+        budget_row.addWidget(self.budget_s)
+        self.plan_label = QLabel("")
+        self.plan_label.setWordWrap(True)
+        self.plan: dict | None = None  # the running job's plan, once the child made it
         form.addRow("Preset", self.preset_box)
         form.addRow("Method", self.method_box)
+        form.addRow("Time budget", budget_row)
         form.addRow("Iterations", self.iterations)
         form.addRow("Patch (z, y, x)", patch_row)
         form.addRow("Network width", self.base_channels)
@@ -114,10 +130,12 @@ class TrainingPanel(QGroupBox):
         lay.addLayout(buttons)  # the action first: above the fold, whatever the options
         lay.addWidget(self.progress)
         lay.addWidget(self.eta_label)
+        lay.addWidget(self.plan_label)
         lay.addLayout(form)
         lay.addWidget(self.loss_plot)
 
         self.preset_box.currentTextChanged.connect(self.apply_preset)
+        self.budget_on.toggled.connect(self._budget_toggled)
         self.train_btn.clicked.connect(lambda: self.train_requested.emit(False))
         self.finetune_btn.clicked.connect(lambda: self.train_requested.emit(True))
         self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit())
@@ -132,6 +150,8 @@ class TrainingPanel(QGroupBox):
             ("training/base_channels", self.base_channels),
             ("training/device", self.device_box),
             ("training/predict_after", self.predict_after),
+            ("training/budget_on", self.budget_on),
+            ("training/budget_s", self.budget_s),
         ):
             _settings.bind(key, widget)
 
@@ -151,8 +171,26 @@ class TrainingPanel(QGroupBox):
         for sb, v in zip(self.patch, cfg.patch_size, strict=True):
             sb.setValue(int(v))
         self.base_channels.setValue(cfg.network.base_channels)
+        from barl_core.training.planner import PRESET_TIME_BUDGETS
+
+        budget = PRESET_TIME_BUDGETS.get(name)
+        if budget is not None:
+            self.budget_s.setValue(int(budget))
+        self.budget_on.setChecked(budget is not None)
+        self._budget_toggled(budget is not None)
         if self.preset_box.currentText() != name:
             self.preset_box.setCurrentText(name)
+
+    def _budget_toggled(self, on: bool) -> None:
+        """With a budget the planner sets patch and iterations: their boxes are off."""
+        self.budget_s.setEnabled(on)
+        for sb in (self.iterations, *self.patch):
+            sb.setEnabled(not on)
+            sb.setToolTip("planned to fit the time budget" if on else "")
+
+    def time_budget_s(self) -> float | None:
+        """Return the time budget the run is planned to (None: the boxes' values as given)."""
+        return float(self.budget_s.value()) if self.budget_on.isChecked() else None
 
     def build_config(self, class_names: list[str]) -> TrainConfig:
         """Return the TrainConfig the controls describe (validated; raises TrainingError)."""
@@ -174,10 +212,25 @@ class TrainingPanel(QGroupBox):
         self.cancel_btn.setEnabled(running)
 
     def start_display(self, what: str) -> None:
-        """Reset the progress bar, status and loss plot for a new run."""
+        """Reset the progress bar, status, plan and loss plot for a new run."""
         self.progress.setValue(0)
         self.eta_label.setText(f"{what}: starting...")
+        budget = self.time_budget_s()
+        self.plan_label.setText(f"planning to fit {budget:.0f} s..." if budget else "")
+        self.plan = None
         self.loss_plot.clear()
+
+    def show_plan(self, plan: dict) -> None:
+        """Show the plan the run follows: patch, iterations, the time it should take."""
+        self.plan = plan
+        patch = "x".join(str(int(v)) for v in plan["patch_size"])
+        text = (
+            f"plan: patch {patch}, {plan['iterations']} iterations at "
+            f"{plan['seconds_per_iteration']:.2f} s each, about {format_duration(plan['expected_seconds'])}"
+        )
+        if plan.get("time_budget_s"):
+            text += f" (budget {plan['time_budget_s']:.0f} s)"
+        self.plan_label.setText("\n".join([text, *plan.get("notes", [])]))
 
     def show_update(self, upd, what: str = "training") -> None:
         """Show one progress update: bar, speed, ETA and the loss curve."""
@@ -190,7 +243,12 @@ class TrainingPanel(QGroupBox):
         if loss is None and losses:
             loss = sum(float(v) for v in losses.values())
         if what == "training" and loss is not None:
-            self.loss_plot.add(float(loss))
+            self.loss_plot.add(float(loss), it)
+        val = (getattr(upd, "metrics", None) or {}).get("val_dice")
+        if val is not None:  # the key the trainer writes to metrics.jsonl
+            self.loss_plot.add_validation(it, float(val))
+        if getattr(upd, "plan", None):
+            self.show_plan(upd.plan)
         speed = getattr(upd, "its_per_s", None)
         parts = [f"{what}: {it}/{total}" if total else what]
         if speed:

@@ -121,6 +121,7 @@ def _train(viewer, w, iterations: int, patch, timeout: float = 1200) -> bool:
     from qtpy.QtWidgets import QApplication
 
     tp = w.training
+    tp.budget_on.setChecked(False)  # the iterations and patch given here, not a plan
     tp.iterations.setValue(iterations)
     for sb, v in zip(tp.patch, patch, strict=True):
         sb.setValue(v)

@@ -53,6 +53,7 @@ class TrainJob:
         init_from: str | os.PathLike | None = None,
         resume: bool = False,
         *,
+        time_budget_s: float | None = None,
         grace_s: float = DEFAULT_GRACE_S,
     ) -> JobHandle:
         """Start training; returns at once with the child's :class:`JobHandle`.
@@ -63,6 +64,10 @@ class TrainJob:
             The run's config (sent as a plain dict).
         images_dir, labels_dir, out_dir, init_from, resume
             As in :func:`barl_core.training.run.train`.
+        time_budget_s : float, optional
+            Plan the patch and the iteration count to fit this many seconds
+            (:mod:`barl_core.training.planner`, as ``barl train --time-budget``); the plan
+            arrives as a ``message`` update with ``plan`` set.
 
         Notes
         -----
@@ -77,6 +82,7 @@ class TrainJob:
             str(out_dir),
             None if init_from is None else str(init_from),
             bool(resume),
+            None if time_budget_s is None else float(time_budget_s),
         )
         return start_job(_train_child, args, "training", grace_s, _TrainHandle, out_dir=Path(out_dir))
 
@@ -121,7 +127,8 @@ class PredictJob:
 
 # --------------------------------------------------------------------------- child side
 def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_dir: str | None,
-                 out_dir: str, init_from: str | None, resume: bool) -> None:
+                 out_dir: str, init_from: str | None, resume: bool,
+                 time_budget_s: float | None = None) -> None:
     child_setup(updates)
     if event.is_set():  # cancelled before we even started: nothing to save
         child_finish(updates, ProgressUpdate("cancelled", message="cancelled before training started"))
@@ -140,16 +147,33 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
             updates.put(ProgressUpdate(
                 "progress", iteration=p.iteration, total=p.total, losses=dict(p.losses),
                 its_per_s=float(p.its_per_s), eta_s=float(p.eta_s),
+                metrics={f"val_{k}": float(v) for k, v in p.validation.items()
+                         if isinstance(v, int | float)},
             ))
+
+        planned = {"iterations": config.iterations}
+        planner = None
+        if time_budget_s is not None:
+            from barl_core.training.planner import PlanRequest, make_planner
+
+            def on_plan(plan: Any) -> None:
+                planned["iterations"] = plan.iterations
+                updates.put(ProgressUpdate("message", total=plan.iterations, message="plan made",
+                                           plan=plan.to_dict()))
+
+            planner = make_planner(PlanRequest(
+                time_budget_s=time_budget_s,
+                report=lambda text: updates.put(ProgressUpdate("message", message=text)),
+            ), on_plan)
 
         from barl_core.runtime.lock import FolderLock
 
         with FolderLock(out_dir, "a training job"):  # one writer per run folder (issue 14)
             result = train(config, images_dir, labels_dir, out_dir, resume=resume, init_from=init_from,
-                           callback=report, cancel=CancelToken(event))
+                           callback=report, cancel=CancelToken(event), planner=planner)
         kind = "done" if result.status == "completed" else "cancelled"
         final = ProgressUpdate(
-            kind, iteration=result.iterations_done, total=config.iterations,
+            kind, iteration=result.iterations_done, total=planned["iterations"],
             losses={k: v for k, v in (result.history[-1] if result.history else {}).items()
                     if k not in ("iteration", "time", "its_per_s")},
             message=f"{result.status} after {result.iterations_done} iterations",

@@ -56,6 +56,12 @@ class ProgressUpdate:
         ``cancelled``: the checkpoint written at cancellation, if any.
     error_type : str or None
         Class name of the exception behind an ``error`` (e.g. ``"EmptyDatasetError"``).
+    metrics : dict of str to float
+        Training, after a validation: its scores under the keys ``metrics.jsonl`` uses
+        (``val_dice``, ``val_dice_<c>``, ``val_best``, ``val_best_iteration``).
+    plan : dict or None
+        Training with a time budget: the plan the run follows, once made
+        (:meth:`barl_core.training.planner.TrainingPlan.to_dict`).
     """
 
     kind: str
@@ -67,6 +73,8 @@ class ProgressUpdate:
     message: str = ""
     result_path: str | None = None
     error_type: str | None = None
+    metrics: dict = field(default_factory=dict)
+    plan: dict | None = None
 
     @property
     def is_final(self) -> bool:

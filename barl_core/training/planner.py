@@ -130,6 +130,20 @@ class TrainingPlan:
         """Return the planned iterations times the timed seconds per iteration."""
         return self.iterations * self.seconds_per_iteration
 
+    def to_dict(self) -> dict:
+        """Return the plan as plain data (it travels from a training child to the app)."""
+        return {
+            "patch_size": [int(v) for v in self.patch_size],
+            "iterations": int(self.iterations),
+            "seconds_per_iteration": float(self.seconds_per_iteration),
+            "expected_seconds": float(self.expected_seconds),
+            "time_budget_s": self.time_budget_s,
+            "validation_every": int(self.validation_every),
+            "base_channels": int(self.base_channels),
+            "notes": list(self.notes),
+            "text": self.describe(),
+        }
+
     def describe(self) -> str:
         """Multi-line human-readable plan."""
         fp = self.fingerprint

@@ -10,6 +10,7 @@ talks to child processes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,7 +145,9 @@ class JobUseCases:
             validation_slices=ws.validation.validation_slices(annotated),
         )
 
-    def start_training(self, config: Any, *, fine_tune: bool = False) -> SessionJob:
+    def start_training(
+        self, config: Any, *, fine_tune: bool = False, time_budget_s: float | None = None
+    ) -> SessionJob:
         """Train (or fine-tune the current model) in a child process; returns at once.
 
         Parameters
@@ -153,6 +156,9 @@ class JobUseCases:
             The run's configuration; its class names should be :attr:`class_names`.
         fine_tune : bool
             Start from the current model's weights instead of from scratch.
+        time_budget_s : float, optional
+            Plan the patch and iterations to fit this many seconds (the app's ``quick``
+            preset: :data:`~barl_core.training.planner.PRESET_TIME_BUDGETS`).
 
         Raises
         ------
@@ -175,7 +181,10 @@ class JobUseCases:
             raise BarlError("no current model to fine-tune: train one first")
         plan = self.prepare_training()
         out_dir = ws.new_run_dir("finetune" if fine_tune else "run")
-        handle = TrainJob.start(config, ws.images_dir, plan.labels_dir, out_dir, init_from=init_from)
+        handle = TrainJob.start(
+            config, ws.images_dir, plan.labels_dir, out_dir, init_from=init_from,
+            time_budget_s=time_budget_s,
+        )
         note = f"fine-tuned from {init_from.parent.name}" if init_from else "trained from scratch"
         # a fine-tune's parent is the model it starts from; a run from scratch has none
         parent = self.current_version_id() if fine_tune else None
@@ -198,7 +207,11 @@ class JobUseCases:
             path = cands[-1] if cands else None
         if path is None:
             raise BarlError("training finished but wrote no model file")
-        return self.workspace.add_version(path, **dict(job.info))
+        info = dict(job.info)
+        ran = job.out_dir / "config.json"  # the config the run used (planned, if it was)
+        if ran.exists():
+            info["config"] = json.loads(ran.read_text(encoding="utf-8"))
+        return self.workspace.add_version(path, **info)
 
     def start_prediction(self, cases: Sequence[str] | None = None) -> SessionJob:
         """Predict ``cases`` (default all) with the working model in a child process.

@@ -68,6 +68,7 @@ def paint_slice(layer, z, values) -> None:
 def set_tiny_training(w) -> None:
     """A seconds-long training run through the panel's own controls."""
     tp = w.training
+    tp.budget_on.setChecked(False)  # these iterations and patch, not a plan to a budget
     tp.iterations.setValue(4)
     for sb, v in zip(tp.patch, (16, 32, 32), strict=True):
         sb.setValue(v)

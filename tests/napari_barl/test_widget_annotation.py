@@ -146,8 +146,9 @@ def test_training_failure_is_reported_and_labels_kept(widget, qtbot, monkeypatch
     monkeypatch.setattr(nt, "show_error", lambda m: shown.append(m))
     handles = []
 
-    def fake_start(config, images_dir, labels_dir, out_dir, init_from=None):
+    def fake_start(config, images_dir, labels_dir, out_dir, init_from=None, time_budget_s=None):
         assert config.iterations == widget.training.iterations.value()
+        assert time_budget_s == widget.training.time_budget_s()  # the quick preset's plan
         h = _ScriptedHandle(
             [
                 [_update("progress", 1, loss=1.0)],

@@ -56,6 +56,7 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
 
     # a tiny model through the widget's own controls
     tp = w.training
+    tp.budget_on.setChecked(False)  # these iterations and patch, not a plan to a budget
     tp.iterations.setValue(4)
     for sb, v in zip(tp.patch, (16, 32, 32), strict=True):
         sb.setValue(v)
