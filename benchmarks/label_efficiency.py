@@ -367,11 +367,11 @@ def render_per_seed(runs: dict, class_names: Sequence[str], reference: str = "ba
         dice = _mean_fg_dice(run, class_names)
         if dice is None:
             continue
-        key = (run["setting"], run["budget"])
+        key = (run["setting"], float(run.get("budget_fraction", 0.0)), run["budget"])
         groups.setdefault(key, {}).setdefault(run["variant"], {})[int(run["seed"])] = dice
     out = []
     rank = {m: i for i, m in enumerate(METHODS)}
-    for (setting, budget), by_variant in sorted(groups.items()):
+    for (setting, _fraction, budget), by_variant in sorted(groups.items()):
         seeds = sorted({s for v in by_variant.values() for s in v})
         ref = by_variant.get(reference, {})
         headers = ["method"] + [f"seed {s}" for s in seeds] + ["mean ± sd", f"{reference} minus it (paired)"]
