@@ -429,12 +429,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
     a = summary["answer"]
     if "random_final_dice" in a:
         ax.axhline(a["random_final_dice"], color="grey", linestyle=":", label="random, final")
-    ax.set_xlabel("annotated axial slices")
-    ax.set_ylabel("mean foreground Dice (test set)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    common.save_figure(fig, path)
+    common.finish_dice_plot(fig, ax, path, xlabel="annotated axial slices", title=title, fontsize=8)
 
 
 # --------------------------------------------------------------------------------------------

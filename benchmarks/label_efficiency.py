@@ -412,12 +412,8 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
     for r in summary:
         if r["group"] == "upper" and r["mean_fg_dice"].get("n"):
             ax.axhline(r["mean_fg_dice"]["mean"], color="k", linestyle=":", label="all labels (supervised)")
-    ax.set_xlabel("labelled cases (% of training pool)")
-    ax.set_ylabel("mean foreground Dice (test set)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    common.save_figure(fig, path)
+    common.finish_dice_plot(fig, ax, path, xlabel="labelled cases (% of training pool)", title=title,
+                            fontsize=7, ncol=2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_barl.testing import paint_slice
+
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN, WIDGET = "napari-barl", "BARL segmentation"
 HIPPO = ROOT.parent / "shared" / "data" / "hippocampus"
@@ -88,16 +90,6 @@ def _answer_dialogs(folder: Path | None = None, files: list[Path] | None = None)
         QFileDialog.getExistingDirectory = staticmethod(lambda *a, **k: str(folder))
     if files is not None:
         QFileDialog.getOpenFileNames = staticmethod(lambda *a, **k: ([str(p) for p in files], ""))
-
-
-def _paint(layer, z: int, values: np.ndarray) -> None:
-    """Strokes on slice ``z`` the way napari's brush records them (data + paint event)."""
-    idx = np.nonzero(values)
-    full = (np.full(idx[0].shape, z), *idx)
-    old = layer.data[full].copy()
-    layer.data[full] = values[idx]
-    layer.refresh()
-    layer.events.paint(value=[(full, old, values[idx])])
 
 
 def _open_viewer(workspace: Path):
@@ -188,7 +180,7 @@ def phantom_walk(out: Path, args) -> int:
     painted = (14, 24, 36, 50)
     for z in painted:
         w.case_view.go_to(case, z)
-        _paint(w.case_view.labels_layer, z, truth[z])
+        paint_slice(w.case_view.labels_layer, z, truth[z])
     w.case_view.save_now()
     viewer.layers["ground truth"].visible = False
 
@@ -260,7 +252,7 @@ def hippocampus_walk(out: Path, args) -> int:
     painted = [int(fg[int(i * (len(fg) - 1) / 4)]) for i in (1, 2, 3)]
     for z in painted:
         w.case_view.go_to(case, z)
-        _paint(w.case_view.labels_layer, z, truth[z])
+        paint_slice(w.case_view.labels_layer, z, truth[z])
     w.case_view.save_now()
     w.tools.apply_window(_preset("MR"))
     if not _train(viewer, w, args.hippocampus_iterations, args.hippocampus_patch):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from barl_core.io.volume import write_labels, write_volume
+from napari_barl.testing import paint_slice  # noqa: F401  (re-exported: tests import it from here)
 
 PLUGIN, WIDGET = "napari-barl", "BARL segmentation"
 
@@ -53,16 +54,6 @@ def open_workspace_via_dialog(widget, monkeypatch, folder) -> None:
         QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder))
     )
     widget.workspace_panel.open_ws_btn.click()
-
-
-def paint_slice(layer, z, values) -> None:
-    """Put strokes on slice ``z`` the way napari's brush records them (data + paint event)."""
-    idx = np.nonzero(values)
-    full = (np.full(idx[0].shape, z), *idx)
-    old = layer.data[full].copy()
-    layer.data[full] = values[idx]
-    layer.refresh()
-    layer.events.paint(value=[(full, old, values[idx])])
 
 
 def set_tiny_training(w) -> None:

@@ -10,6 +10,7 @@ from qtpy.QtCore import Qt
 from barl_core.workspace.layout import Workspace
 from napari_barl._prediction_view import DISAGREEMENT_LAYER, PREDICTION_LAYER
 from napari_barl._widget import BarlWidget
+from napari_barl.testing import paint_slice
 
 pytestmark = pytest.mark.gui
 
@@ -21,16 +22,6 @@ def _ras_affine(spacing_zyx, origin_xyz, direction) -> np.ndarray:
     m[:3, :3] = d @ np.diag(np.asarray(spacing_zyx, float)[::-1])
     m[:3, 3] = origin_xyz
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ m
-
-
-def _paint_slice(layer, z, values) -> None:
-    """Put strokes on slice z the way napari's brush records them (history atom + event)."""
-    idx = np.nonzero(values)
-    full = (np.full(idx[0].shape, z), *idx)
-    old = layer.data[full].copy()
-    layer.data[full] = values[idx]
-    layer.refresh()
-    layer.events.paint(value=[(full, old, values[idx])])
 
 
 @pytest.mark.slow  # a real training run: PyQt5 pass only (scripts/test.sh)
@@ -50,7 +41,7 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     for z in (10, 21):
         w.case_view.go_to(case, z)
         assert viewer.dims.current_step[0] == z
-        _paint_slice(w.case_view.labels_layer, z, np.asarray(truth.data[z]))
+        paint_slice(w.case_view.labels_layer, z, np.asarray(truth.data[z]))
     qtbot.waitUntil(lambda: not w.case_view.sync.dirty, timeout=5000)
     assert Workspace.open(tmp_path / "ws").annotated_slices(case) == [10, 21]
 
