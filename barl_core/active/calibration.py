@@ -51,7 +51,7 @@ def calibrate_threshold(
     min_class_voxels: int = 20,
     candidates: Iterable[float] = CANDIDATES,
 ) -> Calibration | None:
-    """The lowest agreement threshold whose proposals are right often enough, per class.
+    """Find the lowest agreement threshold whose proposals are right often enough, per class.
 
     Parameters
     ----------

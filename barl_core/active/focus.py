@@ -79,8 +79,11 @@ def _check(disagreement: np.ndarray, predicted: np.ndarray, labels: np.ndarray |
 
 
 def _structure(mask: np.ndarray, anchors: np.ndarray | None) -> np.ndarray:
-    """The components of ``mask`` that touch ``anchors`` (annotated voxels of the class), or its
-    largest component when none does; scattered false positives elsewhere are dropped."""
+    """Keep the components of ``mask`` that touch ``anchors`` (annotated voxels of the class).
+
+    Without any such component the largest one is kept; scattered false positives elsewhere
+    are dropped.
+    """
     lab, n = ndimage.label(mask)
     if n <= 1:
         return mask
@@ -194,8 +197,11 @@ def focus_profile(
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
 ) -> np.ndarray:
-    """The per-slice quantity shown everywhere: the maximum over classes of
-    :func:`class_slice_uncertainty` (float64 ``[n_slices]``; 0 away from every structure)."""
+    """Return the per-slice quantity shown everywhere (the ranking's, the minimap's).
+
+    It is the maximum over classes of :func:`class_slice_uncertainty` (float64
+    ``[n_slices]``; 0 away from every structure).
+    """
     per_class = class_slice_uncertainty(disagreement, predicted, labels, num_classes=num_classes,
                                         axis=axis, config=config)
     return per_class.max(axis=1) if per_class.shape[1] else np.zeros(per_class.shape[0])

@@ -114,7 +114,7 @@ def interpolate_between(
 def bracketing_slices(
     labels: np.ndarray, z: int, *, ignore_index: int = IGNORE_INDEX
 ) -> tuple[int, int] | None:
-    """The nearest fully annotated slices below and above slice ``z`` (None if one is missing)."""
+    """Find the nearest fully annotated slices below and above slice ``z`` (None if one is missing)."""
     flat = np.asarray(labels).reshape(labels.shape[0], -1)
     full = [int(s) for s in np.flatnonzero((flat != ignore_index).all(axis=1))]
     below = [s for s in full if s < int(z)]

@@ -71,6 +71,7 @@ class SliceProposal:
 
     @property
     def needs_human(self) -> np.ndarray:
+        """Voxels the proposal leaves to the user (below the agreement threshold)."""
         return self.proposal == NEEDS_HUMAN
 
 

@@ -256,8 +256,11 @@ def _prepare(cases: Sequence[CaseInputs], num_classes: int, axis: int, cfg: Rank
 
 
 def _feature_factors(states: list[_CaseState]) -> list[np.ndarray]:
-    """Soft k-centre factor per case: distance of each slice's embedding to the nearest taken one
-    (over all cases), scaled by the median such distance; 1 everywhere without features."""
+    """Compute the soft k-centre factor per case.
+
+    It grows with the distance of each slice's embedding to the nearest taken one (over all
+    cases), scaled by the median such distance; 1 everywhere without features.
+    """
     if not all(s.features is not None for s in states):
         return [np.ones(s.taken.size) for s in states]
     taken = [s.features[s.taken] for s in states if s.taken.any()]
@@ -280,7 +283,7 @@ def rank_slices(
     axis: int = 0,
     ignore_index: int = IGNORE_INDEX,
 ) -> list[RankedSlice]:
-    """The ``top_k`` slices to annotate next across ``cases``, best first (greedy, see module doc).
+    """Pick the ``top_k`` slices to annotate next across ``cases``, best first (greedy, see module doc).
 
     Parameters
     ----------
@@ -354,9 +357,12 @@ def rank_cases(
     axis: int = 0,
     ignore_index: int = IGNORE_INDEX,
 ) -> list[RankedCase]:
-    """Rank cases by what annotating them would teach: the mean score of the ``per_case`` slices
-    :func:`rank_slices` would pick in that case alone (coverage-aware, so a case already
-    annotated densely ranks below an untouched one of the same disagreement)."""
+    """Rank cases by what annotating them would teach.
+
+    A case's score is the mean score of the ``per_case`` slices :func:`rank_slices` would pick
+    in that case alone (coverage-aware, so a case already annotated densely ranks below an
+    untouched one of the same disagreement).
+    """
     n_cls = num_classes or _num_classes(cases, ignore_index)
     rows = []
     for c in cases:

@@ -152,5 +152,6 @@ def save_confidence(path: str | os.PathLike, confidence: np.ndarray) -> Path:
 
 
 def load_confidence(path: str | os.PathLike) -> np.ndarray:
+    """Read the per-voxel agreement confidence from a ``NAME_confidence.npz`` output."""
     with np.load(Path(path)) as data:
         return data["confidence"]

@@ -57,8 +57,10 @@ def estimate_memory(
     sw_batch_size: int = 1,
     base_channels: int = 16,
 ) -> int:
-    """Peak host bytes :func:`predict_volume` adds to a process that holds the model and the
-    input volume (an upper estimate; the input is counted too).
+    """Estimate the peak host bytes :func:`predict_volume` adds to a process.
+
+    The process holds the model and the input volume; this is an upper estimate and counts
+    the input too.
 
     Counts the input, the float16 ring buffer of Gaussian-weighted softmax sums, the uint8 class map
     and float16 disagreement (on the working grid and, when resampled, again on the input
@@ -99,9 +101,11 @@ def prediction_memory(
     sw_batch_size: int = 1,
     return_probabilities: bool = False,
 ) -> int:
-    """:func:`estimate_memory` for :func:`predict_volume` of ``volume`` with ``model`` (its
-    classes, branches, width, default window and working spacing), the figure the early
-    refusal compares with the available memory."""
+    """Estimate the memory :func:`predict_volume` of ``volume`` with ``model`` needs.
+
+    This is :func:`estimate_memory` with the model's classes, branches, width, default window
+    and working spacing: the figure the early refusal compares with the available memory.
+    """
     work_shape = None
     if needs_resampling(volume, model.target_spacing):
         from barl_core.data.resample import resampled_shape

@@ -81,14 +81,17 @@ class LoadedModel:
 
     @property
     def n_branches(self) -> int:
+        """Number of network branches (2 for BARL, CPS and mean teacher)."""
         return int(self.metadata.get("n_branches", 2))
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """Class names, background first, as training stored them."""
         return tuple(str(n) for n in self.metadata.get("class_names", ()))
 
     @property
     def num_classes(self) -> int:
+        """Number of output classes, background included."""
         return int(self.metadata["network"]["num_classes"])
 
     @property
@@ -98,6 +101,7 @@ class LoadedModel:
 
     @property
     def target_spacing(self) -> tuple[float, float, float] | None:
+        """Working spacing (z, y, x) in mm the model was trained at, or None (native grid)."""
         sp = self.metadata.get("target_spacing")
         return tuple(float(s) for s in sp) if sp else None  # type: ignore[return-value]
 
@@ -112,7 +116,7 @@ class LoadedModel:
         return required_divisor(self.module.cfg)  # type: ignore[arg-type]
 
     def norm_stats_for(self, array: np.ndarray) -> NormStats:
-        """Fixed statistics from training, or the volume's own (what training did)."""
+        """Return the fixed statistics from training, or the volume's own (what training did)."""
         fixed = self.metadata.get("normalization")
         if fixed:
             return NormStats.from_dict(fixed)
@@ -127,8 +131,11 @@ class LoadedModel:
 
     @torch.no_grad()
     def branch_logits_and_decoder(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-        """Per branch, the finest logits and the last decoder map ``[B, base_channels, *x.shape[2:]]``
-        (the same forward as :meth:`branch_logits`, keeping the map the finest head reads)."""
+        """Run each branch once, returning its finest logits and its last decoder map.
+
+        The map is ``[B, base_channels, *x.shape[2:]]``: the same forward as
+        :meth:`branch_logits`, keeping the map the finest head reads.
+        """
         out = self.module.forward_logits_and_decoder(x)
         return tuple(out) if isinstance(out[0], (tuple, list)) else (out,)
 
@@ -161,7 +168,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
 
 
 def _cpu_has_native_bf16() -> bool:
-    """True where oneDNN runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    """Tell whether oneDNN runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # older torch or a build without oneDNN
@@ -169,7 +176,7 @@ def _cpu_has_native_bf16() -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of the network for ``precision`` on ``device``, or None (float32).
+    """Choose the autocast dtype of the network for ``precision`` on ``device``, or None (float32).
 
     ``"auto"`` takes what is both faster and safe on the device: float16 on CUDA (as training's
     AMP), bfloat16 on CPUs with native bfloat16 (measured in ``benchmarks/speed.py``: same

@@ -228,8 +228,11 @@ def _z_crop(volume: Volume, a: int, b: int) -> Volume:
 
 def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, *,
              z_range: tuple[int, int] | None = None, **kwargs: Any) -> Prediction:
-    """Resample, normalise (``stats``, else as training did), slide (over the z-slices
-    ``z_range`` of the input only, if given), map back to the input grid."""
+    """Resample, normalise, slide and map back to the input grid.
+
+    Normalisation uses ``stats``, else what training did; the window slides over the z-slices
+    ``z_range`` of the input only, if given.
+    """
     target = model.target_spacing
     resample = needs_resampling(volume, target)
     work = resample_volume(volume, target) if resample else volume
@@ -276,8 +279,10 @@ def _predict(model: LoadedModel, volume: Volume, stats: NormStats | None, *,
 
 
 def _features_along_z(features: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Per-slice features of the working grid, linearly interpolated at fractional working
-    slice ``positions`` (clamped to its ends), float32 ``[len(positions), F]``."""
+    """Interpolate per-slice features of the working grid at fractional slice ``positions``.
+
+    Linear, clamped to the grid's ends; float32 ``[len(positions), F]``.
+    """
     src = np.arange(features.shape[0], dtype=np.float64)
     return np.stack([np.interp(positions, src, features[:, f]) for f in range(features.shape[1])],
                     axis=1).astype(np.float32)

@@ -163,7 +163,7 @@ class SlidingWindowResult:
 
 
 def _effective_window(shape: Sequence[int], window: Sequence[int], divisor: int) -> tuple[int, ...]:
-    """The window, shrunk (to a multiple of ``divisor``) along axes where the volume is smaller."""
+    """Shrink the window (to a multiple of ``divisor``) along axes where the volume is smaller."""
     out = []
     for n, w in zip(shape, window, strict=True):
         w = int(w)
@@ -198,7 +198,7 @@ class _Grid:
         self.gauss = torch.from_numpy(gaussian_importance(win)).to(device)
 
     def weight_sum(self, a: int, b: int) -> torch.Tensor:
-        """Summed Gaussian weight of padded z-slices ``[a, b)``, cropped to the real (y, x)."""
+        """Sum the Gaussian weight of padded z-slices ``[a, b)``, cropped to the real (y, x)."""
         (wz, wy, wx), (_, py, px) = self.win, self.padded
         w = torch.zeros((b - a, py, px), dtype=torch.float32, device=self.gauss.device)
         for z0 in self.z_starts:
@@ -398,8 +398,11 @@ def sliding_window(
 
 
 class _SlicePool:
-    """Per padded z-slice sums of each branch's decoder map, Gaussian-weighted over the real
-    (unpadded) voxels of every window that covers the slice; a few floats per slice."""
+    """Accumulate per padded z-slice sums of each branch's decoder map.
+
+    The sums are Gaussian-weighted over the real (unpadded) voxels of every window that covers
+    the slice: a few floats per slice.
+    """
 
     def __init__(self, depth: int, grid: _Grid, shape: Sequence[int], n_branches: int):
         self.grid, self.shape, self.nb = grid, tuple(shape), n_branches
@@ -408,7 +411,7 @@ class _SlicePool:
         self.depth = depth
 
     def _real(self, start: int, axis: int) -> slice:
-        """The part of a window starting at padded ``start`` that lies inside the volume."""
+        """Return the part of a window starting at padded ``start`` that lies inside the volume."""
         before, n, w = self.grid.before[axis], self.shape[axis], self.grid.win[axis]
         return slice(max(0, before - start), max(0, min(w, before + n - start)))
 
