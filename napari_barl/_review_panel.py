@@ -65,7 +65,12 @@ class ReviewPanel(QGroupBox):
         self.predict_all_btn.setEnabled(not running and has_model)
 
     def set_suggestions(self, case: str | None, slices: list, cases: list) -> None:
-        """Fill the list: the current case's slices first, then other cases."""
+        """Fill the list: the current case's slices first, then the other cases.
+
+        ``cases`` are :class:`~barl_core.active.ranking.RankedCase` rows, best first (the
+        session's ``focused`` case ranking): each shows its score and its best slice's
+        reason, and a click opens it on that slice.
+        """
         self.suggestions.clear()
         for s in slices:
             reason = getattr(s, "reason", "")
@@ -74,11 +79,17 @@ class ReviewPanel(QGroupBox):
             item.setToolTip(reason)
             item.setData(_ROLE, (case, int(s.index)))
             self.suggestions.addItem(item)
-        for c in cases:
+        for rank, c in enumerate(cases, start=1):
             if c.name == case:
                 continue
-            item = QListWidgetItem(f"case {c.name}   score {float(c.score):.4f}")
-            item.setData(_ROLE, (c.name, -1))
+            best = getattr(c, "best_slice", None)
+            reason = getattr(c, "reason", "")
+            text = f"case {rank}: {c.name}   score {float(c.score):.4f}"
+            if best is not None:
+                text += f"   (slice {int(best)})"
+            item = QListWidgetItem(f"{text}\n    {reason}" if reason else text)
+            item.setToolTip(reason)
+            item.setData(_ROLE, (c.name, -1 if best is None else int(best)))
             self.suggestions.addItem(item)
 
     def _clicked(self, item: QListWidgetItem) -> None:

@@ -22,7 +22,9 @@ anatomy, always the common class). This ranking multiplies five factors, each wi
    ``1 - exp(-dist / median dist)`` (a soft k-centre rule, as coreset selection does).
 
 Picks are made greedily, one at a time, updating the coverage and class counts after each
-pick. Every pick carries its score, the shared per-slice quantity (``uncertainty``, the value
+pick. A :class:`RankingContext` brings in what cases outside the call hold (their annotated
+slices' embeddings and class counts), so ranking one case at a time (the app, which cannot
+hold every volume at once) still weighs coverage and class balance over all cases. Every pick carries its score, the shared per-slice quantity (``uncertainty``, the value
 of :func:`barl_core.active.focus.focus_profile` the minimap shows) and a one-line reason.
 
 Example
@@ -45,7 +47,16 @@ from barl_core.active.focus import FocusConfig, class_slice_uncertainty
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
-__all__ = ["RankingConfig", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
+__all__ = [
+    "RankingConfig",
+    "CaseInputs",
+    "RankingContext",
+    "RankedSlice",
+    "RankedCase",
+    "annotated_context",
+    "rank_slices",
+    "rank_cases",
+]
 
 #: Weight of the plain whole-slice disagreement that breaks ties when no structure is predicted
 #: anywhere (a model that sees nothing still gets slices to learn from).
@@ -103,6 +114,34 @@ class CaseInputs:
     predicted: np.ndarray
     labels: np.ndarray | None = None
     features: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RankingContext:
+    """What cases outside a ranking call contribute (see :func:`annotated_context`).
+
+    Attributes
+    ----------
+    features : numpy.ndarray or None
+        ``[n, F]`` embeddings of slices annotated elsewhere: they count as taken in the
+        feature-space coverage factor. Only meaningful from the same model as the ranked
+        cases' features.
+    class_counts : numpy.ndarray or None
+        ``[C-1]`` annotated slices elsewhere that hold each foreground class (class balance).
+    """
+
+    features: np.ndarray | None = None
+    class_counts: np.ndarray | None = None
+
+    @staticmethod
+    def combine(contexts: Sequence[RankingContext]) -> RankingContext:
+        """Return one context holding all of ``contexts``' annotated slices and class counts."""
+        feats = [c.features for c in contexts if c.features is not None and len(c.features)]
+        counts = [np.asarray(c.class_counts, np.float64) for c in contexts if c.class_counts is not None]
+        return RankingContext(
+            np.concatenate(feats) if feats else None,
+            np.sum(counts, axis=0) if counts else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -184,17 +223,50 @@ def _distance(taken: np.ndarray) -> np.ndarray:
     return np.abs(z[:, None] - idx[None, :]).min(axis=1)
 
 
-def _class_counts(cases: Sequence[CaseInputs], n_fg: int, axis: int, ignore_index: int) -> np.ndarray:
-    """Annotated slices holding each foreground class, over all cases."""
+def _label_class_counts(labels: np.ndarray | None, n_fg: int, axis: int) -> np.ndarray:
+    """Return the slices of one label map holding each foreground class."""
     counts = np.zeros(n_fg, dtype=np.float64)
+    if labels is None:
+        return counts
+    lab = np.asarray(labels)
     other = tuple(a for a in range(3) if a != axis)
-    for c in cases:
-        if c.labels is None:
-            continue
-        lab = np.asarray(c.labels)
-        for k in range(n_fg):
-            counts[k] += int((lab == k + 1).any(axis=other).sum())
+    for k in range(n_fg):
+        counts[k] = int((lab == k + 1).any(axis=other).sum())
     return counts
+
+
+def _class_counts(cases: Sequence[CaseInputs], n_fg: int, axis: int, ignore_index: int,
+                  context: RankingContext | None) -> np.ndarray:
+    """Annotated slices holding each foreground class, over all cases and the context."""
+    counts = sum((_label_class_counts(c.labels, n_fg, axis) for c in cases), np.zeros(n_fg))
+    if context is not None and context.class_counts is not None:
+        extra = np.asarray(context.class_counts, np.float64)[:n_fg]
+        counts[: extra.size] += extra
+    return counts
+
+
+def annotated_context(
+    labels: np.ndarray | None,
+    features: np.ndarray | None,
+    num_classes: int,
+    *,
+    axis: int = 0,
+    ignore_index: int = IGNORE_INDEX,
+) -> RankingContext:
+    """Return what one case's annotations bring to the ranking of other cases.
+
+    Needs only the case's labels and per-slice features (no disagreement or prediction), so
+    the context of a whole workspace is cheap to gather.
+    """
+    n = np.shape(labels)[axis] if labels is not None else (len(features) if features is not None else 0)
+    done = _annotated(labels, n, axis, ignore_index)
+    feats = None
+    if features is not None:
+        feats = np.asarray(features, np.float64)
+        if feats.shape[0] != n:
+            raise InvalidVolumeError(f"features for {feats.shape[0]} slices, labels have {n}")
+        feats = feats[done]
+    return RankingContext(feats, _label_class_counts(labels, max(num_classes - 1, 0), axis))
 
 
 def _weights(counts: np.ndarray, power: float) -> np.ndarray:
@@ -255,15 +327,21 @@ def _prepare(cases: Sequence[CaseInputs], num_classes: int, axis: int, cfg: Rank
     return states
 
 
-def _feature_factors(states: list[_CaseState]) -> list[np.ndarray]:
+def _feature_factors(states: list[_CaseState], elsewhere: np.ndarray | None = None) -> list[np.ndarray]:
     """Compute the soft k-centre factor per case.
 
     It grows with the distance of each slice's embedding to the nearest taken one (over all
-    cases), scaled by the median such distance; 1 everywhere without features.
+    cases, and the annotated slices ``elsewhere``), scaled by the median such distance over
+    the free slices; 1 everywhere without features.
     """
     if not all(s.features is not None for s in states):
         return [np.ones(s.taken.size) for s in states]
     taken = [s.features[s.taken] for s in states if s.taken.any()]
+    if elsewhere is not None and len(elsewhere):
+        if np.shape(elsewhere)[1] != states[0].features.shape[1]:
+            raise InvalidVolumeError(f"context features have {np.shape(elsewhere)[1]} columns, the cases' "
+                                     f"{states[0].features.shape[1]}: not the same model's features")
+        taken.append(np.asarray(elsewhere, np.float64))
     if not taken:
         return [np.ones(s.taken.size) for s in states]
     ref = np.concatenate(taken)
@@ -282,6 +360,7 @@ def rank_slices(
     class_names: Sequence[str] | None = None,
     axis: int = 0,
     ignore_index: int = IGNORE_INDEX,
+    context: RankingContext | None = None,
 ) -> list[RankedSlice]:
     """Pick the ``top_k`` slices to annotate next across ``cases``, best first (greedy, see module doc).
 
@@ -289,6 +368,8 @@ def rank_slices(
     ----------
     cases : sequence of CaseInputs
         Every case the annotator could work on (one is fine).
+    context : RankingContext, optional
+        Annotations of cases not ranked in this call (:func:`annotated_context`).
     num_classes : int, optional
         Including background; default: the highest class seen in predictions or labels, + 1.
     class_names : sequence of str, optional
@@ -312,11 +393,12 @@ def rank_slices(
         return names[k] if k < len(names) else f"class {k}"
 
     states = _prepare(cases, n_cls, axis, config, ignore_index)
-    counts = _class_counts(cases, n_cls - 1, axis, ignore_index)
+    counts = _class_counts(cases, n_cls - 1, axis, ignore_index, context)
+    elsewhere = None if context is None else context.features
     picks: list[RankedSlice] = []
     while len(picks) < top_k:
         weights = _weights(counts, config.balance_power)
-        feat = _feature_factors(states)
+        feat = _feature_factors(states, elsewhere)
         best = None
         for si, st in enumerate(states):
             dist = _distance(st.taken)
@@ -360,17 +442,13 @@ def rank_cases(
     """Rank cases by what annotating them would teach.
 
     A case's score is the mean score of the ``per_case`` slices :func:`rank_slices` would pick
-    in that case alone (coverage-aware, so a case already annotated densely ranks below an
-    untouched one of the same disagreement).
+    in that case alone, with every other case's annotations as its context (coverage-aware, so
+    a case already annotated densely ranks below an untouched one of the same disagreement).
+    See :mod:`barl_core.active.case_ranking`, which also keeps each case's picks and loads one
+    case at a time.
     """
+    from barl_core.active.case_ranking import rank_cases_in_memory
+
     n_cls = num_classes or _num_classes(cases, ignore_index)
-    rows = []
-    for c in cases:
-        picks = rank_slices([c], top_k=per_case, config=config, num_classes=n_cls, class_names=class_names,
-                            axis=axis, ignore_index=ignore_index)
-        n_done = int(_annotated(c.labels, np.shape(c.disagreement)[axis], axis, ignore_index).sum())
-        score = float(np.mean([p.score for p in picks])) if picks else 0.0
-        rows.append(RankedCase(c.name, score, n_done, picks[0].index if picks else None,
-                               picks[0].reason if picks else "every slice annotated"))
-    rows.sort(key=lambda r: (-r.score, r.n_annotated, r.name))
-    return rows
+    return rank_cases_in_memory(cases, num_classes=n_cls, axis=axis, ignore_index=ignore_index, top_k=per_case,
+                                per_case=per_case, config=config, class_names=class_names).cases

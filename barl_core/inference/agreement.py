@@ -17,9 +17,14 @@ are combined slice block by slice block:
 A one-branch model (``supervised``) has no second opinion: its confidence is its own
 maximum probability.
 
+With ``return_features``, each branch's pass also pools its last decoder map per slice
+(:func:`~barl_core.inference.predict.predict_volume`'s ``slice_features``); the two are
+concatenated, branch a first, which is what the two-branch pass returns (the same windows and
+Gaussian weights), so the ``focused`` ranking sees the same feature space as the benchmark.
+
 Files: :func:`barl_core.inference.export.predict_files` with ``agreement=True`` writes
 ``NAME.nii.gz``, ``NAME_disagreement.nii.gz`` and ``NAME_confidence.npz`` (float16, array
-``confidence``); the GUI runs it off its process with :class:`barl_core.runtime.jobs.PredictJob`.
+``confidence``), with ``features=True`` also ``NAME_features.npz`` (:func:`save_features`); the GUI runs it off its process with :class:`barl_core.runtime.jobs.PredictJob`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ __all__ = [
     "agreement_maps",
     "save_confidence",
     "load_confidence",
+    "save_features",
+    "load_features",
 ]
 
 
@@ -51,6 +58,7 @@ class AgreementPrediction:
     labels: np.ndarray
     disagreement: np.ndarray
     confidence: np.ndarray
+    slice_features: np.ndarray | None = None
 
 
 def agreement_maps(
@@ -95,6 +103,7 @@ def predict_with_agreement(
     *,
     progress: Callable[[int, int], None] | None = None,
     cancel: Any = None,
+    return_features: bool = False,
     **predict_kwargs: Any,
 ) -> AgreementPrediction:
     """Predict ``volume`` with ``model`` (a :class:`~barl_core.inference.model.LoadedModel`).
@@ -106,6 +115,9 @@ def predict_with_agreement(
     progress : callable, optional
         ``progress(done, total)`` over the windows of both passes.
     cancel : CancelToken, Event or callable, optional
+    return_features : bool
+        Also per-slice pooled decoder features (``slice_features``, float32 ``[n_slices,
+        n_branches * base_channels]``), from the passes that already run.
     **predict_kwargs
         Passed on to :func:`~barl_core.inference.predict.predict_volume` (``overlap``,
         ``sw_batch_size``...).
@@ -115,11 +127,12 @@ def predict_with_agreement(
     if model.n_branches == 1:
         pred = predict_volume(
             model, volume, return_probabilities=True, progress=progress, cancel=cancel,
-            **predict_kwargs,
+            return_features=return_features, **predict_kwargs,
         )
         conf = pred.probabilities.max(0).astype(np.float16)
-        return AgreementPrediction(pred.labels, pred.disagreement.astype(np.float16), conf)
-    probs = []
+        return AgreementPrediction(pred.labels, pred.disagreement.astype(np.float16), conf,
+                                   pred.slice_features)
+    probs, feats = [], []
     for i, branch in enumerate((model.module.branch_a, model.module.branch_b)):
 
         def step(done: int, total: int, _i: int = i) -> None:
@@ -132,23 +145,49 @@ def predict_with_agreement(
             return_probabilities=True,
             progress=step,
             cancel=cancel,
+            return_features=return_features,
             **predict_kwargs,
         )
         probs.append(pred.probabilities)
+        feats.append(pred.slice_features)
     labels, dis, conf = agreement_maps(probs[0], probs[1])
-    return AgreementPrediction(labels, dis, conf)
+    features = np.concatenate(feats, axis=1) if return_features else None
+    return AgreementPrediction(labels, dis, conf, features)
 
 
-def save_confidence(path: str | os.PathLike, confidence: np.ndarray) -> Path:
-    """Write a float16 confidence map atomically (compressed ``.npz``)."""
+def _save_npz(path: str | os.PathLike, key: str, array: np.ndarray) -> Path:
+    """Write one array as a compressed ``.npz`` atomically (never a partial file)."""
     from barl_core.io.volume import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, confidence=np.asarray(confidence, np.float16))
+            np.savez_compressed(fh, **{key: array})
     return path
+
+
+def save_confidence(path: str | os.PathLike, confidence: np.ndarray) -> Path:
+    """Write a float16 confidence map atomically (compressed ``.npz``)."""
+    return _save_npz(path, "confidence", np.asarray(confidence, np.float16))
+
+
+def save_features(path: str | os.PathLike, features: np.ndarray) -> Path:
+    """Write per-slice features (float32 ``[n_slices, F]``) atomically (compressed ``.npz``).
+
+    A few floats per slice: what lets the app's ``focused`` ranking weigh a slice by how unlike
+    the annotated ones it is, without predicting again.
+    """
+    arr = np.asarray(features, np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"per-slice features must be 2-D [n_slices, F], got shape {arr.shape}")
+    return _save_npz(path, "features", arr)
+
+
+def load_features(path: str | os.PathLike) -> np.ndarray:
+    """Read what :func:`save_features` wrote (float32 ``[n_slices, F]``)."""
+    with np.load(Path(path)) as data:
+        return np.asarray(data["features"], np.float32)
 
 
 def load_confidence(path: str | os.PathLike) -> np.ndarray:

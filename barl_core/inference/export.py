@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from barl_core.errors import CancelledError, InputFileError
-from barl_core.inference.agreement import predict_with_agreement, save_confidence
+from barl_core.inference.agreement import predict_with_agreement, save_confidence, save_features
 from barl_core.inference.model import LoadedModel
-from barl_core.inference.outputs import output_paths
+from barl_core.inference.outputs import features_path, output_paths
 from barl_core.inference.predict import predict_volume
 from barl_core.io.volume import read_volume, strip_extension, write_labels, write_volume
 from barl_core.runtime.cancel import is_cancelled
@@ -29,6 +29,7 @@ class PredictedFile:
     disagreement: Path | None
     mean_disagreement: float
     confidence: Path | None = None
+    features: Path | None = None
 
 
 def _output_name(path: Path) -> str:
@@ -45,6 +46,7 @@ def predict_files(
     *,
     write_disagreement: bool = True,
     agreement: bool = False,
+    features: bool = False,
     overlap: float = 0.5,
     sw_batch_size: int = 1,
 ) -> list[PredictedFile]:
@@ -54,8 +56,11 @@ def predict_files(
     ``disagreement_dir/NAME_disagreement.nii.gz`` (float32; ``disagreement_dir`` defaults
     to ``out_dir``), where ``NAME`` is the input's file name without extension; with
     ``agreement``, also ``out_dir/NAME_confidence.npz``, the branches' agreement confidence
-    (:func:`~barl_core.inference.agreement.predict_with_agreement`) that proposals need.
-    :func:`~barl_core.inference.outputs.output_paths` is the naming rule.
+    (:func:`~barl_core.inference.agreement.predict_with_agreement`) that proposals need;
+    with ``features``, also ``out_dir/NAME_features.npz``, the per-slice pooled decoder
+    features of the same pass that the ``focused`` ranking's feature-space coverage uses.
+    :func:`~barl_core.inference.outputs.output_paths` and
+    :func:`~barl_core.inference.outputs.features_path` are the naming rule.
 
     Parameters
     ----------
@@ -91,7 +96,7 @@ def predict_files(
                 progress(_i, n, f"{_name} ({_i + 1}/{n}): window {done}/{total}")
 
         predict = predict_with_agreement if agreement else predict_volume
-        pred = predict(model, volume, progress=on_window, cancel=cancel,
+        pred = predict(model, volume, progress=on_window, cancel=cancel, return_features=features,
                        overlap=overlap, sw_batch_size=sw_batch_size)
         lab_target, dis_target, conf_target = output_paths(out, name, dis_dir)
         lab_path = write_labels(pred.labels, volume, lab_target)
@@ -102,8 +107,9 @@ def predict_files(
             )
         if agreement:
             conf_path = save_confidence(conf_target, pred.confidence)
+        feat_path = save_features(features_path(out, name), pred.slice_features) if features else None
         mean_dis = float(np.mean(pred.disagreement, dtype=np.float64))
-        written.append(PredictedFile(path, lab_path, dis_path, mean_dis, conf_path))
+        written.append(PredictedFile(path, lab_path, dis_path, mean_dis, conf_path, feat_path))
         if progress is not None:
             progress(i + 1, n, f"{name} ({i + 1}/{n}): done")
     return written

@@ -10,12 +10,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DISAGREEMENT_SUFFIX", "CONFIDENCE_SUFFIX", "LABELS_EXTENSION", "output_paths"]
+__all__ = [
+    "DISAGREEMENT_SUFFIX",
+    "CONFIDENCE_SUFFIX",
+    "FEATURES_SUFFIX",
+    "LABELS_EXTENSION",
+    "output_paths",
+    "features_path",
+]
 
 #: File name suffix of disagreement maps (before the extension).
 DISAGREEMENT_SUFFIX = "_disagreement"
 #: File name end of agreement confidence maps (compressed ``.npz``, array ``confidence``).
 CONFIDENCE_SUFFIX = "_confidence.npz"
+#: File name end of per-slice pooled features (compressed ``.npz``, array ``features``,
+#: float32 ``[n_slices, F]``: ``Prediction.slice_features``, what the ``focused`` ranking's
+#: feature-space coverage compares slices with).
+FEATURES_SUFFIX = "_features.npz"
 #: Extension of the class and disagreement maps.
 LABELS_EXTENSION = ".nii.gz"
 
@@ -34,3 +45,13 @@ def output_paths(
         dis_dir / f"{name}{DISAGREEMENT_SUFFIX}{LABELS_EXTENSION}",
         out / f"{name}{CONFIDENCE_SUFFIX}",
     )
+
+
+def features_path(out_dir: str | os.PathLike, name: str) -> Path:
+    """Where case ``name``'s per-slice features live, beside its confidence map.
+
+    Apart from :func:`output_paths` because only predictions with features write it, and
+    readers of older folders must find none (``features=None``: the ranking runs without
+    its feature-space factor).
+    """
+    return Path(out_dir) / f"{name}{FEATURES_SUFFIX}"

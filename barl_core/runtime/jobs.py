@@ -99,6 +99,7 @@ class PredictJob:
         device: str = "auto",
         *,
         agreement: bool = False,
+        features: bool = False,
         overlap: float = 0.5,
         num_threads: int | None = None,
         grace_s: float = 10.0,
@@ -107,8 +108,9 @@ class PredictJob:
 
         Writes ``out_dir/NAME.nii.gz`` and ``NAME_disagreement.nii.gz`` (into
         ``disagreement_dir``, default ``out_dir``) and, with ``agreement``, the agreement
-        confidence ``NAME_confidence.npz`` that proposals need (see
-        :func:`barl_core.inference.outputs.output_paths`). Progress updates count cases
+        confidence ``NAME_confidence.npz`` that proposals need and, with ``features``, the
+        per-slice features ``NAME_features.npz`` the ``focused`` ranking uses (see
+        :mod:`barl_core.inference.outputs`). Progress updates count cases
         (``iteration`` of ``total``) with a per-window ``message``; ``done`` carries
         ``out_dir`` as ``result_path``.
         """
@@ -121,6 +123,7 @@ class PredictJob:
             float(overlap),
             num_threads,
             bool(agreement),
+            bool(features),
         )
         return start_job(_predict_child, args, "prediction", grace_s)
 
@@ -191,7 +194,7 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
 
 def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[str], out_dir: str,
                    disagreement_dir: str | None, device: str, overlap: float, num_threads: int | None,
-                   agreement: bool = False) -> None:
+                   agreement: bool = False, features: bool = False) -> None:
     child_setup(updates)
     if event.is_set():
         child_finish(updates, ProgressUpdate("cancelled", message="cancelled before prediction started"))
@@ -220,7 +223,7 @@ def _predict_child(updates: Any, event: Any, model_path: str, image_paths: list[
 
         try:
             written = predict_files(model, image_paths, out_dir, disagreement_dir, report, CancelToken(event),
-                                    overlap=overlap, agreement=agreement)
+                                    overlap=overlap, agreement=agreement, features=features)
             final = ProgressUpdate("done", iteration=n, total=n, message=f"predicted {len(written)} case(s)",
                                    result_path=str(out_dir))
         except CancelledError as exc:

@@ -1,6 +1,7 @@
-"""The predictions of a workspace's cases: class map, disagreement, agreement confidence.
+"""The predictions of a workspace's cases: class map, disagreement, confidence, features.
 
-Part of :class:`~barl_core.workspace.layout.Workspace` (see :mod:`barl_core.workspace.labels`).
+The per-slice features are the ``focused`` ranking's feature space (absent in older
+workspaces: the ranking then runs without its feature-space factor). Part of :class:`~barl_core.workspace.layout.Workspace` (see :mod:`barl_core.workspace.labels`).
 File names follow :func:`barl_core.inference.outputs.output_paths`, the rule the writer uses.
 """
 
@@ -14,7 +15,7 @@ from barl_core.active.suggest import case_score
 from barl_core.data.case_names import validate_case_name
 from barl_core.errors import GeometryMismatchError
 from barl_core.inference.outputs import LABELS_EXTENSION as _EXT
-from barl_core.inference.outputs import output_paths
+from barl_core.inference.outputs import features_path, output_paths
 from barl_core.io.volume import read_volume, write_labels, write_volume
 
 __all__ = ["PredictionStore"]
@@ -35,6 +36,10 @@ class PredictionStore:
         """Where case ``name``'s latest agreement confidence is stored."""
         return output_paths(self.predictions_dir, validate_case_name(name))[2]
 
+    def features_path(self, name: str) -> Path:
+        """Where the per-slice features of case ``name``'s latest prediction are stored."""
+        return features_path(self.predictions_dir, validate_case_name(name))
+
     def version_prediction_path(self, version: str, name: str) -> Path:
         """Where the prediction of model version ``version`` on case ``name`` is kept."""
         return self.predictions_dir / "versions" / validate_case_name(version) / f"{name}{_EXT}"
@@ -48,11 +53,15 @@ class PredictionStore:
         model: str | None = None,
         confidence: np.ndarray | None = None,
         version: str | None = None,
+        features: np.ndarray | None = None,
     ) -> float | None:
         """Store a prediction (and its disagreement map); return the case's disagreement score.
 
         The score is :func:`barl_core.active.suggest.case_score` (the mean of the most
-        uncertain unannotated slices), what :func:`~barl_core.active.suggest.suggest_cases` ranks.
+        uncertain unannotated slices), kept per model version to follow the disagreement's
+        trend. ``features`` (``[n_slices, F]``, from the same prediction) are stored beside
+        it for the ``focused`` ranking; a prediction without them removes older ones, which
+        belong to another model's feature space.
         """
         self._check_writable()
         rec = self.record(name)
@@ -73,6 +82,18 @@ class PredictionStore:
             save_confidence(conf_path, confidence)
         else:
             conf_path.unlink(missing_ok=True)
+        feat_path = self.features_path(name)
+        if features is not None:
+            from barl_core.inference.agreement import save_features
+
+            if np.ndim(features) != 2 or np.shape(features)[0] != ref.shape[0]:
+                raise GeometryMismatchError(
+                    f"features of shape {np.shape(features)} do not give one row per slice of "
+                    f"case {name!r} ({ref.shape[0]} slices)"
+                )
+            save_features(feat_path, features)
+        else:
+            feat_path.unlink(missing_ok=True)
         score = None
         if disagreement is not None:
             dis = np.asarray(disagreement, dtype=np.float32)
@@ -110,6 +131,19 @@ class PredictionStore:
         from barl_core.inference.agreement import load_confidence
 
         return load_confidence(p)
+
+    def load_features(self, name: str) -> np.ndarray | None:
+        """Return the per-slice features (float32 ``[n_slices, F]``) of the latest prediction.
+
+        None before a prediction, or for one stored without them (older workspaces): the
+        ranking then runs without its feature-space factor.
+        """
+        p = self.features_path(name)
+        if not self.record(name).predicted or not p.exists():
+            return None
+        from barl_core.inference.agreement import load_features
+
+        return load_features(p)
 
     def load_version_prediction(self, version: str, name: str) -> np.ndarray | None:
         """Return model version ``version``'s class map of case ``name``, or None."""

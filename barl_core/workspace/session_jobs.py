@@ -216,8 +216,10 @@ class JobUseCases:
     def start_prediction(self, cases: Sequence[str] | None = None) -> SessionJob:
         """Predict ``cases`` (default all) with the working model in a child process.
 
-        Each prediction keeps the branches' agreement confidence (for proposals) and is
-        filed under the working model's version (for comparisons and validation).
+        Each prediction keeps the branches' agreement confidence (for proposals) and the
+        per-slice pooled features of the same pass (the ``focused`` ranking's feature-space
+        coverage), and is filed under the working model's version (for comparisons and
+        validation).
         """
         from barl_core.runtime.jobs import PredictJob
 
@@ -236,14 +238,14 @@ class JobUseCases:
             if f.is_file():
                 f.unlink()
         images = [ws.image_path(c) for c in cases]
-        handle = PredictJob.start(model, images, out_dir, agreement=True)
+        handle = PredictJob.start(model, images, out_dir, agreement=True, features=True)
         return SessionJob("prediction", handle, out_dir, cases=cases,
                           version=self.current_version_id())
 
     def _finish_prediction(self, job: SessionJob) -> PredictionOutcome:
-        """Store what the job wrote (labels, disagreement, confidence) and score the version."""
-        from barl_core.inference.agreement import load_confidence
-        from barl_core.inference.outputs import output_paths
+        """Store what the job wrote (labels, disagreement, confidence, features); score the version."""
+        from barl_core.inference.agreement import load_confidence, load_features
+        from barl_core.inference.outputs import features_path, output_paths
 
         ws, vid = self.workspace, job.version
         done, missing = [], []
@@ -254,8 +256,10 @@ class JobUseCases:
                 continue
             dis = read_volume(dis_path).array if dis_path.exists() else None
             conf = load_confidence(conf_path) if conf_path.exists() else None
+            feat_path = features_path(job.out_dir, case)
+            feats = load_features(feat_path) if feat_path.exists() else None
             score = ws.set_prediction(case, read_volume(lab_path).array, dis, confidence=conf,
-                                      version=vid)
+                                      version=vid, features=feats)
             if vid is not None:
                 ws.versions.set_disagreement(vid, case, score)
             done.append(case)

@@ -3,6 +3,11 @@
 What the user looks at after a prediction: the focused slice ranking and its per-slice
 profile (the minimap), case ranking, "label more or stop?", and agreement-gated proposals
 to accept or reject. Part of :class:`~barl_core.workspace.session.Session`.
+
+The slice suggestions and the case order come from one ``focused`` ranking over every
+predicted case (:class:`~barl_core.workspace.suggestions.WorkspaceRanking`): each case's
+picks use the per-slice features stored with its prediction and every other case's
+annotations as context, and a case's score is the mean score of its best picks.
 """
 
 from __future__ import annotations
@@ -19,30 +24,43 @@ __all__ = ["ReviewUseCases"]
 class ReviewUseCases:
     """Session mixin: suggestions, advice and proposals (uses ``self.workspace``)."""
 
+    def case_ranking(self, top_k: int = 5, min_gap: int = 2):
+        """Rank every predicted case with the ``focused`` ranking: cases best first, ``top_k`` picks each.
+
+        Returns a :class:`~barl_core.active.case_ranking.CaseRanking`; computed once per
+        workspace state (:class:`~barl_core.workspace.suggestions.WorkspaceRanking`).
+        """
+        ranking = getattr(self, "_ranking", None)
+        if ranking is None or ranking.workspace is not self.workspace:
+            from barl_core.workspace.suggestions import WorkspaceRanking
+
+            ranking = self._ranking = WorkspaceRanking(self.workspace)
+        return ranking.rank(top_k=top_k, min_gap=min_gap)
+
     def suggest_slices(
         self, case: str, top_k: int = 5, min_gap: int = 2, strategy: str = "focused"
     ) -> list:
         """Return the unannotated slices of ``case`` to annotate next, best first (predict first).
 
         The default ``focused`` ranking (:mod:`barl_core.active.ranking`) is the one the
-        active-learning benchmark measured best; each suggestion carries its one-line
-        ``reason`` and the per-slice quantity of :meth:`slice_profile` (``uncertainty``).
+        active-learning benchmark measured best, with the features stored beside the
+        prediction and the other cases' annotations (:meth:`case_ranking`); each suggestion
+        carries its one-line ``reason`` and the per-slice quantity of :meth:`slice_profile`
+        (``uncertainty``). The baselines (``disagreement``, ``entropy``, ``random``) rank
+        the case alone.
         """
-        from barl_core.active.suggest import suggest_slices
+        from barl_core.active.suggest import SliceSuggestion, suggest_slices
 
         ws = self.workspace
+        if strategy == "focused":
+            picks = self.case_ranking(top_k, min_gap).slices.get(case, [])
+            return [SliceSuggestion(p.index, p.score, p.axis, p.reason, p.uncertainty) for p in picks]
         dis = ws.load_disagreement(case)
         if dis is None:
             return []
-        pred = ws.load_prediction(case) if strategy == "focused" else None
-        if strategy == "focused" and pred is None:
-            return []
         return list(
-            suggest_slices(
-                dis, ws.load_labels(case), axis=0, top_k=top_k, min_gap=min_gap,
-                strategy=strategy, predicted=pred, num_classes=len(ws.class_names),
-                class_names=tuple(ws.class_names),
-            )
+            suggest_slices(dis, ws.load_labels(case), axis=0, top_k=top_k, min_gap=min_gap,
+                           strategy=strategy)
         )
 
     def slice_profile(self, case: str) -> tuple[np.ndarray | None, str]:
@@ -62,15 +80,14 @@ class ReviewUseCases:
         return prof, PROFILE_LABEL
 
     def suggest_cases(self, top_k: int = 5) -> list:
-        """Predicted cases ranked by disagreement, fewer annotations first on ties."""
-        from barl_core.active.suggest import suggest_cases
+        """Predicted cases ranked by the ``focused`` ranking (:meth:`case_ranking`), best first.
 
-        ws = self.workspace
-        scores = ws.disagreement_scores()
-        if len(scores) < 2:
-            return []
-        n_annotated = {c: len(ws.annotated_slices(c)) for c in scores}
-        return list(suggest_cases(scores, n_annotated, top_k=top_k))
+        Each :class:`~barl_core.active.ranking.RankedCase` carries its score (the mean
+        score of its best picks), its best slice and that slice's one-line reason; empty
+        while fewer than two cases are predicted (nothing to choose between).
+        """
+        cases = self.case_ranking().cases
+        return list(cases[:top_k]) if len(cases) >= 2 else []
 
     def advise(self, case: str | None = None):
         """Label more or stop? (:func:`barl_core.workspace.advice.advise` on this workspace)."""

@@ -11,7 +11,13 @@ from barl_core.active.focus import (
     class_slice_uncertainty,
     focus_profile,
 )
-from barl_core.active.ranking import CaseInputs, RankingConfig, rank_cases, rank_slices
+from barl_core.active.ranking import (
+    CaseInputs,
+    RankingConfig,
+    annotated_context,
+    rank_cases,
+    rank_slices,
+)
 from barl_core.active.suggest import suggest_slices
 from barl_core.errors import InvalidVolumeError
 
@@ -86,6 +92,11 @@ def test_rare_class_is_asked_about_before_a_common_one(two_classes):
     # without the class-balance weight the (slightly) more uncertain common class wins
     unbalanced = RankingConfig(focus=FocusConfig(margin_z=0), balance_power=0.0)
     assert rank_slices([case], top_k=1, config=unbalanced)[0].index == 14
+    # class 2 annotated on 8 slices of another case (the context): now class 1 is the rarer
+    other = _sparse(np.where(two_classes == 1, 0, two_classes).astype(np.uint8), range(12, 28, 2))
+    ctx = annotated_context(other, None, 3)
+    assert list(ctx.class_counts) == [0, 8] and ctx.features is None
+    assert rank_slices([case], top_k=1, config=cfg, context=ctx)[0].index == 14
 
 
 def test_picks_spread_across_cases_and_never_repeat(two_classes):

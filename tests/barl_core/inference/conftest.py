@@ -24,6 +24,23 @@ def model(net):
     return LoadedModel.from_module(net, patch_size=WINDOW)
 
 
+def write_checkpoint(path, net, **extra):
+    """Save ``net`` (a :data:`CFG` two-branch network) as a ``barl`` checkpoint file at ``path``."""
+    from dataclasses import asdict
+
+    from barl_core.training.checkpoint import save_checkpoint
+
+    ckpt = {
+        "method": "barl", "n_branches": 2, "model_state": net.state_dict(), "network": asdict(CFG),
+        "class_names": ["background", "tooth", "lesion"], "ignore_index": 255, "normalization": None,
+        "norm_config": {"lower_percentile": 0.5, "upper_percentile": 99.5, "mode": "percentile_zscore"},
+        "target_spacing": None, "patch_size": list(WINDOW), "iteration": 3, "total_iterations": 3,
+        "config": {}, "optimizer_state": None, "scaler_state": None, "rng_state": None, "history": [],
+    }
+    ckpt.update(extra)
+    return save_checkpoint(path, ckpt)
+
+
 def softmax_pair(net, x: np.ndarray):
     """Both branches' softmax of one window, ``[C, *x.shape]`` each."""
     with torch.no_grad():

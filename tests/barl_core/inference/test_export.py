@@ -10,22 +10,11 @@ from barl_core.errors import CheckpointError
 from barl_core.inference.export import predict_files
 from barl_core.inference.model import load_model
 from barl_core.io.volume import Volume, read_volume, write_volume
-from barl_core.training.checkpoint import save_checkpoint
-from tests.barl_core.inference.conftest import CFG, WINDOW
+from tests.barl_core.inference.conftest import write_checkpoint
 
 
 def _checkpoint(tmp_path, net, **extra):
-    from dataclasses import asdict
-
-    ckpt = {
-        "method": "barl", "n_branches": 2, "model_state": net.state_dict(), "network": asdict(CFG),
-        "class_names": ["background", "tooth", "lesion"], "ignore_index": 255, "normalization": None,
-        "norm_config": {"lower_percentile": 0.5, "upper_percentile": 99.5, "mode": "percentile_zscore"},
-        "target_spacing": None, "patch_size": list(WINDOW), "iteration": 3, "total_iterations": 3,
-        "config": {}, "optimizer_state": None, "scaler_state": None, "rng_state": None, "history": [],
-    }
-    ckpt.update(extra)
-    return save_checkpoint(tmp_path / "model.pt", ckpt)
+    return write_checkpoint(tmp_path / "model.pt", net, **extra)
 
 
 def test_load_model_and_predict_files(tmp_path, net, rng):
