@@ -74,8 +74,12 @@ class WorkspacePanel(QGroupBox):
         row.addWidget(self.open_ws_btn, 0, 0, 1, 2)
         row.addWidget(self.add_layers_btn, 1, 0)
         row.addWidget(self.add_files_btn, 1, 1)
-        self.case_table = QTableWidget(0, 3)
-        self.case_table.setHorizontalHeaderLabels(["case", "state", "disagreement"])
+        self.case_table = QTableWidget(0, 4)
+        self.case_table.setHorizontalHeaderLabels(["case", "state", "next", "why"])
+        self.case_table.setToolTip(
+            "next: the case's place in the ranking of what to annotate next (the mean score of "
+            "its best suggested slices) and its best slice; why: that slice's reason"
+        )
         self.case_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.case_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.case_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -93,6 +97,9 @@ class WorkspacePanel(QGroupBox):
         self.add_layers_btn.clicked.connect(lambda: self.add_viewer_images())
         self.add_files_btn.clicked.connect(lambda: self._choose_files())
         self.case_table.cellClicked.connect(self._case_clicked)
+        self._ranked: dict = {}  # case -> (place, RankedCase), from the last ranking
+        for name in ("session", "cases", "case", "predictions"):  # not per stroke: ranking loads cases
+            getattr(state.events, name).connect(lambda *_: self._rerank())
         for name in ("session", "cases", "case", "labels_saved", "predictions"):
             getattr(state.events, name).connect(lambda *_: self.refresh_cases())
         for name in ("session", "read_only"):
@@ -194,8 +201,14 @@ class WorkspacePanel(QGroupBox):
         return name
 
     # ------------------------------------------------------------------ the table
+    def _rerank(self) -> None:
+        """Take the case order from the session's ``focused`` ranking (cached there)."""
+        session = self.state.session
+        cases = session.case_ranking().cases if session is not None else []
+        self._ranked = {c.name: (i, c) for i, c in enumerate(cases, start=1)}
+
     def refresh_cases(self) -> None:
-        """List the cases: name (the open one bold), state and mean disagreement."""
+        """List the cases: name (the open one bold), state, place in the ranking and why."""
         ws = self.state.workspace
         self.case_table.setRowCount(0)
         if ws is None:
@@ -203,10 +216,16 @@ class WorkspacePanel(QGroupBox):
         for name in ws.cases:
             r = self.case_table.rowCount()
             self.case_table.insertRow(r)
-            score = ws.record(name).disagreement_score
-            cells = [name, ws.case_state(name), "" if score is None else f"{score:.4f}"]
+            place, ranked = self._ranked.get(name, (None, None))
+            nxt = why = ""
+            if ranked is not None:
+                best = "" if ranked.best_slice is None else f", slice {ranked.best_slice}"
+                nxt, why = f"#{place} ({ranked.score:.3f}{best})", ranked.reason
+            cells = [name, ws.case_state(name), nxt, why]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                if why:
+                    item.setToolTip(why)
                 if name == self.state.case:
                     font = item.font()
                     font.setBold(True)

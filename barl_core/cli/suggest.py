@@ -3,6 +3,12 @@
 Predicts every case of ``--images`` (sparse labels from ``--labels``, default the MSD
 sibling ``labelsTr`` when present), ranks the cases by expected gain and, within each case,
 its unannotated slices; prints a table and optionally writes everything as JSON.
+
+With the default ``focused`` strategy this is the app's ranking
+(:mod:`barl_core.active.case_ranking`): each prediction also returns its per-slice pooled
+features, every case is ranked with every other case's annotations as context, and a case's
+gain is the mean score of its best 3 picks. The cases' predictions stay in memory until all
+are predicted (the context needs all of them), as in the active-learning benchmark.
 """
 
 from __future__ import annotations
@@ -69,10 +75,25 @@ def _find_labels(folder: Path | None, name: str) -> Path | None:
     return None
 
 
+def _focused_ranking(inputs: list, model, args: argparse.Namespace):
+    """Rank every case and its slices with the app's ``focused`` ranking.
+
+    :func:`~barl_core.active.case_ranking.rank_cases_in_memory`: each case with every other
+    case's annotations as context, features included on axis 0.
+    """
+    from barl_core.active.case_ranking import rank_cases_in_memory
+    from barl_core.active.ranking import RankingConfig
+
+    return rank_cases_in_memory(
+        inputs, num_classes=max(2, len(model.class_names)), axis=args.axis, top_k=args.top,
+        config=RankingConfig(min_gap=args.min_gap), class_names=model.class_names,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the slices (or cases) to annotate next; return the exit code."""
     from barl_core.active.focus import PROFILE_LABEL, focus_profile
-    from barl_core.active.ranking import CaseInputs, RankingConfig, rank_cases
+    from barl_core.active.ranking import CaseInputs
     from barl_core.active.suggest import case_score, slice_scores, suggest_cases, suggest_slices
     from barl_core.inference.predict import load_model, predict_volume
 
@@ -82,9 +103,11 @@ def run(args: argparse.Namespace) -> int:
         check_outputs([args.json], [*files, args.model, *([labels_dir] if labels_dir else [])])
     model = load_model(args.model, device=args.device)
     rng = np.random.default_rng(args.seed)
+    focused = args.strategy == "focused"
     per_case: dict[str, dict] = {}
     scores: dict[str, float] = {}
     n_annotated: dict[str, int] = {}
+    inputs: list = []  # focused: every case's prediction, ranked together once all are predicted
     for path in files:
         name = strip_extension(path.name)
         volume = read_volume(path, series_id=args.series_id)
@@ -95,39 +118,49 @@ def run(args: argparse.Namespace) -> int:
             check_same_grid(volume, lab_vol)
             labels = lab_vol.array
         entropy = args.strategy == "entropy"
-        pred = predict_volume(model, volume, return_entropy=entropy)
-        score_map = (pred.entropy if entropy else pred.disagreement).astype(np.float32)
-        picks = suggest_slices(
-            score_map, labels, axis=args.axis, top_k=args.top, min_gap=args.min_gap,
-            strategy=args.strategy, rng=rng, predicted=pred.labels,
-            num_classes=len(model.class_names) or None, class_names=model.class_names,
-        )
-        done = len(annotated_slices(labels, args.axis))
-        if args.strategy == "random":
-            scores[name] = float(rng.random())
-        elif args.strategy == "focused":
-            focused = rank_cases([CaseInputs(name, score_map, pred.labels, labels)], config=RankingConfig(
-                min_gap=args.min_gap), num_classes=len(model.class_names) or None,
-                class_names=model.class_names, axis=args.axis)
-            scores[name] = focused[0].score
-        else:
-            scores[name] = case_score(score_map, labels, axis=args.axis)
-        n_annotated[name] = done
+        # the features are per axial slice: the feature-space factor applies on axis 0 only
+        pred = predict_volume(model, volume, return_entropy=entropy,
+                              return_features=focused and args.axis == 0)
+        n_annotated[name] = len(annotated_slices(labels, args.axis))
         per_case[name] = {
             "image": str(path),
             "labels": str(lab_path) if lab_path else None,
-            "annotated_slices": done,
+            "annotated_slices": n_annotated[name],
             "mean_disagreement": float(np.mean(pred.disagreement, dtype=np.float64)),
-            "case_score": scores[name],
-            "slice_profile": [round(float(v), 5) for v in (
-                focus_profile(score_map, pred.labels, labels, num_classes=max(2, len(model.class_names)),
-                              axis=args.axis)
-                if args.strategy == "focused" else slice_scores(score_map, args.axis))],
-            "slice_profile_label": PROFILE_LABEL if args.strategy == "focused" else "top-10% disagreement per slice",
-            "suggestions": [{"index": s.index, "score": s.score, "uncertainty": s.uncertainty, "reason": s.reason}
-                            for s in picks],
         }
-    ranked = suggest_cases(scores, n_annotated, top_k=len(scores))
+        if focused:  # as the benchmark: the prediction's own float16 map and its features
+            inputs.append(CaseInputs(name, pred.disagreement, pred.labels, labels,
+                                     features=pred.slice_features))
+            per_case[name]["slice_profile"] = [round(float(v), 5) for v in focus_profile(
+                pred.disagreement, pred.labels, labels, num_classes=max(2, len(model.class_names)),
+                axis=args.axis)]
+            per_case[name]["slice_profile_label"] = PROFILE_LABEL
+            per_case[name]["features"] = pred.slice_features is not None
+            continue
+        score_map = (pred.entropy if entropy else pred.disagreement).astype(np.float32)
+        picks = suggest_slices(score_map, labels, axis=args.axis, top_k=args.top, min_gap=args.min_gap,
+                               strategy=args.strategy, rng=rng)
+        scores[name] = float(rng.random()) if args.strategy == "random" else case_score(score_map, labels,
+                                                                                         axis=args.axis)
+        per_case[name].update(
+            case_score=scores[name],
+            slice_profile=[round(float(v), 5) for v in slice_scores(score_map, args.axis)],
+            slice_profile_label="top-10% disagreement per slice",
+            suggestions=[{"index": s.index, "score": s.score, "uncertainty": s.uncertainty, "reason": s.reason}
+                         for s in picks],
+        )
+    if focused:
+        ranking = _focused_ranking(inputs, model, args)
+        del inputs
+        ranked = ranking.cases  # the case score is the ranking's own: no further weighting
+        for c in ranked:
+            per_case[c.name].update(
+                case_score=c.score, case_reason=c.reason, best_slice=c.best_slice,
+                suggestions=[{"index": s.index, "score": s.score, "uncertainty": s.uncertainty,
+                              "reason": s.reason} for s in ranking.slices[c.name]],
+            )
+    else:
+        ranked = suggest_cases(scores, n_annotated, top_k=len(scores))
     width = max(len(n) for n in per_case) if per_case else 4
     print(f"{'rank':>4}  {'case':<{width}}  {'gain':>7}  {'labelled':>8}  suggested slices (axis {args.axis}: index score)")
     for i, c in enumerate(ranked, start=1):
@@ -146,4 +179,3 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
         print(f"written {args.json}")
     return 0
-

@@ -151,7 +151,11 @@ class PredictionStore:
         return read_volume(p).array if p.exists() else None
 
     def disagreement_scores(self) -> dict[str, float]:
-        """Per predicted case, its disagreement score (for case ranking)."""
+        """Per predicted case, its cached disagreement score (the versions' disagreement trend).
+
+        Not the case order: the app ranks cases with the live ``focused`` ranking
+        (:meth:`~barl_core.workspace.session.Session.case_ranking`).
+        """
         return {
             n: float(r.disagreement_score)
             for n, r in self._cases.items()

@@ -37,10 +37,12 @@ Versions
     ``evaluate_version(vid)``
 Predict with agreement
     ``start_prediction(cases) -> SessionJob``; ``finish(job, final)`` stores labels,
-    disagreement and confidence per case; ``predict(cases)`` blocks.
+    disagreement, confidence and per-slice features per case; ``predict(cases)`` blocks.
 Suggest
-    ``suggest_slices(case)`` (the focused ranking), ``slice_profile(case)`` (what the
-    minimap draws: the ranking's per-slice quantity), ``suggest_cases()``, ``advise(case)``
+    ``suggest_slices(case)`` (the focused ranking, with the prediction's per-slice
+    features), ``slice_profile(case)`` (what the minimap draws: the ranking's per-slice
+    quantity), ``suggest_cases()`` and ``case_ranking()`` (cases ordered by the same
+    ranking, each with its best slice and reason), ``advise(case)``
 Proposals
     ``proposal(case, threshold)``, ``proposal_values(case, z, threshold)``,
     ``accept_proposal(case, z, threshold)``, ``reject_proposal(case, z)``

@@ -81,6 +81,10 @@ def test_suggest_ranks_cases_and_skips_annotated_slices(setup, tmp_path, capsys,
     if strategy == "focused":  # each pick explained, and the profile says what it shows
         assert all(s["reason"] for s in by_name["case_0"]["suggestions"])
         assert by_name["case_0"]["slice_profile_label"].startswith("disagreement on the structure")
+        # the app's ranking: with the prediction's per-slice features, and a reason per case
+        for c in doc["cases"]:
+            assert c["features"] is True and c["case_reason"] == c["suggestions"][0]["reason"]
+            assert c["best_slice"] == c["suggestions"][0]["index"]
 
 
 def test_suggest_help_lists_every_strategy_and_the_default(capsys):
