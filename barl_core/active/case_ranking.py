@@ -4,7 +4,7 @@ Why one at a time: the app's workspace (and ``barl suggest``'s folder) can hold 
 than fit in memory together, and the benchmark's joint :func:`~barl_core.active.ranking.rank_slices`
 call over all cases needs every disagreement map at once. Here each case is loaded, ranked
 alone and dropped; what the joint call would have taken from the *other* cases comes in as a
-:class:`~barl_core.active.ranking.RankingContext`, which needs only their labels and per-slice
+:class:`~barl_core.active.context.RankingContext`, which needs only their labels and per-slice
 features (small):
 
 - class balance counts the annotated slices of every case;
@@ -39,15 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from barl_core.active.ranking import (
-    CaseInputs,
-    RankedCase,
-    RankedSlice,
-    RankingConfig,
-    RankingContext,
-    annotated_context,
-    rank_slices,
-)
+from barl_core.active.context import RankingContext, annotated_context
+from barl_core.active.ranking import CaseInputs, RankedCase, RankedSlice, RankingConfig, rank_slices
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 
 __all__ = ["CaseSource", "CaseRanking", "rank_case_by_case", "rank_cases_in_memory", "PER_CASE"]
@@ -64,7 +57,7 @@ class CaseSource:
     ----------
     name : str
     context : RankingContext
-        :func:`~barl_core.active.ranking.annotated_context` of the case.
+        :func:`~barl_core.active.context.annotated_context` of the case.
     space : hashable
         Which model's feature space ``context.features`` are in (e.g. the model that predicted
         the case); features are only compared within one space.

@@ -24,7 +24,8 @@ anatomy, always the common class). This ranking multiplies five factors, each wi
 Picks are made greedily, one at a time, updating the coverage and class counts after each
 pick. A :class:`RankingContext` brings in what cases outside the call hold (their annotated
 slices' embeddings and class counts), so ranking one case at a time (the app, which cannot
-hold every volume at once) still weighs coverage and class balance over all cases. Every pick carries its score, the shared per-slice quantity (``uncertainty``, the value
+hold every volume at once) still weighs coverage and class balance over all cases
+(:mod:`barl_core.active.context`). Every pick carries its score, the shared per-slice quantity (``uncertainty``, the value
 of :func:`barl_core.active.focus.focus_profile` the minimap shows) and a one-line reason.
 
 Example
@@ -43,20 +44,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from barl_core.active.context import RankingContext, class_slice_counts
 from barl_core.active.focus import FocusConfig, class_slice_uncertainty
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
-__all__ = [
-    "RankingConfig",
-    "CaseInputs",
-    "RankingContext",
-    "RankedSlice",
-    "RankedCase",
-    "annotated_context",
-    "rank_slices",
-    "rank_cases",
-]
+__all__ = ["RankingConfig", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
 
 #: Weight of the plain whole-slice disagreement that breaks ties when no structure is predicted
 #: anywhere (a model that sees nothing still gets slices to learn from).
@@ -114,34 +107,6 @@ class CaseInputs:
     predicted: np.ndarray
     labels: np.ndarray | None = None
     features: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class RankingContext:
-    """What cases outside a ranking call contribute (see :func:`annotated_context`).
-
-    Attributes
-    ----------
-    features : numpy.ndarray or None
-        ``[n, F]`` embeddings of slices annotated elsewhere: they count as taken in the
-        feature-space coverage factor. Only meaningful from the same model as the ranked
-        cases' features.
-    class_counts : numpy.ndarray or None
-        ``[C-1]`` annotated slices elsewhere that hold each foreground class (class balance).
-    """
-
-    features: np.ndarray | None = None
-    class_counts: np.ndarray | None = None
-
-    @staticmethod
-    def combine(contexts: Sequence[RankingContext]) -> RankingContext:
-        """Return one context holding all of ``contexts``' annotated slices and class counts."""
-        feats = [c.features for c in contexts if c.features is not None and len(c.features)]
-        counts = [np.asarray(c.class_counts, np.float64) for c in contexts if c.class_counts is not None]
-        return RankingContext(
-            np.concatenate(feats) if feats else None,
-            np.sum(counts, axis=0) if counts else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -223,50 +188,14 @@ def _distance(taken: np.ndarray) -> np.ndarray:
     return np.abs(z[:, None] - idx[None, :]).min(axis=1)
 
 
-def _label_class_counts(labels: np.ndarray | None, n_fg: int, axis: int) -> np.ndarray:
-    """Return the slices of one label map holding each foreground class."""
-    counts = np.zeros(n_fg, dtype=np.float64)
-    if labels is None:
-        return counts
-    lab = np.asarray(labels)
-    other = tuple(a for a in range(3) if a != axis)
-    for k in range(n_fg):
-        counts[k] = int((lab == k + 1).any(axis=other).sum())
-    return counts
-
-
 def _class_counts(cases: Sequence[CaseInputs], n_fg: int, axis: int, ignore_index: int,
                   context: RankingContext | None) -> np.ndarray:
     """Annotated slices holding each foreground class, over all cases and the context."""
-    counts = sum((_label_class_counts(c.labels, n_fg, axis) for c in cases), np.zeros(n_fg))
+    counts = sum((class_slice_counts(c.labels, n_fg, axis) for c in cases), np.zeros(n_fg))
     if context is not None and context.class_counts is not None:
         extra = np.asarray(context.class_counts, np.float64)[:n_fg]
         counts[: extra.size] += extra
     return counts
-
-
-def annotated_context(
-    labels: np.ndarray | None,
-    features: np.ndarray | None,
-    num_classes: int,
-    *,
-    axis: int = 0,
-    ignore_index: int = IGNORE_INDEX,
-) -> RankingContext:
-    """Return what one case's annotations bring to the ranking of other cases.
-
-    Needs only the case's labels and per-slice features (no disagreement or prediction), so
-    the context of a whole workspace is cheap to gather.
-    """
-    n = np.shape(labels)[axis] if labels is not None else (len(features) if features is not None else 0)
-    done = _annotated(labels, n, axis, ignore_index)
-    feats = None
-    if features is not None:
-        feats = np.asarray(features, np.float64)
-        if feats.shape[0] != n:
-            raise InvalidVolumeError(f"features for {feats.shape[0]} slices, labels have {n}")
-        feats = feats[done]
-    return RankingContext(feats, _label_class_counts(labels, max(num_classes - 1, 0), axis))
 
 
 def _weights(counts: np.ndarray, power: float) -> np.ndarray:

@@ -19,7 +19,8 @@ from collections import OrderedDict
 from typing import Any
 
 from barl_core.active.case_ranking import CaseRanking, CaseSource, rank_case_by_case
-from barl_core.active.ranking import CaseInputs, RankingConfig, annotated_context
+from barl_core.active.context import annotated_context
+from barl_core.active.ranking import CaseInputs, RankingConfig
 
 __all__ = ["WorkspaceRanking"]
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from barl_core.active.context import annotated_context
 from barl_core.active.focus import (
     FocusConfig,
     class_regions,
     class_slice_uncertainty,
     focus_profile,
 )
-from barl_core.active.ranking import (
-    CaseInputs,
-    RankingConfig,
-    annotated_context,
-    rank_cases,
-    rank_slices,
-)
+from barl_core.active.ranking import CaseInputs, RankingConfig, rank_cases, rank_slices
 from barl_core.active.suggest import suggest_slices
 from barl_core.errors import InvalidVolumeError
 
