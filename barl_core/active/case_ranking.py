@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from barl_core.active.context import RankingContext, annotated_context
+from barl_core.active.context import PreparedCase, RankingContext, annotated_context, prepare_case
 from barl_core.active.ranking import CaseInputs, RankedCase, RankedSlice, RankingConfig, rank_slices
-from barl_core.data.labels import IGNORE_INDEX, annotated_mask
+from barl_core.data.labels import IGNORE_INDEX
 
 __all__ = ["CaseSource", "CaseRanking", "rank_case_by_case", "rank_cases_in_memory", "PER_CASE"]
 
@@ -85,7 +85,7 @@ def _context_for(source: CaseSource, sources: Sequence[CaseSource]) -> RankingCo
 
 def rank_case_by_case(
     sources: Sequence[CaseSource],
-    load: Callable[[str], CaseInputs | None],
+    load: Callable[[str], CaseInputs | PreparedCase | None],
     *,
     top_k: int = 5,
     per_case: int = PER_CASE,
@@ -103,8 +103,9 @@ def rank_case_by_case(
         Every case whose annotations count (also those ``load`` cannot rank: not predicted).
     load : callable
         ``load(name)`` returns the case's :class:`CaseInputs` (features included when there
-        are some), or None to leave it out of the ranking; called once per case, and the
-        inputs are dropped before the next.
+        are some) or its :class:`~barl_core.active.context.PreparedCase` (e.g. kept from an
+        earlier call), or None to leave it out of the ranking; called once per case, and
+        the volumes are dropped before the next.
     top_k : int
         Picks kept per case in ``CaseRanking.slices``.
     per_case : int
@@ -122,11 +123,14 @@ def rank_case_by_case(
         inputs = load(src.name)
         if inputs is None:
             continue
-        picks = rank_slices([inputs], top_k=max(top_k, per_case), config=config or RankingConfig(), num_classes=num_classes,
+        cfg = config or RankingConfig()
+        if not isinstance(inputs, PreparedCase):  # the expensive step, once per case
+            inputs = prepare_case(inputs, num_classes=num_classes, focus=cfg.focus, area_floor=cfg.area_floor,
+                                  axis=axis, ignore_index=ignore_index)
+        picks = rank_slices([inputs], top_k=max(top_k, per_case), config=cfg, num_classes=num_classes,
                             class_names=class_names, axis=axis, ignore_index=ignore_index,
                             context=_context_for(src, sources))
-        n_done = 0 if inputs.labels is None else int(annotated_mask(inputs.labels, axis, ignore_index).sum())
-        del inputs
+        n_done = int(inputs.annotated.sum())
         head = picks[:per_case]
         score = float(np.mean([p.score for p in head])) if head else 0.0
         out.cases.append(RankedCase(src.name, score, n_done, head[0].index if head else None,

@@ -1,4 +1,4 @@
-"""What the cases outside a ranking call bring to it: their annotations, summarised small.
+"""What cases bring to a ranking call, summarised small: prepared cases and other cases' annotations.
 
 Why a module: the ``focused`` ranking (:func:`barl_core.active.ranking.rank_slices`) weighs a
 slice by class balance (how many annotated slices hold each class) and by feature-space
@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from barl_core.active.focus import FocusConfig, class_slice_uncertainty
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
-__all__ = ["RankingContext", "annotated_context", "class_slice_counts"]
+__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_counts", "prepare_case"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,80 @@ def annotated_context(
             raise InvalidVolumeError(f"features for {feats.shape[0]} slices, labels have {n}")
         feats = feats[done]
     return RankingContext(feats, class_slice_counts(labels, max(num_classes - 1, 0), axis))
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """One case reduced to what the greedy ranking reads (per-slice arrays; cache it).
+
+    Made by :func:`prepare_case`; :func:`barl_core.active.ranking.rank_slices` takes it in
+    place of a :class:`~barl_core.active.ranking.CaseInputs`. Valid for the ``focus`` and
+    ``area_floor`` it was prepared with, and for as long as the case's files are unchanged.
+
+    Attributes
+    ----------
+    name : str
+    per_class : numpy.ndarray
+        ``[Z, C-1]`` disagreement in each class's band per slice (the minimap's parts).
+    area_factor : numpy.ndarray
+        ``[Z, C-1]`` the cross-section factor.
+    fallback : numpy.ndarray
+        ``[Z]`` whole-slice mean disagreement (ties when nothing is predicted).
+    annotated : numpy.ndarray
+        ``[Z]`` bool, annotated slices.
+    extents : tuple
+        Per class, the first and last slice of its band, or None.
+    features : numpy.ndarray or None
+        ``[Z, F]`` per-slice embeddings.
+    class_counts : numpy.ndarray
+        ``[C-1]`` annotated slices holding each foreground class.
+    """
+
+    name: str
+    per_class: np.ndarray
+    area_factor: np.ndarray
+    fallback: np.ndarray
+    annotated: np.ndarray
+    extents: tuple
+    features: np.ndarray | None
+    class_counts: np.ndarray
+
+
+def prepare_case(
+    case,
+    *,
+    num_classes: int,
+    focus: FocusConfig | None = None,
+    area_floor: float = 0.1,
+    axis: int = 0,
+    ignore_index: int = IGNORE_INDEX,
+) -> PreparedCase:
+    """Reduce a :class:`~barl_core.active.ranking.CaseInputs` to its :class:`PreparedCase`.
+
+    Parameters
+    ----------
+    case : CaseInputs
+    num_classes : int
+        Including background.
+    focus, area_floor
+        As in :class:`~barl_core.active.ranking.RankingConfig`.
+    """
+    dis = np.asarray(case.disagreement)
+    per_class, area = class_slice_uncertainty(dis, case.predicted, case.labels, num_classes=num_classes,
+                                              axis=axis, config=focus or FocusConfig(),
+                                              ignore_index=ignore_index, return_area=True)
+    rel = area / np.maximum(area.max(axis=0, keepdims=True), 1.0)
+    area_factor = np.sqrt(np.clip(rel, min(max(area_floor, 0.0), 1.0), 1.0))
+    other = tuple(a for a in range(3) if a != axis)
+    fallback = dis.astype(np.float32).mean(axis=other).astype(np.float64)
+    extents = []
+    for k in range(per_class.shape[1]):
+        zs = np.flatnonzero(per_class[:, k] > 0)
+        extents.append((int(zs[0]), int(zs[-1])) if zs.size else None)
+    feats = None if case.features is None else np.asarray(case.features, dtype=np.float64)
+    if feats is not None and feats.shape[0] != dis.shape[axis]:
+        raise InvalidVolumeError(f"{case.name}: features for {feats.shape[0]} slices, volume has {dis.shape[axis]}")
+    done = (annotated_mask(case.labels, axis, ignore_index) if case.labels is not None
+            else np.zeros(dis.shape[axis], bool))
+    return PreparedCase(case.name, per_class, area_factor, fallback, done, tuple(extents), feats,
+                        class_slice_counts(case.labels, max(num_classes - 1, 0), axis))

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from barl_core.active.context import RankingContext, class_slice_counts
-from barl_core.active.focus import FocusConfig, class_slice_uncertainty
-from barl_core.data.labels import IGNORE_INDEX, annotated_mask
+from barl_core.active.context import PreparedCase, RankingContext, prepare_case
+from barl_core.active.focus import FocusConfig
+from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InvalidVolumeError
 
 __all__ = ["RankingConfig", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
@@ -161,15 +161,12 @@ class _CaseState:
     features: np.ndarray | None
 
 
-def _annotated(labels: np.ndarray | None, n: int, axis: int, ignore_index: int) -> np.ndarray:
-    if labels is None:
-        return np.zeros(n, dtype=bool)
-    return annotated_mask(labels, axis, ignore_index)
-
-
-def _num_classes(cases: Sequence[CaseInputs], ignore_index: int) -> int:
+def _num_classes(cases: Sequence[CaseInputs | PreparedCase], ignore_index: int) -> int:
     top = 1
     for c in cases:
+        if isinstance(c, PreparedCase):
+            top = max(top, c.per_class.shape[1])
+            continue
         top = max(top, int(np.max(c.predicted)) if np.size(c.predicted) else 0)
         if c.labels is not None:
             lab = np.asarray(c.labels)
@@ -188,10 +185,9 @@ def _distance(taken: np.ndarray) -> np.ndarray:
     return np.abs(z[:, None] - idx[None, :]).min(axis=1)
 
 
-def _class_counts(cases: Sequence[CaseInputs], n_fg: int, axis: int, ignore_index: int,
-                  context: RankingContext | None) -> np.ndarray:
+def _class_counts(cases: Sequence[PreparedCase], n_fg: int, context: RankingContext | None) -> np.ndarray:
     """Annotated slices holding each foreground class, over all cases and the context."""
-    counts = sum((class_slice_counts(c.labels, n_fg, axis) for c in cases), np.zeros(n_fg))
+    counts = sum((c.class_counts[:n_fg] for c in cases), np.zeros(n_fg))
     if context is not None and context.class_counts is not None:
         extra = np.asarray(context.class_counts, np.float64)[:n_fg]
         counts[: extra.size] += extra
@@ -233,27 +229,24 @@ def _reason(state: _CaseState, z: int, cls: int, dist: int | None, name_of, coun
     return line
 
 
-def _prepare(cases: Sequence[CaseInputs], num_classes: int, axis: int, cfg: RankingConfig,
-             ignore_index: int) -> list[_CaseState]:
-    states = []
+def _state(p: PreparedCase) -> _CaseState:
+    """Start a greedy state from a prepared case (nothing picked yet)."""
+    return _CaseState(p.name, p.per_class, p.area_factor, p.fallback, p.annotated.copy(), p.annotated, 0,
+                      list(p.extents), p.features)
+
+
+def _prepare(cases: Sequence[CaseInputs | PreparedCase], num_classes: int, axis: int, cfg: RankingConfig,
+             ignore_index: int) -> list[PreparedCase]:
+    out = []
     for c in cases:
-        dis = np.asarray(c.disagreement)
-        per_class, area = class_slice_uncertainty(dis, c.predicted, c.labels, num_classes=num_classes, axis=axis,
-                                                  config=cfg.focus, ignore_index=ignore_index, return_area=True)
-        rel = area / np.maximum(area.max(axis=0, keepdims=True), 1.0)
-        area_factor = np.sqrt(np.clip(rel, min(max(cfg.area_floor, 0.0), 1.0), 1.0))
-        other = tuple(a for a in range(3) if a != axis)
-        fallback = dis.astype(np.float32).mean(axis=other).astype(np.float64)
-        extents = []
-        for k in range(per_class.shape[1]):
-            zs = np.flatnonzero(per_class[:, k] > 0)
-            extents.append((int(zs[0]), int(zs[-1])) if zs.size else None)
-        feats = None if c.features is None else np.asarray(c.features, dtype=np.float64)
-        if feats is not None and feats.shape[0] != dis.shape[axis]:
-            raise InvalidVolumeError(f"{c.name}: features for {feats.shape[0]} slices, volume has {dis.shape[axis]}")
-        done = _annotated(c.labels, dis.shape[axis], axis, ignore_index)
-        states.append(_CaseState(c.name, per_class, area_factor, fallback, done.copy(), done, 0, extents, feats))
-    return states
+        if not isinstance(c, PreparedCase):
+            c = prepare_case(c, num_classes=num_classes, focus=cfg.focus, area_floor=cfg.area_floor, axis=axis,
+                             ignore_index=ignore_index)
+        elif c.per_class.shape[1] != num_classes - 1:
+            raise InvalidVolumeError(f"{c.name} was prepared for {c.per_class.shape[1] + 1} classes, "
+                                     f"not {num_classes}")
+        out.append(c)
+    return out
 
 
 def _feature_factors(states: list[_CaseState], elsewhere: np.ndarray | None = None) -> list[np.ndarray]:
@@ -281,7 +274,7 @@ def _feature_factors(states: list[_CaseState], elsewhere: np.ndarray | None = No
 
 
 def rank_slices(
-    cases: Sequence[CaseInputs],
+    cases: Sequence[CaseInputs | PreparedCase],
     *,
     top_k: int = 5,
     config: RankingConfig = RankingConfig(),
@@ -295,8 +288,9 @@ def rank_slices(
 
     Parameters
     ----------
-    cases : sequence of CaseInputs
-        Every case the annotator could work on (one is fine).
+    cases : sequence of CaseInputs or PreparedCase
+        Every case the annotator could work on (one is fine); a
+        :class:`~barl_core.active.context.PreparedCase` skips the one expensive step.
     context : RankingContext, optional
         Annotations of cases not ranked in this call (:func:`annotated_context`).
     num_classes : int, optional
@@ -321,8 +315,9 @@ def rank_slices(
     def name_of(k: int) -> str:
         return names[k] if k < len(names) else f"class {k}"
 
-    states = _prepare(cases, n_cls, axis, config, ignore_index)
-    counts = _class_counts(cases, n_cls - 1, axis, ignore_index, context)
+    prepared = _prepare(cases, n_cls, axis, config, ignore_index)
+    states = [_state(p) for p in prepared]
+    counts = _class_counts(prepared, n_cls - 1, context)
     elsewhere = None if context is None else context.features
     picks: list[RankedSlice] = []
     while len(picks) < top_k:

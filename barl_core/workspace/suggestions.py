@@ -6,7 +6,11 @@ features. :class:`WorkspaceRanking` gathers them the way
 :func:`~barl_core.active.case_ranking.rank_case_by_case` wants (every case's annotations as
 cheap context, then one predicted case at a time) and keeps the last results until a file
 they were computed from changes (labels, prediction, disagreement, features, or the model a
-case was predicted with), so switching cases does not rank everything again.
+case was predicted with), so switching cases does not rank everything again. Each case's
+:class:`~barl_core.active.context.PreparedCase` (its per-slice summary, the one step that
+reads the volumes) is kept until that case's own files change: after a new annotation only
+that case is loaded again, and the others are re-ranked against the new context from their
+summaries (milliseconds).
 
 A case's features are compared only with features of cases predicted by the same model
 (``CaseSource.space``); a case predicted before features were stored (an older workspace)
@@ -19,7 +23,7 @@ from collections import OrderedDict
 from typing import Any
 
 from barl_core.active.case_ranking import CaseRanking, CaseSource, rank_case_by_case
-from barl_core.active.context import annotated_context
+from barl_core.active.context import PreparedCase, annotated_context, prepare_case
 from barl_core.active.ranking import CaseInputs, RankingConfig
 
 __all__ = ["WorkspaceRanking"]
@@ -47,6 +51,7 @@ class WorkspaceRanking:
     def __init__(self, workspace: Any):
         self.workspace = workspace
         self._sources: dict[str, tuple[tuple, CaseSource]] = {}
+        self._prepared: dict[str, tuple[tuple, PreparedCase | None]] = {}
         self._results: OrderedDict[tuple, CaseRanking] = OrderedDict()
 
     def _stamp(self, name: str) -> tuple:
@@ -78,6 +83,19 @@ class WorkspaceRanking:
             return None
         return CaseInputs(name, dis, pred, ws.load_labels(name), features=ws.load_features(name))
 
+    def prepared(self, name: str) -> PreparedCase | None:
+        """Return the case's per-slice summary for the ranking (kept until its files change)."""
+        stamp = (self._stamp(name), self.workspace.num_classes)
+        hit = self._prepared.get(name)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        inputs = self.inputs(name)
+        cfg = RankingConfig()
+        prep = None if inputs is None else prepare_case(
+            inputs, num_classes=self.workspace.num_classes, focus=cfg.focus, area_floor=cfg.area_floor)
+        self._prepared[name] = (stamp, prep)
+        return prep
+
     def rank(self, top_k: int = 5, min_gap: int = 2) -> CaseRanking:
         """Rank every predicted case, with its ``top_k`` slice picks (see the module docstring)."""
         ws = self.workspace
@@ -86,10 +104,11 @@ class WorkspaceRanking:
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]
-        for gone in set(self._sources) - set(names):
-            del self._sources[gone]
+        for cache in (self._sources, self._prepared):
+            for gone in set(cache) - set(names):
+                del cache[gone]
         result = rank_case_by_case(
-            [self.source(n) for n in names], self.inputs, top_k=top_k,
+            [self.source(n) for n in names], self.prepared, top_k=top_k,
             config=RankingConfig(min_gap=min_gap), num_classes=ws.num_classes,
             class_names=tuple(ws.class_names),
         )

@@ -161,3 +161,22 @@ def test_the_baselines_still_rank_one_case(tmp_path, strategy):
     s.workspace.set_prediction("a", truth, _two_candidates())
     picks = s.suggest_slices("a", top_k=2, strategy=strategy)
     assert len(picks) == 2 and all(p.reason == "" for p in picks)
+
+
+def test_a_new_label_reloads_only_its_case_and_ranks_as_from_scratch(tmp_path, monkeypatch):
+    truth = _two_classes()
+    s = _session(tmp_path, ["a", "b", "c"])
+    for case in s.cases:
+        s.annotate_slice(case, 20, truth[20])
+        s.workspace.set_prediction(case, truth, _two_candidates())
+    ranking = WorkspaceRanking(s.workspace)
+    ranking.rank()
+    loaded = []
+    real = ranking.inputs
+    monkeypatch.setattr(ranking, "inputs", lambda name: loaded.append(name) or real(name))
+    s.annotate_slice("b", 10, truth[10])
+    after = ranking.rank()
+    assert loaded == ["b"]  # the other cases' summaries were kept
+    fresh = WorkspaceRanking(s.workspace).rank()
+    assert after.cases == fresh.cases and after.slices == fresh.slices
+    assert [c.name for c in after.cases][-1] == "b"  # its doubtful slice 10 is answered
