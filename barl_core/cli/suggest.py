@@ -7,8 +7,9 @@ its unannotated slices; prints a table and optionally writes everything as JSON.
 With the default ``focused`` strategy this is the app's ranking
 (:mod:`barl_core.active.case_ranking`): each prediction also returns its per-slice pooled
 features, every case is ranked with every other case's annotations as context, and a case's
-gain is the mean score of its best 3 picks. The cases' predictions stay in memory until all
-are predicted (the context needs all of them), as in the active-learning benchmark.
+gain is the mean score of its best 3 picks. Of each prediction only a per-slice summary is
+kept (:func:`~barl_core.active.context.prepare_case`, a few KB) until every case is
+predicted and the ranking runs (the context needs all of them).
 """
 
 from __future__ import annotations
@@ -75,17 +76,35 @@ def _find_labels(folder: Path | None, name: str) -> Path | None:
     return None
 
 
-def _focused_ranking(inputs: list, model, args: argparse.Namespace):
-    """Rank every case and its slices with the app's ``focused`` ranking.
+def _summarise(case, num_classes: int, axis: int) -> tuple:
+    """Reduce one predicted case to what the ``focused`` ranking keeps of it (a few KB).
 
-    :func:`~barl_core.active.case_ranking.rank_cases_in_memory`: each case with every other
-    case's annotations as context, features included on axis 0.
+    Returns its :class:`~barl_core.active.case_ranking.CaseSource` (its annotations, as
+    context for the other cases) and its :class:`~barl_core.active.context.PreparedCase`,
+    so the volumes can go before the next case is predicted.
     """
-    from barl_core.active.case_ranking import rank_cases_in_memory
+    from barl_core.active.case_ranking import CaseSource
+    from barl_core.active.context import annotated_context, prepare_case
     from barl_core.active.ranking import RankingConfig
 
-    return rank_cases_in_memory(
-        inputs, num_classes=max(2, len(model.class_names)), axis=args.axis, top_k=args.top,
+    cfg = RankingConfig()  # the band and area floor the ranking uses (min_gap does not matter here)
+    source = CaseSource(case.name, annotated_context(case.labels, case.features, num_classes, axis=axis))
+    return source, prepare_case(case, num_classes=num_classes, focus=cfg.focus, area_floor=cfg.area_floor,
+                                axis=axis)
+
+
+def _focused_ranking(summaries: dict, model, args: argparse.Namespace):
+    """Rank every case and its slices with the app's ``focused`` ranking.
+
+    :func:`~barl_core.active.case_ranking.rank_case_by_case` over the cases' summaries: each
+    case with every other case's annotations as context, features included on axis 0.
+    """
+    from barl_core.active.case_ranking import rank_case_by_case
+    from barl_core.active.ranking import RankingConfig
+
+    return rank_case_by_case(
+        [src for src, _ in summaries.values()], lambda name: summaries[name][1],
+        num_classes=max(2, len(model.class_names)), axis=args.axis, top_k=args.top,
         config=RankingConfig(min_gap=args.min_gap), class_names=model.class_names,
     )
 
@@ -107,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     per_case: dict[str, dict] = {}
     scores: dict[str, float] = {}
     n_annotated: dict[str, int] = {}
-    inputs: list = []  # focused: every case's prediction, ranked together once all are predicted
+    summaries: dict = {}  # focused: per case its context and per-slice summary, ranked once all are in
     for path in files:
         name = strip_extension(path.name)
         volume = read_volume(path, series_id=args.series_id)
@@ -129,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
             "mean_disagreement": float(np.mean(pred.disagreement, dtype=np.float64)),
         }
         if focused:  # as the benchmark: the prediction's own float16 map and its features
-            inputs.append(CaseInputs(name, pred.disagreement, pred.labels, labels,
-                                     features=pred.slice_features))
+            summaries[name] = _summarise(CaseInputs(name, pred.disagreement, pred.labels, labels,
+                                                    features=pred.slice_features),
+                                         max(2, len(model.class_names)), args.axis)
             per_case[name]["slice_profile"] = [round(float(v), 5) for v in focus_profile(
                 pred.disagreement, pred.labels, labels, num_classes=max(2, len(model.class_names)),
                 axis=args.axis)]
@@ -150,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
                          for s in picks],
         )
     if focused:
-        ranking = _focused_ranking(inputs, model, args)
-        del inputs
+        ranking = _focused_ranking(summaries, model, args)
         ranked = ranking.cases  # the case score is the ranking's own: no further weighting
         for c in ranked:
             per_case[c.name].update(
