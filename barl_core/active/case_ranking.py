@@ -42,6 +42,7 @@ import numpy as np
 from barl_core.active.context import PreparedCase, RankingContext, annotated_context, prepare_case
 from barl_core.active.ranking import CaseInputs, RankedCase, RankedSlice, RankingConfig, rank_slices
 from barl_core.data.labels import IGNORE_INDEX
+from barl_core.errors import InvalidVolumeError
 
 __all__ = ["CaseSource", "CaseRanking", "rank_case_by_case", "rank_cases_in_memory", "PER_CASE"]
 
@@ -118,6 +119,8 @@ def rank_case_by_case(
     CaseRanking
         Cases sorted by score (ties: fewer annotated slices, then name).
     """
+    if top_k < 0 or (config is not None and config.min_gap < 0):  # refused before any volume is read (exit 2 in the CLI)
+        raise InvalidVolumeError("top_k and min_gap must be >= 0")
     out = CaseRanking()
     for src in sources:
         inputs = load(src.name)
