@@ -156,10 +156,10 @@ class TrainingPanel(QGroupBox):
             _settings.bind(key, widget)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Give spin boxes the width their digits need before they show."""
         # napari's style sheet gives spin boxes a fixed minimum width, which lets a layout
         # squeeze them below what their digits and arrows need (seen under Qt6)
-        """Give spin boxes the width their digits need before they show."""
-        for sb in (*self.patch, self.iterations, self.base_channels):
+        for sb in (*self.patch, self.iterations, self.base_channels, self.budget_s):
             sb.setMinimumWidth(sb.minimumSizeHint().width())
         super().showEvent(event)
 
