@@ -12,6 +12,8 @@ from napari_barl._prediction_view import DISAGREEMENT_LAYER, PREDICTION_LAYER
 from napari_barl._widget import BarlWidget
 from napari_barl.testing import paint_slice
 
+from .conftest import set_tiny_training
+
 pytestmark = pytest.mark.gui
 
 
@@ -46,13 +48,8 @@ def test_label_train_review_export(make_napari_viewer, qtbot, tmp_path, monkeypa
     assert Workspace.open(tmp_path / "ws").annotated_slices(case) == [10, 21]
 
     # a tiny model through the widget's own controls
+    set_tiny_training(w)
     tp = w.training
-    tp.budget_on.setChecked(False)  # these iterations and patch, not a plan to a budget
-    tp.iterations.setValue(4)
-    for sb, v in zip(tp.patch, (16, 32, 32), strict=True):
-        sb.setValue(v)
-    tp.base_channels.setValue(4)
-    tp.device_box.setCurrentText("CPU")
     qtbot.mouseClick(tp.train_btn, Qt.LeftButton)
     assert w.jobs.is_busy() and tp.cancel_btn.isEnabled()
     qtbot.waitUntil(
