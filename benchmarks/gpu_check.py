@@ -445,8 +445,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
-    return 0
+    """Run the checks asked for; 0 once their results are written."""
+    return 0 if run(parse_args(argv)) is not None else 1
 
 
 if __name__ == "__main__":
