@@ -40,9 +40,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from barl_core.active.context import PreparedCase, RankingContext, annotated_context, prepare_case
-from barl_core.active.ranking import CaseInputs, RankedCase, RankedSlice, RankingConfig, rank_slices
+from barl_core.active.ranking import (
+    CaseInputs,
+    RankedCase,
+    RankedSlice,
+    RankingConfig,
+    check_ranking_args,
+    rank_slices,
+)
 from barl_core.data.labels import IGNORE_INDEX
-from barl_core.errors import InvalidVolumeError
 
 __all__ = ["CaseSource", "CaseRanking", "rank_case_by_case", "rank_cases_in_memory", "PER_CASE"]
 
@@ -119,8 +125,8 @@ def rank_case_by_case(
     CaseRanking
         Cases sorted by score (ties: fewer annotated slices, then name).
     """
-    if top_k < 0 or (config is not None and config.min_gap < 0):  # refused before any volume is read (exit 2 in the CLI)
-        raise InvalidVolumeError("top_k and min_gap must be >= 0")
+    # refused before any volume is read (rank_slices below sees max(top_k, per_case) only)
+    check_ranking_args(top_k, (config or RankingConfig()).min_gap, axis)
     out = CaseRanking()
     for src in sources:
         inputs = load(src.name)

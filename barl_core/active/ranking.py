@@ -273,6 +273,14 @@ def _feature_factors(states: list[_CaseState], elsewhere: np.ndarray | None = No
     return [1.0 - np.exp(-d / scale) for d in dmin]
 
 
+def check_ranking_args(top_k: int, min_gap: int, axis: int) -> None:
+    """Refuse a negative ``top_k`` or ``min_gap`` and an axis other than 0-2, before any work."""
+    if top_k < 0 or min_gap < 0:
+        raise InvalidVolumeError("top_k and min_gap must be >= 0")
+    if axis not in (0, 1, 2):
+        raise InvalidVolumeError(f"axis must be 0, 1 or 2, got {axis}")
+
+
 def rank_slices(
     cases: Sequence[CaseInputs | PreparedCase],
     *,
@@ -303,10 +311,7 @@ def rank_slices(
     list of RankedSlice
         Fewer than ``top_k`` only when every remaining slice is annotated or within ``min_gap``.
     """
-    if top_k < 0 or config.min_gap < 0:
-        raise InvalidVolumeError("top_k and min_gap must be >= 0")
-    if axis not in (0, 1, 2):
-        raise InvalidVolumeError(f"axis must be 0, 1 or 2, got {axis}")
+    check_ranking_args(top_k, config.min_gap, axis)
     if not cases:
         return []
     n_cls = num_classes or _num_classes(cases, ignore_index)
