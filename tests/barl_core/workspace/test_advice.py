@@ -12,8 +12,8 @@ def test_advice_rules():
     assert advise([], n_annotated=6, has_model=False).action == "train"
     assert advise([(5, 0.5)], n_annotated=9, unused_slices=4, has_model=True).action == "fine-tune"
     good = advise(
-        [(5, 0.86), (10, 0.865)],
-        n_annotated=10,
+        [(15, 0.855), (20, 0.86), (25, 0.865)],
+        n_annotated=25,
         has_model=True,
         correction_dice=[0.95, 0.97],
         disagreement_trend=[0.2, 0.1],
@@ -21,8 +21,8 @@ def test_advice_rules():
     assert good.action == "export"
     # humans still correct a lot: not good enough
     busy = advise(
-        [(5, 0.86), (10, 0.865)],
-        n_annotated=10,
+        [(15, 0.855), (20, 0.86), (25, 0.865)],
+        n_annotated=25,
         has_model=True,
         correction_dice=[0.5, 0.6],
         suggestions=list(range(30)),
