@@ -93,21 +93,28 @@ class RunSpec:
         return f"{self.group}/{self.setting}/{self.budget.label}/{self.method}{dis}{ovr}/seed{self.seed}"
 
 
-def _overrides_text(overrides: Sequence[tuple[str, float]]) -> str:
-    return ",".join(f"{k}={v:g}" for k, v in overrides)
+def _overrides_text(overrides: Sequence[tuple[str, float | str]]) -> str:
+    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides)
 
 
-def parse_overrides(text: str) -> tuple[tuple[str, float], ...]:
-    """``"dpr=0.5,cps_weight=0.5"`` -> ``(("cps_weight", 0.5), ("dpr", 0.5))`` (sorted: one key per setting)."""
+def parse_overrides(text: str) -> tuple[tuple[str, float | str], ...]:
+    """``"dpr=0.5,cps_weight=0.5"`` -> ``(("cps_weight", 0.5), ("dpr", 0.5))`` (sorted: one key per setting).
+
+    Values are numbers, except the fields that name a mode (``region_mode=contrast``).
+    """
     pairs = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set: expected NAME=VALUE, got {item!r}")
+        name = name.strip()
+        if name.endswith("_mode"):
+            pairs.append((name, value.strip()))
+            continue
         try:
-            pairs.append((name.strip(), float(value)))
+            pairs.append((name, float(value)))
         except ValueError:
-            raise SystemExit(f"--set: {name.strip()} needs a number, got {value!r}") from None
+            raise SystemExit(f"--set: {name} needs a number, got {value!r}") from None
     return tuple(sorted(pairs))
 
 

@@ -17,6 +17,7 @@ functions are safe to call inside ``torch.autocast``. Pseudo-labels are always d
 from barl_core.losses.config import (
     ALIGNMENT_TERMS,
     PCBC_MODES,
+    REGION_MODES,
     LossConfig,
     LossConfigError,
     LossWeights,
@@ -28,6 +29,7 @@ from barl_core.losses.representation import (
     instance_matching_loss,
     match_instances,
     region_alignment_loss,
+    region_contrast_loss,
 )
 from barl_core.losses.supervised import supervised_loss
 
@@ -37,11 +39,13 @@ __all__ = [
     "LossConfigError",
     "ALIGNMENT_TERMS",
     "PCBC_MODES",
+    "REGION_MODES",
     "gaussian_rampup",
     "supervised_loss",
     "dpr_loss",
     "pcbc_loss",
     "region_alignment_loss",
+    "region_contrast_loss",
     "instance_matching_loss",
     "match_instances",
     "downsample_labels",

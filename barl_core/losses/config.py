@@ -13,11 +13,20 @@ from dataclasses import dataclass, replace
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import TrainingError
 
-__all__ = ["ALIGNMENT_TERMS", "PCBC_MODES", "LossConfig", "LossConfigError", "LossWeights", "gaussian_rampup"]
+__all__ = [
+    "ALIGNMENT_TERMS",
+    "PCBC_MODES",
+    "REGION_MODES",
+    "LossConfig",
+    "LossConfigError",
+    "LossWeights",
+    "gaussian_rampup",
+]
 
 #: The switchable cross-branch terms (names used by ``--disable``).
 ALIGNMENT_TERMS = ("dpr", "pcbc", "region", "instance")
 PCBC_MODES = ("disagreement", "urpc")
+REGION_MODES = ("prototype", "contrast")
 
 
 class LossConfigError(TrainingError, ValueError):
@@ -45,6 +54,13 @@ class LossConfig:
         does not blow the term up.
     pcbc_mode : {"disagreement", "urpc"}
         BARL's disagreement-masked correction, or URPC-style uncertainty rectification.
+    region_mode : {"prototype", "contrast"}
+        ``prototype``: the design note's ``1 - cos`` between the branches' class prototypes;
+        ``contrast``: each branch's voxels classified by the other branch's prototypes
+        (:func:`~barl_core.losses.representation.region_contrast_loss`), on annotated voxels
+        and on unannotated ones where the branches agree.
+    region_temperature : float
+        Softmax temperature of the ``contrast`` mode.
     region_min_voxels : int
         A class takes part in region alignment only with at least this many voxels.
     instance_min_size, instance_top_k, instance_iou_threshold
@@ -67,6 +83,8 @@ class LossConfig:
     dpr_threshold: float = 0.0
     pcbc_area_floor: float = 0.01
     pcbc_mode: str = "disagreement"
+    region_mode: str = "prototype"
+    region_temperature: float = 0.1
     region_min_voxels: int = 8
     instance_min_size: int = 4
     instance_top_k: int = 8
@@ -81,6 +99,8 @@ class LossConfig:
             (0.0 <= self.dpr_threshold < 1.0, "dpr_threshold must be in [0, 1)"),
             (0.0 < self.pcbc_area_floor <= 1.0, "pcbc_area_floor must be in (0, 1]"),
             (self.pcbc_mode in PCBC_MODES, f"pcbc_mode must be one of {PCBC_MODES}"),
+            (self.region_mode in REGION_MODES, f"region_mode must be one of {REGION_MODES}"),
+            (self.region_temperature > 0, "region_temperature must be > 0"),
             (self.region_min_voxels >= 1, "region_min_voxels must be >= 1"),
             (self.instance_min_size >= 1, "instance_min_size must be >= 1"),
             (self.instance_top_k >= 1, "instance_top_k must be >= 1"),

@@ -33,6 +33,7 @@ from barl_core.losses import (
     instance_matching_loss,
     pcbc_loss,
     region_alignment_loss,
+    region_contrast_loss,
     supervised_loss,
 )
 from barl_core.networks.unet import BiBranchNet, NetOutput, UNet3D, ema_update
@@ -246,18 +247,11 @@ class BarlMethod(TwoBranchMethod):
             # Decisions at feature resolution from pooled logits: 8x fewer voxels to decide
             # than at full resolution, and voxel-aligned with the (avg-pooled) features.
             feat_size = tuple(out_a.features.shape[2:])
-            k = self.config.network.num_classes
             with timer.phase("loss:region"):
                 pooled_a = hard_labels(F.adaptive_avg_pool3d(out_a.logits[-1].detach().float(), feat_size))
                 pooled_b = hard_labels(F.adaptive_avg_pool3d(out_b.logits[-1].detach().float(), feat_size))
                 if "region" in self.terms:
-                    # ground truth where annotated, else the weak branch's pseudo-label
-                    region = (pooled_a if weak_to_a else pooled_b).clone()
-                    gt = downsample_labels(y, feat_size, num_classes=k, ignore_index=self.ignore_index)
-                    region[:n_l] = torch.where(gt != self.ignore_index, gt, region[:n_l])
-                    out["region"] = region_alignment_loss(
-                        out_a.features, out_b.features, region, k, lc.region_min_voxels, self.ignore_index
-                    )
+                    out["region"] = self._region_term(out_a, out_b, pooled_a, pooled_b, y, n_l, weak_to_a)
             if "instance" in self.terms:
                 with timer.phase("loss:instance"):
                     out["instance"] = instance_matching_loss(
@@ -270,6 +264,25 @@ class BarlMethod(TwoBranchMethod):
             total = total + ramp * lc.weight(term) * out[term]
         out["loss"] = total
         return out
+
+    def _region_term(self, out_a, out_b, pooled_a, pooled_b, y, n_l, weak_to_a) -> Tensor:
+        """Region alignment on ground truth where annotated, else the weak branch's pseudo-label.
+
+        The ``contrast`` mode also drops unannotated voxels where the branches disagree: a
+        contrastive target pulls features towards a class, so a contested pseudo-label would
+        teach the wrong one, where the prototype mode only averages it in.
+        """
+        lc, k, ignore = self.losses, self.config.network.num_classes, self.ignore_index
+        region = (pooled_a if weak_to_a else pooled_b).clone()
+        if lc.region_mode == "contrast":
+            region[pooled_a != pooled_b] = ignore
+        gt = downsample_labels(y, tuple(pooled_a.shape[1:]), num_classes=k, ignore_index=ignore)
+        region[:n_l] = torch.where(gt != ignore, gt, region[:n_l])
+        if lc.region_mode == "contrast":
+            return region_contrast_loss(
+                out_a.features, out_b.features, region, k, lc.region_temperature, lc.region_min_voxels, ignore
+            )
+        return region_alignment_loss(out_a.features, out_b.features, region, k, lc.region_min_voxels, ignore)
 
     def term_weights(self, iteration: int) -> dict[str, float]:
         """``sup`` at 1; each enabled BARL term at its ramped weight."""

@@ -16,6 +16,7 @@ from barl_core.losses import (
     match_instances,
     pcbc_loss,
     region_alignment_loss,
+    region_contrast_loss,
 )
 from barl_core.networks.unet import BiBranchNet, NetworkConfig
 
@@ -58,6 +59,60 @@ def test_region_alignment_exactly_zero_without_qualifying_class():
     loss.backward()
     big = region_alignment_loss(feat, -feat, torch.zeros(1, 4, 4, 4, dtype=torch.long), C, 65)
     assert big.item() == 0.0
+
+
+def _separated(labels: torch.Tensor, dims: int = 4) -> torch.Tensor:
+    """Unit features pointing along axis ``label`` (classes perfectly separated)."""
+    return F.one_hot(labels, dims).movedim(-1, 1).float()
+
+
+def test_region_contrast_keeps_a_gradient_where_the_prototype_loss_is_flat():
+    """Identical branches whose features ignore the classes: prototypes agree, contrast does not."""
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    labels[0, :2] = 1
+    torch.manual_seed(0)
+    feat = F.normalize(torch.randn(1, 4, 4, 4, 4), dim=1).requires_grad_()
+    assert region_alignment_loss(feat, feat, labels, C, min_voxels=2).item() < 1e-6
+    contrast = region_contrast_loss(feat, feat, labels, C, temperature=0.1, min_voxels=2)
+    assert contrast.item() > 0.3
+    contrast.backward()
+    assert feat.grad.abs().sum() > 0
+    # a constant feature map is the saddle: no class can be told apart, CE = log(2)
+    flat = F.normalize(torch.ones(1, 4, 4, 4, 4), dim=1)
+    assert region_contrast_loss(flat, flat, labels, C, min_voxels=2).item() == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_region_contrast_small_when_separated_and_large_when_swapped():
+    labels = torch.randint(0, C, (2, 4, 4, 4), generator=torch.Generator().manual_seed(0))
+    feat = _separated(labels)
+    good = region_contrast_loss(feat, feat.clone(), labels, C, temperature=0.1, min_voxels=1)
+    assert good.item() < 1e-3
+    # branch b puts class 0 where a puts class 1: a's voxels land on b's wrong prototype
+    swapped = _separated(torch.where(labels == 0, 1, torch.where(labels == 1, 0, labels)))
+    bad = region_contrast_loss(feat, swapped, labels, C, temperature=0.1, min_voxels=1)
+    assert bad.item() > 3.0
+
+
+def test_region_contrast_weighs_a_small_class_like_the_background():
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    labels[0, 0, 0, :2] = 1  # 2 voxels of class 1 against 62 of background
+    feat = _separated(labels)
+    wrong_small = torch.where((labels == 1).unsqueeze(1), _separated(torch.zeros_like(labels)), feat)
+    # only the 2 small-class voxels of branch a sit on the wrong side: the per-class mean keeps
+    # their CE at half the loss instead of 2/64 of it
+    loss = region_contrast_loss(wrong_small, feat, labels, C, temperature=0.1, min_voxels=1)
+    assert loss.item() > 0.25 * 10.0 * 0.9  # 0.5 * mean over 2 classes of (CE_a ~ 10 + CE_b ~ 0)
+
+
+def test_region_contrast_zero_in_graph_with_fewer_than_two_classes():
+    feat = torch.randn(1, 4, 4, 4, 4, requires_grad=True)
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    labels[0, 0, 0, 0] = 1  # one voxel of class 1: below min_voxels
+    loss = region_contrast_loss(feat, feat.flip(-1), labels, C, min_voxels=2)
+    assert loss.item() == 0.0
+    loss.backward()
+    ignored = region_contrast_loss(feat, feat, torch.full((1, 4, 4, 4), 255), C)
+    assert ignored.item() == 0.0
 
 
 def test_alignment_losses_stay_float32_under_autocast():

@@ -57,3 +57,26 @@ def test_term_weights_rebuild_the_total_loss(method, tiny_config, rng):
     assert weights and set(weights) <= set(losses) and "loss" not in weights
     rebuilt = sum(w * losses[t] for t, w in weights.items())
     assert float(rebuilt) == pytest.approx(float(losses["loss"]), rel=1e-6, abs=1e-7)
+
+
+def test_barl_region_contrast_mode_trains_the_features(tiny_config, rng):
+    """``region_mode="contrast"`` enters the loss and sends a gradient into the projection head."""
+    cfg = tiny_config(method="barl", iterations=10)
+    cfg.losses.region_mode = "contrast"
+    cfg.losses.region_min_voxels = 1
+    cfg.disable = ("dpr", "pcbc", "instance")
+    torch.manual_seed(0)
+    m = build_method(cfg, "cpu", torch.Generator().manual_seed(0))
+    m.train()
+    losses = m.training_step(*_batch(cfg, rng), iteration=9)
+    assert float(losses["region"]) > 0.01  # the prototype mode starts near 0 on fresh branches
+    (losses["loss"] - losses["sup"]).backward()
+    head = [p.grad for n, p in m.net.named_parameters() if "projection" in n]
+    assert head and any(g is not None and float(g.abs().sum()) > 0 for g in head)
+
+
+def test_unknown_region_mode_is_refused():
+    from barl_core.losses import LossConfig, LossConfigError
+
+    with pytest.raises(LossConfigError, match="region_mode"):
+        LossConfig(region_mode="nope")
