@@ -14,6 +14,7 @@ import numpy as np
 from barl_core.data.dataset import Case
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.data.normalization import NormalizationConfig, NormStats, normalize, normalize_volume
+from barl_core.data.padding import pad_image
 from barl_core.errors import EmptyDatasetError, GeometryMismatchError, InvalidVolumeError
 
 __all__ = ["TrainingVolume", "training_volumes", "PatchSampler"]
@@ -114,8 +115,10 @@ class PatchSampler:
     ``foreground_fraction`` the voxel is drawn from a random *foreground* class present
     in the annotations (small lesions would otherwise be seen rarely). Unlabelled
     patches come from anywhere in any volume, labelled ones included (their
-    unannotated voxels are unlabelled data). Volumes smaller than the patch are padded:
-    the image with its minimum, the labels with the ignore value.
+    unannotated voxels are unlabelled data). Volumes smaller than the patch are padded
+    (centred) as the sliding window pads them at prediction: the image by
+    :func:`~barl_core.data.padding.pad_image` (edge values), the labels with the ignore
+    value (padded voxels are not annotated).
 
     Parameters
     ----------
@@ -170,9 +173,9 @@ class PatchSampler:
         short = [max(0, p - s) for p, s in zip(self.patch_size, img.shape, strict=True)]
         if not any(short):
             return img, lab
+        # centred, as the sliding window centres a volume in its padded grid
         widths = [(d // 2, d - d // 2) for d in short]
-        fill = float(img.min()) if img.size else 0.0
-        img = np.pad(img, widths, mode="constant", constant_values=fill)
+        img = pad_image(img, widths)
         if lab is not None:
             lab = np.pad(lab, widths, mode="constant", constant_values=self.ignore_index)
         return img, lab

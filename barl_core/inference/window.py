@@ -3,7 +3,8 @@
 A trained model segments a whole CBCT (hundreds of voxels a side) one window at a time.
 Windows overlap (default 0.5) and are blended with a Gaussian importance map, so the seams
 between windows vanish; every window starts at a multiple of the network's divisor (the
-volume is edge-padded to allow it), so the lattice its stride-2 layers leave lines up across
+volume is padded to allow it, by the rule training patches are padded with:
+:func:`~barl_core.data.padding.pad_image`, edge values), so the lattice its stride-2 layers leave lines up across
 windows instead of changing phase at each seam. Both branches run on every window; each branch's *finest* softmax is
 accumulated separately, because the product is not only the class map (argmax of the two
 branches' mean softmax) but also the per-voxel **disagreement** between the branches (the
@@ -53,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from barl_core.data.normalization import NormStats, normalize
+from barl_core.data.padding import pad_image
 from barl_core.errors import CancelledError, InvalidVolumeError
 from barl_core.inference.antialias import antialias_slab
 from barl_core.inference.model import LoadedModel, autocast_dtype
@@ -340,15 +342,14 @@ def sliding_window(
             ring[:, :, phys] = 0
 
     def tile(z: int, y: int, x: int) -> np.ndarray:
-        """Window at padded corner (z, y, x), edge-padded where it leaves the volume."""
+        """Window at padded corner (z, y, x), padded as training pads where it leaves the volume."""
         src, pad = [], []
         for s, w, b, n in zip((z, y, x), win, before, shape, strict=True):
             lo, hi = s - b, s - b + w
             src.append(slice(max(lo, 0), min(hi, n)))
             pad.append((max(0, -lo), max(0, hi - n)))
         t = arr[tuple(src)]
-        if any(p != (0, 0) for p in pad):
-            t = np.pad(t, pad, mode="edge")
+        t = pad_image(t, pad)  # the training sampler's rule (edge values); no copy if none
         return normalize(t, norm) if norm is not None else t
 
     done = 0
