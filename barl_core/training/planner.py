@@ -202,10 +202,12 @@ def plan_patch(fp: DatasetFingerprint, divisor: int, max_voxels: int) -> tuple[i
     patch without padding), then the longest side shrunk by one divisor at a time until the
     patch holds ``max_voxels``.
 
-    Rounded down, not up: a patch larger than the volume is padded in training (image minimum)
-    and the sliding window pads differently (edge values), and on hippocampus the rounded-up,
-    whole-volume patch 40x56x40 reached 0.767 mean foreground Dice (2000 iterations, all pool
-    cases labelled) where 32x48x32 crops had reached 0.868 (docs/benchmarks.md, section 1b).
+    Rounded down, not up: a patch larger than the volume is mostly padding, and on hippocampus
+    the rounded-up, whole-volume patch 40x56x40 reached 0.767 mean foreground Dice (2000
+    iterations, all pool cases labelled) where 32x48x32 crops had reached 0.868
+    (docs/benchmarks.md, section 1b). Training then padded with the image minimum and the
+    sliding window with edge values; both now pad alike (:mod:`barl_core.data.padding`), and
+    the rounded-up patch has not been measured again since.
     """
     patch = [max(divisor, (int(s) // divisor) * divisor) for s in fp.median_shape]
     while math.prod(patch) > max_voxels and max(patch) > divisor:
