@@ -104,7 +104,4 @@ class PredictionView(QObject):
         session, case = self.state.session, self.state.case
         slices = session.suggest_slices(case, top_k=5, min_gap=2)
         self.panel.set_suggestions(case, slices, session.suggest_cases(top_k=5))
-        score = session.workspace.record(case).disagreement_score
-        self.panel.status.setText(
-            f"{case}: mean disagreement {score:.4f}" if score is not None else f"{case}: predicted"
-        )
+        self.panel.show_case_place(case, session.case_ranking().cases)

@@ -15,9 +15,19 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["ReviewPanel"]
+__all__ = ["ReviewPanel", "case_place"]
 
 _ROLE = Qt.UserRole
+
+
+def case_place(place: int, ranked) -> str:
+    """Return ``#place (score, slice N)``: a case's place in the ``focused`` case ranking.
+
+    The case table's *next* column and the review status line both show it this way (one
+    format, one ranking).
+    """
+    best = "" if ranked.best_slice is None else f", slice {ranked.best_slice}"
+    return f"#{place} ({ranked.score:.3f}{best})"
 
 
 class ReviewPanel(QGroupBox):
@@ -91,6 +101,22 @@ class ReviewPanel(QGroupBox):
             item.setToolTip(reason)
             item.setData(_ROLE, (c.name, -1 if best is None else int(best)))
             self.suggestions.addItem(item)
+
+    def show_case_place(self, case: str, cases: list) -> None:
+        """Show the open case's place in ``cases`` and why, on the status line.
+
+        ``cases`` is the session's ``focused`` case ranking, best first: the same one as the
+        case table and the list below.
+        Not the cached mean disagreement of the case: that is a different quantity, and
+        showing it here told a user one thing while the ranking said another (issue 12).
+        """
+        for place, c in enumerate(cases, start=1):
+            if c.name == case:
+                reason = getattr(c, "reason", "")
+                self.status.setText(f"{case}: next {case_place(place, c)} of {len(cases)} cases"
+                                    + (f": {reason}" if reason else ""))
+                return
+        self.status.setText(f"{case}: predicted (not in the ranking of what to annotate next)")
 
     def _clicked(self, item: QListWidgetItem) -> None:
         case, z = item.data(_ROLE)

@@ -32,6 +32,7 @@ from barl_core.workspace.session import Session
 from ._case_view import CaseView
 from ._layers import CASE_KEY, GEOMETRY_KEY, volume_from_layer_attributes
 from ._notify import guarded, notify
+from ._review_panel import case_place
 from ._state import BarlState
 
 __all__ = ["WorkspacePanel", "READ_ONLY_TEXT"]
@@ -219,8 +220,7 @@ class WorkspacePanel(QGroupBox):
             place, ranked = self._ranked.get(name, (None, None))
             nxt = why = ""
             if ranked is not None:
-                best = "" if ranked.best_slice is None else f", slice {ranked.best_slice}"
-                nxt, why = f"#{place} ({ranked.score:.3f}{best})", ranked.reason
+                nxt, why = case_place(place, ranked), ranked.reason
             cells = [name, ws.case_state(name), nxt, why]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)

@@ -1,4 +1,5 @@
-"""Issue 12: the dock's case list and suggestion list show the session's ``focused`` case ranking."""
+"""Issue 12: the dock's case list, suggestion list and review status line show the session's
+``focused`` case ranking."""
 
 from __future__ import annotations
 
@@ -48,10 +49,18 @@ def test_case_list_and_suggestions_follow_the_focused_case_ranking(make_napari_v
 
     table.cellClicked.emit(row["confident"], 0)  # open the lower-ranked case
     assert w.state.case == "confident"
+    # the review status line gives the same place and reason as the case table (not the
+    # cached mean disagreement, a different quantity: it made "confident" look the more
+    # uncertain case, its empty end being disagreed on)
+    status = w.review.status.text()
+    assert status.startswith("confident: next " + table.item(row["confident"], 2).text() + " of 2")
+    assert table.item(row["confident"], 3).text() in status and "disagreement" not in status
     items = [w.review.suggestions.item(i) for i in range(w.review.suggestions.count())]
     [other] = [it for it in items if it.data(Qt.UserRole)[0] == "uncertain"]
     assert "small" in other.text() and other.data(Qt.UserRole) == ("uncertain", 26)
     w.review.suggestions.itemClicked.emit(other)  # a click opens that case on its best slice
     assert w.state.case == "uncertain"
     assert round(viewer.dims.point[0]) == 26
+    status = w.review.status.text()
+    assert status.startswith("uncertain: next #1 (") and "slice 26" in status and "small" in status
     w.shutdown()
