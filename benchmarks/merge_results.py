@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         raise SystemExit(f"merge_results: {exc}") from None
     out = args.out or args.files[0]
-    common.ensure_parent(out).write_text(json.dumps(common._clean_nan(merged), indent=1) + "\n")
+    common.ensure_parent(out).write_text(json.dumps(common.clean_nan(merged), indent=1) + "\n")
     print(f"[merge_results] {len(merged['runs'])} runs from {len(args.files)} files -> {out}")
     return 0
 
