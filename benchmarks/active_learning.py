@@ -70,7 +70,10 @@ from benchmarks.common import BenchCase  # noqa: E402
 
 __all__ = ["STRATEGIES", "select_slices", "slices_to_reach", "summarise", "render_table", "main", "parse_args"]
 
-STRATEGIES = ("random", "entropy", "disagreement", "focused")
+STRATEGIES = ("random", "entropy", "disagreement", "focused", "focused2")
+#: What ``--strategies`` runs unless told: ``focused2`` (a preset of
+#: :data:`barl_core.active.ranking.RANKING_PRESETS`, not the default yet) only when asked.
+DEFAULT_STRATEGIES = ("random", "entropy", "disagreement", "focused")
 DEFAULT_ITERATIONS = 1000
 DEFAULT_FINETUNE = 100
 #: Peak learning rate of each fine-tune (round 0 uses the benchmarks' ``BENCH_LR``, 3e-3).
@@ -118,8 +121,8 @@ def select_slices(
     from barl_core.inference.predict import load_model, predict_volume
 
     model = load_model(model_path, device=device)
-    if strategy == "focused":
-        return _select_focused(model, cases, annotated, k=k, overlap=overlap, features=features)
+    if strategy in ("focused", "focused2"):
+        return _select_focused(model, cases, annotated, k=k, overlap=overlap, features=features, preset=strategy)
     candidates: list[tuple[float, str, int]] = []
     for i, (name, case) in enumerate(sorted(cases.items())):
         pred = predict_volume(model, case.image, return_probabilities=(strategy == "entropy"), overlap=overlap)
@@ -142,13 +145,15 @@ def select_slices(
 
 
 def _select_focused(model, cases: dict[str, BenchCase], annotated: dict[str, set[int]], *,
-                    k: int, overlap: float = DEFAULT_OVERLAP, features: bool = True) -> list[tuple[str, int, float]]:
-    """The product's default ranking (:func:`barl_core.active.ranking.rank_slices`) over all
-    cases at once: it needs every case's prediction, disagreement and annotated slices
-    together, because its coverage rules (z-gap, case spread, class balance, feature space)
-    span cases. The per-slice features come out of the same sliding-window pass.
+                    k: int, overlap: float = DEFAULT_OVERLAP, features: bool = True,
+                    preset: str = "focused") -> list[tuple[str, int, float]]:
+    """The product's ranking (:func:`barl_core.active.ranking.rank_slices`, configured by the
+    named ``preset`` of :data:`~barl_core.active.ranking.RANKING_PRESETS`) over all cases at
+    once: it needs every case's prediction, disagreement and annotated slices together,
+    because its coverage rules (z-gap, case spread, class balance, feature space) span cases.
+    The per-slice features come out of the same sliding-window pass.
     """
-    from barl_core.active.ranking import CaseInputs, rank_slices
+    from barl_core.active.ranking import RANKING_PRESETS, CaseInputs, rank_slices
     from barl_core.inference.predict import predict_volume
 
     inputs = []
@@ -157,7 +162,8 @@ def _select_focused(model, cases: dict[str, BenchCase], annotated: dict[str, set
         inputs.append(CaseInputs(name, pred.disagreement, pred.labels,
                                  common.sparsify(case.truth, annotated[name]),
                                  features=pred.slice_features))
-    picks = rank_slices(inputs, top_k=k, num_classes=len(model.class_names), class_names=model.class_names)
+    picks = rank_slices(inputs, top_k=k, num_classes=len(model.class_names), class_names=model.class_names,
+                        config=RANKING_PRESETS[preset])
     for s in picks:
         if s.index in annotated[s.case]:
             raise AssertionError(f"rank_slices re-picked annotated slice {s.index} of {s.case}")
@@ -543,7 +549,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=4, help="slices revealed per round (default 4)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                    help=f"selection rounds after the start (default {DEFAULT_ROUNDS})")
-    p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"subset of {','.join(STRATEGIES)}")
+    p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                   help=f"subset of {','.join(STRATEGIES)} (default {','.join(DEFAULT_STRATEGIES)})")
     p.add_argument("--method", default="barl", help="training method (needs two branches for disagreement)")
     p.add_argument("--iterations", type=int, default=None, help=f"round-0 training (default {DEFAULT_ITERATIONS})")
     p.add_argument("--finetune-iterations", type=int, default=None,

@@ -35,7 +35,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class CaseRanking:
 
 def _context_for(source: CaseSource, sources: Sequence[CaseSource]) -> RankingContext:
     """Every other case's annotations; their features only when in ``source``'s space."""
-    parts = [o.context if o.space == source.space else RankingContext(None, o.context.class_counts)
+    parts = [o.context if o.space == source.space else replace(o.context, features=None)
              for o in sources if o.name != source.name]
     return RankingContext.combine(parts)
 

@@ -27,7 +27,8 @@ from barl_core.active.focus import FocusConfig, class_slice_uncertainty
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
-__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_counts", "prepare_case"]
+__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_counts", "class_label_sizes",
+           "prepare_case"]
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,30 @@ class RankingContext:
         cases' features.
     class_counts : numpy.ndarray or None
         ``[C-1]`` annotated slices elsewhere that hold each foreground class (class balance).
+    class_voxels : numpy.ndarray or None
+        ``[C-1]`` annotated voxels of each foreground class elsewhere (class balance by voxels).
+    class_areas : numpy.ndarray or None
+        ``[C-1]`` the largest annotated cross-section of each class elsewhere (voxels on one
+        slice): how large a class can plausibly be on a slice (see :func:`class_label_sizes`).
     """
 
     features: np.ndarray | None = None
     class_counts: np.ndarray | None = None
+    class_voxels: np.ndarray | None = None
+    class_areas: np.ndarray | None = None
 
     @staticmethod
     def combine(contexts: Sequence[RankingContext]) -> RankingContext:
         """Return one context holding all of ``contexts``' annotated slices and class counts."""
         feats = [c.features for c in contexts if c.features is not None and len(c.features)]
         counts = [np.asarray(c.class_counts, np.float64) for c in contexts if c.class_counts is not None]
+        voxels = [np.asarray(c.class_voxels, np.float64) for c in contexts if c.class_voxels is not None]
+        areas = [np.asarray(c.class_areas, np.float64) for c in contexts if c.class_areas is not None]
         return RankingContext(
             np.concatenate(feats) if feats else None,
             np.sum(counts, axis=0) if counts else None,
+            np.sum(voxels, axis=0) if voxels else None,
+            np.max(areas, axis=0) if areas else None,
         )
 
 
@@ -68,6 +80,25 @@ def class_slice_counts(labels: np.ndarray | None, n_fg: int, axis: int) -> np.nd
     for k in range(n_fg):
         counts[k] = int((lab == k + 1).any(axis=other).sum())
     return counts
+
+
+def class_label_sizes(labels: np.ndarray | None, n_fg: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per foreground class ``1..n_fg``: annotated voxels, and the largest annotated cross-section.
+
+    The largest cross-section (voxels of the class on one annotated slice) is what the
+    ``focused`` ranking takes as the size a class can plausibly have on a slice: a prediction
+    several times larger is a confident error, whatever the branches' disagreement says.
+    """
+    voxels = np.zeros(n_fg, dtype=np.float64)
+    areas = np.zeros(n_fg, dtype=np.float64)
+    if labels is None:
+        return voxels, areas
+    lab = np.moveaxis(np.asarray(labels), axis, 0)
+    for k in range(n_fg):
+        per_slice = (lab == k + 1).sum(axis=(1, 2))
+        voxels[k] = float(per_slice.sum())
+        areas[k] = float(per_slice.max()) if per_slice.size else 0.0
+    return voxels, areas
 
 
 def annotated_context(
@@ -100,7 +131,9 @@ def annotated_context(
         if feats.shape[0] != n:
             raise InvalidVolumeError(f"features for {feats.shape[0]} slices, labels have {n}")
         feats = feats[done]
-    return RankingContext(feats, class_slice_counts(labels, max(num_classes - 1, 0), axis))
+    n_fg = max(num_classes - 1, 0)
+    voxels, areas = class_label_sizes(labels, n_fg, axis)
+    return RankingContext(feats, class_slice_counts(labels, n_fg, axis), voxels, areas)
 
 
 @dataclass(frozen=True)
@@ -128,6 +161,12 @@ class PreparedCase:
         ``[Z, F]`` per-slice embeddings.
     class_counts : numpy.ndarray
         ``[C-1]`` annotated slices holding each foreground class.
+    structure_area, predicted_area : numpy.ndarray or None
+        ``[Z, C-1]`` voxels per slice of each class's kept structure (what the area factor
+        reads) and of the raw prediction (what the over-reach factor reads).
+    class_voxels, class_areas : numpy.ndarray or None
+        ``[C-1]`` annotated voxels, and largest annotated cross-section, of each class
+        (:func:`class_label_sizes`).
     """
 
     name: str
@@ -138,6 +177,10 @@ class PreparedCase:
     extents: tuple
     features: np.ndarray | None
     class_counts: np.ndarray
+    structure_area: np.ndarray | None = None
+    predicted_area: np.ndarray | None = None
+    class_voxels: np.ndarray | None = None
+    class_areas: np.ndarray | None = None
 
 
 def prepare_case(
@@ -176,5 +219,10 @@ def prepare_case(
         raise InvalidVolumeError(f"{case.name}: features for {feats.shape[0]} slices, volume has {dis.shape[axis]}")
     done = (annotated_mask(case.labels, axis, ignore_index) if case.labels is not None
             else np.zeros(dis.shape[axis], bool))
+    n_fg = max(num_classes - 1, 0)
+    pred = np.moveaxis(np.asarray(case.predicted), axis, 0)
+    predicted_area = np.stack([(pred == k + 1).sum(axis=(1, 2)) for k in range(n_fg)], axis=1).astype(np.float64) \
+        if n_fg else np.zeros((dis.shape[axis], 0))
+    voxels, areas = class_label_sizes(case.labels, n_fg, axis)
     return PreparedCase(case.name, per_class, area_factor, fallback, done, tuple(extents), feats,
-                        class_slice_counts(case.labels, max(num_classes - 1, 0), axis))
+                        class_slice_counts(case.labels, n_fg, axis), area, predicted_area, voxels, areas)

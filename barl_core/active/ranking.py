@@ -1,7 +1,8 @@
 """The ``focused`` ranking: which slices of which cases a radiologist should annotate next.
 
 Uncertainty alone asks for the wrong slices (empty ends, five neighbours of the same
-anatomy, always the common class). This ranking multiplies five factors, each with one job:
+anatomy, always the common class). This ranking multiplies five factors, each with one job
+(a sixth, off by default, catches confident errors):
 
 1. **Where the decision is** — :func:`barl_core.active.focus.class_slice_uncertainty`: branch
    disagreement inside a band around each predicted structure, per class, so a small class's
@@ -20,6 +21,14 @@ anatomy, always the common class). This ranking multiplies five factors, each wi
    one call is damped by ``case_decay``; with per-slice embeddings (e.g. pooled bottleneck
    features), a slice close to an annotated or picked one is damped by
    ``1 - exp(-dist / median dist)`` (a soft k-centre rule, as coreset selection does).
+
+6. **Confident errors** (off by default, ``overreach_weight``) — disagreement cannot see a
+   mistake both branches make: a model trained on a few slices through the middle of a
+   structure may paint a class over whole slices beyond its ends, with both branches agreeing.
+   A slice where a class is predicted on more than ``overreach_margin`` times its largest
+   annotated cross-section (over all cases) scores ``overreach_weight * (1 - margin * largest
+   / predicted)``, the fraction of the prediction that cannot be right, in place of factor 1
+   when that is higher. One pick per run of such slices: its label shows the run's error.
 
 Picks are made greedily, one at a time, updating the coverage and class counts after each
 pick. A :class:`RankingContext` brings in what cases outside the call hold (their annotated
@@ -46,10 +55,17 @@ import numpy as np
 
 from barl_core.active.context import PreparedCase, RankingContext, prepare_case
 from barl_core.active.focus import FocusConfig
+from barl_core.active.size_factors import (
+    class_areas,
+    class_counts,
+    clear_run,
+    expected_gain,
+    size_factors,
+)
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InvalidVolumeError
 
-__all__ = ["RankingConfig", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
+__all__ = ["RankingConfig", "RANKING_PRESETS", "CaseInputs", "RankedSlice", "RankedCase", "rank_slices", "rank_cases"]
 
 #: Weight of the plain whole-slice disagreement that breaks ties when no structure is predicted
 #: anywhere (a model that sees nothing still gets slices to learn from).
@@ -75,6 +91,18 @@ class RankingConfig:
         Strength of the class-balance weight (0 switches it off).
     area_floor : float
         Lowest relative cross-section of the area factor (1 switches the factor off).
+    balance_by : {"slices", "voxels"}
+        What class balance counts: annotated slices holding the class, or annotated voxels of
+        it (a slice through a class's thin tip then counts for little).
+    area_reference : {"predicted", "annotated"}
+        What the area factor divides a slice's cross-section by: the class's largest predicted
+        cross-section in the case, or its largest *annotated* one over all cases (a confident
+        false positive covering whole slices then does not make the real structure look thin).
+    overreach_weight : float
+        Weight of the over-reach factor (6 in the module docstring; 0 switches it off).
+    overreach_margin : float
+        A class predicted on more than ``overreach_margin`` times its largest annotated
+        cross-section counts as over-reaching on that slice.
     """
 
     focus: FocusConfig = field(default_factory=FocusConfig)
@@ -83,6 +111,28 @@ class RankingConfig:
     case_decay: float = 0.8
     balance_power: float = 0.5
     area_floor: float = 0.1
+    balance_by: str = "slices"
+    area_reference: str = "predicted"
+    overreach_weight: float = 0.0
+    overreach_margin: float = 2.0
+
+    def __post_init__(self) -> None:
+        """Refuse a ``balance_by`` or ``area_reference`` the ranking does not know."""
+        if self.balance_by not in ("slices", "voxels"):
+            raise InvalidVolumeError(f"balance_by must be 'slices' or 'voxels', got {self.balance_by!r}")
+        if self.area_reference not in ("predicted", "annotated"):
+            raise InvalidVolumeError(f"area_reference must be 'predicted' or 'annotated', got {self.area_reference!r}")
+
+
+#: Named rankings. ``focused`` is the default; ``focused2`` adds what the hippocampus benchmark's
+#: picks showed missing (docs/benchmarks.md section 2): the over-reach factor (a class predicted,
+#: with both branches agreeing, over whole slices beyond the structure's ends), the area factor
+#: relative to the largest annotated cross-section, and class balance by annotated voxels.
+#: Not the default until the benchmark measures it.
+RANKING_PRESETS: dict[str, RankingConfig] = {
+    "focused": RankingConfig(),
+    "focused2": RankingConfig(balance_by="voxels", area_reference="annotated", overreach_weight=0.5),
+}
 
 
 @dataclass
@@ -159,6 +209,9 @@ class _CaseState:
     n_picked: int
     extents: list[tuple[int, int] | None]
     features: np.ndarray | None
+    overreach: np.ndarray  # [Z, C-1] fraction of the predicted class that cannot fit its annotated size
+    structure_area: np.ndarray | None  # [Z, C-1]
+    predicted_area: np.ndarray | None  # [Z, C-1]
 
 
 def _num_classes(cases: Sequence[CaseInputs | PreparedCase], ignore_index: int) -> int:
@@ -185,15 +238,6 @@ def _distance(taken: np.ndarray) -> np.ndarray:
     return np.abs(z[:, None] - idx[None, :]).min(axis=1)
 
 
-def _class_counts(cases: Sequence[PreparedCase], n_fg: int, context: RankingContext | None) -> np.ndarray:
-    """Annotated slices holding each foreground class, over all cases and the context."""
-    counts = sum((c.class_counts[:n_fg] for c in cases), np.zeros(n_fg))
-    if context is not None and context.class_counts is not None:
-        extra = np.asarray(context.class_counts, np.float64)[:n_fg]
-        counts[: extra.size] += extra
-    return counts
-
-
 def _weights(counts: np.ndarray, power: float) -> np.ndarray:
     if counts.size == 0 or power == 0:
         return np.ones_like(counts)
@@ -212,8 +256,12 @@ def _where(z: int, extent: tuple[int, int] | None) -> str:
 
 
 def _reason(state: _CaseState, z: int, cls: int, dist: int | None, name_of, counts: np.ndarray,
-            weights: np.ndarray) -> str:
-    if cls == 0:
+            weights: np.ndarray, overreach_ref: float | None = None, by: str = "slices") -> str:
+    if overreach_ref is not None:
+        area = int(state.predicted_area[z, cls - 1])
+        head = (f"{name_of(cls)} predicted on {area} voxels here, {area / overreach_ref:.0f}x its largest "
+                f"annotated cross-section ({int(overreach_ref)}): likely a confident error")
+    elif cls == 0:
         head = "no structure predicted near this slice; branches disagree most here"
     else:
         ext = state.extents[cls - 1]
@@ -224,15 +272,25 @@ def _reason(state: _CaseState, z: int, cls: int, dist: int | None, name_of, coun
     else:
         tail = f"nothing annotated within {dist - 1} slices" if dist > 1 else "next to an annotated slice"
     line = f"{head}; {tail}"
-    if cls > 0 and weights[cls - 1] > 1.2:
-        line += f"; {name_of(cls)} is annotated on only {int(counts[cls - 1])} slices"
+    if cls > 0 and overreach_ref is None and weights[cls - 1] > 1.2:
+        unit = "voxels" if by == "voxels" else "slices"
+        line += f"; {name_of(cls)} is annotated on only {int(counts[cls - 1])} {unit}"
     return line
 
 
-def _state(p: PreparedCase) -> _CaseState:
-    """Start a greedy state from a prepared case (nothing picked yet)."""
-    return _CaseState(p.name, p.per_class, p.area_factor, p.fallback, p.annotated.copy(), p.annotated, 0,
-                      list(p.extents), p.features)
+def _state(p: PreparedCase, cfg: RankingConfig | None = None, refs: np.ndarray | None = None) -> _CaseState:
+    """Start a greedy state from a prepared case (nothing picked yet).
+
+    ``refs`` (the largest annotated cross-section per class, 0 = none) feeds the area factor
+    when ``cfg.area_reference == "annotated"`` and the over-reach factor when
+    ``cfg.overreach_weight > 0``.
+    """
+    cfg = cfg or RankingConfig()
+    area_factor, overreach = size_factors(p, refs, area_reference=cfg.area_reference, area_floor=cfg.area_floor,
+                                          overreach_weight=cfg.overreach_weight,
+                                          overreach_margin=cfg.overreach_margin)
+    return _CaseState(p.name, p.per_class, area_factor, p.fallback, p.annotated.copy(), p.annotated, 0,
+                      list(p.extents), p.features, overreach, p.structure_area, p.predicted_area)
 
 
 def _prepare(cases: Sequence[CaseInputs | PreparedCase], num_classes: int, axis: int, cfg: RankingConfig,
@@ -321,8 +379,9 @@ def rank_slices(
         return names[k] if k < len(names) else f"class {k}"
 
     prepared = _prepare(cases, n_cls, axis, config, ignore_index)
-    states = [_state(p) for p in prepared]
-    counts = _class_counts(prepared, n_cls - 1, context)
+    refs = class_areas(prepared, n_cls - 1, context)
+    states = [_state(p, config, refs) for p in prepared]
+    counts = class_counts(prepared, n_cls - 1, context, config.balance_by)
     elsewhere = None if context is None else context.features
     picks: list[RankedSlice] = []
     while len(picks) < top_k:
@@ -334,27 +393,38 @@ def rank_slices(
             weighted = (st.per_class * st.area_factor * weights[None, :] if st.per_class.shape[1]
                         else np.zeros((st.taken.size, 1)))
             cls = weighted.argmax(axis=1)
-            base = weighted.max(axis=1) + _FALLBACK_WEIGHT * st.fallback
+            base = weighted.max(axis=1)
+            over = (config.overreach_weight * st.overreach.max(axis=1) if st.overreach.shape[1]
+                    else np.zeros(st.taken.size))
+            over_wins = over > base
+            base = np.maximum(base, over) + _FALLBACK_WEIGHT * st.fallback
             cover = 1.0 - np.exp(-dist / max(config.spread, 1e-6))
             score = base * cover * feat[si] * config.case_decay**st.n_picked
             score[st.taken | (dist < config.min_gap)] = -np.inf
             z = int(np.argmax(score))
             if np.isfinite(score[z]) and (best is None or score[z] > best[0]):
                 has_band = st.per_class.shape[1] and weighted[z].max() > 0
-                best = (float(score[z]), si, z, int(cls[z]) + 1 if has_band else 0)
+                k = int(cls[z]) + 1 if has_band else 0
+                if over_wins[z]:
+                    k = int(st.overreach[z].argmax()) + 1
+                best = (float(score[z]), si, z, k, bool(over_wins[z]))
         if best is None:
             break
-        score, si, z, k = best
+        score, si, z, k, by_overreach = best
         st = states[si]
         dist = int(_distance(st.annotated)[z])
         d = None if dist >= 10**6 else dist
         uncertainty = float(st.per_class[z].max()) if st.per_class.shape[1] else 0.0
+        ref = float(refs[k - 1]) if by_overreach else None
         picks.append(RankedSlice(st.name, z, score, uncertainty, k, d,
-                                 _reason(st, z, k, d, name_of, counts, weights), axis))
+                                 _reason(st, z, k, d, name_of, counts, weights, ref, config.balance_by), axis))
         st.taken[z] = True
         st.n_picked += 1
-        if k > 0:  # the pick will hold the classes whose band covers it
-            counts = counts + (st.per_class[z] > 0)
+        if by_overreach:  # one label per over-reaching run of slices: it shows the whole run's error
+            clear_run(st.overreach[:, k - 1], z)
+        elif k > 0:  # the pick will hold the classes whose band covers it
+            counts = counts + expected_gain(st.per_class[z], None if st.structure_area is None else st.structure_area[z],
+                                              refs, config.balance_by)
     return picks
 
 

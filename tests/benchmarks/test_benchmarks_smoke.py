@@ -248,12 +248,15 @@ def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
     parts = [tmp_path / "a.json", tmp_path / "b.json"]
     al.main(base + ["--strategies", "focused,disagreement", "--out", str(parts[0]), "--plot", str(tmp_path / "al.png")])
     assert "round-0 model reused" in capsys.readouterr().out
-    al.main(base + ["--strategies", "random", "--out", str(parts[1]), "--plot", ""])
+    al.main(base + ["--strategies", "random,focused2", "--out", str(parts[1]), "--plot", ""])
     out = tmp_path / "al.json"
     merge_results.main([str(parts[0]), str(parts[1]), "--out", str(out)])
     data = json.loads(out.read_text())
-    assert set(data["runs"]) == {"focused/seed0", "disagreement/seed0", "random/seed0"}
-    assert data["config"]["strategies"] == ["focused", "disagreement", "random"] and data["config"]["features"]
+    assert set(data["runs"]) == {"focused/seed0", "disagreement/seed0", "random/seed0", "focused2/seed0"}
+    assert data["config"]["strategies"] == ["focused", "disagreement", "random", "focused2"]
+    assert data["config"]["features"] and "focused2" in data["summary"]["answer"]
+    # focused2 (a ranking preset, not the default yet) runs only when asked
+    assert al.parse_args(["--smoke"]).strategies.split(",") == ["random", "entropy", "disagreement", "focused"]
     for run in data["runs"].values():
         curve = run["curve"]
         assert [p["n_slices"] for p in curve] == [2, 4, 6]
