@@ -21,17 +21,11 @@ from barl_core.active.context import (
     prepare_case,
 )
 from barl_core.active.ranking import RANKING_PRESETS, CaseInputs, RankingConfig, rank_slices
+from barl_core.data.phantom import sparsify_labels
 from barl_core.errors import InvalidVolumeError
 
 SHAPE = (40, 24, 24)
 NAMES = ["bg", "big", "small"]
-
-
-def _sparse(truth: np.ndarray, slices) -> np.ndarray:
-    lab = np.full(truth.shape, 255, np.uint8)
-    for z in slices:
-        lab[z] = truth[z]
-    return lab
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ def test_a_confident_false_positive_over_whole_slices_is_asked_about(truth):
     pred = _slab(truth)
     dis = np.full(SHAPE, 0.01, np.float32)  # the branches agree on the slab
     dis[27, 4:10, 4:10] = 0.3  # an honest doubt on class 1's border near its end
-    labels = _sparse(truth, [20])
+    labels = sparsify_labels(truth, [20])
     case = CaseInputs("a", dis, pred, labels)
     pick = rank_slices([case], top_k=1, config=RANKING_PRESETS["focused2"], class_names=NAMES)[0]
     assert pick.index in range(0, 6) or pick.index in range(34, 40)
@@ -71,7 +65,7 @@ def test_one_pick_per_slab_then_the_real_doubt(truth):
     pred = _slab(truth)
     dis = np.full(SHAPE, 0.01, np.float32)
     dis[27, 4:10, 4:10] = 0.3
-    picks = rank_slices([CaseInputs("a", dis, pred, _sparse(truth, [20]))], top_k=3,
+    picks = rank_slices([CaseInputs("a", dis, pred, sparsify_labels(truth, [20]))], top_k=3,
                         config=RANKING_PRESETS["focused2"])
     zs = sorted(p.index for p in picks)
     assert sum(z < 6 for z in zs) == 1 and sum(z >= 34 for z in zs) == 1 and 27 in zs
@@ -84,13 +78,13 @@ def test_no_over_reach_where_the_prediction_fits_the_annotated_size(truth):
     dis[27, 4:10, 4:10] = 0.3
     pred = truth.copy()
     pred[12:28, 3:11, 3:10] = 1  # 56 voxels a slice: 1.6x the annotated 36, inside the margin of 2
-    picks = rank_slices([CaseInputs("a", dis, pred, _sparse(truth, [20]))], top_k=3,
+    picks = rank_slices([CaseInputs("a", dis, pred, sparsify_labels(truth, [20]))], top_k=3,
                         config=RANKING_PRESETS["focused2"])
     assert all("confident error" not in p.reason for p in picks)
     # class 2's slab, but class 2 annotated nowhere: no reference, no over-reach pick
     slab2 = truth.copy()
     slab2[0:4] = 2
-    only_class1 = _sparse(np.where(truth == 2, 0, truth).astype(np.uint8), [20])
+    only_class1 = sparsify_labels(np.where(truth == 2, 0, truth).astype(np.uint8), [20])
     picks = rank_slices([CaseInputs("a", dis, slab2, only_class1)], top_k=2, config=RANKING_PRESETS["focused2"])
     assert all("confident error" not in p.reason for p in picks)
 
@@ -102,7 +96,7 @@ def test_area_factor_against_the_annotated_size_keeps_the_real_structure_full(tr
     dis = np.full(SHAPE, 0.01, np.float32)
     dis[16, 4:10, 4:10] = 0.5  # class 1, full cross-section
     dis[24, 14:18, 14:18] = 0.3  # class 2, full cross-section, less uncertain
-    labels = _sparse(truth, [20])
+    labels = sparsify_labels(truth, [20])
     case = CaseInputs("a", dis, pred, labels)
     flat = dict(balance_power=0.0, overreach_weight=0.0)
     assert rank_slices([case], top_k=1, config=RankingConfig(**flat))[0].index == 24
@@ -124,7 +118,7 @@ def test_balance_by_voxels_weights_up_a_class_annotated_only_on_its_tips(truth):
 
 
 def test_sizes_travel_in_the_context_and_across_feature_spaces(truth):
-    labels = _sparse(truth, [20, 24])
+    labels = sparsify_labels(truth, [20, 24])
     voxels, areas = class_label_sizes(labels, 2, axis=0)
     assert voxels.tolist() == [72.0, 32.0] and areas.tolist() == [36.0, 16.0]
     ctx = annotated_context(labels, None, 3)
@@ -150,7 +144,7 @@ def test_prepared_case_ranks_like_the_inputs_under_focused2(truth):
     pred = _slab(truth)
     rng = np.random.default_rng(0)
     dis = rng.uniform(0, 0.3, SHAPE).astype(np.float32)
-    case = CaseInputs("a", dis, pred, _sparse(truth, [20]))
+    case = CaseInputs("a", dis, pred, sparsify_labels(truth, [20]))
     cfg = RANKING_PRESETS["focused2"]
     prepared = prepare_case(case, num_classes=3, focus=cfg.focus, area_floor=cfg.area_floor)
     a = rank_slices([case], top_k=5, config=cfg, num_classes=3)
