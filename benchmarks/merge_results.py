@@ -83,11 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/merge_results.py", description=__doc__.split("\n\n")[0])
     p.add_argument("files", type=Path, nargs="+", help="results JSON of one benchmark; the first is the base")
     p.add_argument("--out", type=Path, default=None, help="where to write (default: the first file)")
+    p.add_argument("--reference", default=None,
+                   help="label-efficiency: the variant the per-seed table's paired gaps are taken to "
+                        "(default 'barl'), e.g. 'barl [dpr=1,pcbc=0.5]'")
     args = p.parse_args(argv)
     try:
         merged = merge([json.loads(f.read_text()) for f in args.files])
     except ValueError as exc:
         raise SystemExit(f"merge_results: {exc}") from None
+    if args.reference:
+        merged["config"]["reference"] = args.reference
     out = args.out or args.files[0]
     common.ensure_parent(out).write_text(json.dumps(common.clean_nan(merged), indent=1) + "\n")
     print(f"[merge_results] {len(merged['runs'])} runs from {len(args.files)} files -> {out}")

@@ -61,7 +61,8 @@ def render_section(name: str, data: dict) -> str:
         units = data.get("config", {}).get("distance_units", "mm")
         body = render_tables(summary, names, jaccard=units == "voxels")
         if len({r.get("seed") for r in data.get("runs", {}).values()}) > 1:
-            body += "\n\n" + render_per_seed(data.get("runs", {}), names)
+            reference = data.get("config", {}).get("reference", "barl")
+            body += "\n\n" + render_per_seed(data.get("runs", {}), names, reference)
         split = data.get("split", {})
         labelled = split.get("labelled", {})
         extra = (f"\n\nSplit (seed {split.get('seed')}): {len(split.get('test', []))} test cases, "

@@ -502,3 +502,35 @@ def test_label_efficiency_set_changes_only_the_named_settings_and_names_the_runs
     assert RunSpec("main", budget, "sparse", "barl", 0).key not in {p.key for p in plan}
     with pytest.raises(SystemExit):
         parse_overrides("dpr")
+
+
+def test_per_seed_gaps_go_to_the_reference_the_results_file_names(tmp_path):
+    """``merge_results.py --reference`` makes the report pair every row with that variant."""
+    from benchmarks import report
+
+    names = ["background", "a"]
+
+    def run(variant, seed, dice):
+        return {"group": "main", "setting": "sparse", "budget": "10%", "budget_fraction": 0.1,
+                "method": variant.split()[0], "variant": variant, "seed": seed,
+                "metrics": {"a": {"dice": dice}}}
+
+    runs = {"w0": run("barl [dpr=1]", 0, 0.84), "w1": run("barl [dpr=1]", 1, 0.83),
+            "c0": run("cps", 0, 0.82), "c1": run("cps", 1, 0.80)}
+    data = {"config": {"class_names": names, "reference": "barl [dpr=1]"}, "runs": runs}
+    text = report.render_section("label_efficiency", data)
+    assert "barl [dpr=1] minus it (paired)" in text
+    cps = next(line for line in text.splitlines() if line.startswith("| cps"))
+    assert f"0.025 ± {np.std([0.02, 0.03], ddof=1):.3f} (n=2)" in cps
+
+
+def test_set_takes_mode_names_as_text():
+    from benchmarks.label_efficiency import parse_overrides
+
+    over = dict(parse_overrides("region_mode=contrast,dpr=1"))
+    assert over == {"dpr": 1.0, "region_mode": "contrast"}
+    cfg = common.build_train_config(method="barl", iterations=5, patch=(16, 16, 16), base_channels=4,
+                                    num_classes=3, seed=0, overrides=over)
+    assert cfg.losses.region_mode == "contrast" and cfg.losses.dpr == 1.0
+    with pytest.raises(SystemExit, match="needs a number"):
+        parse_overrides("dpr=high")
