@@ -609,6 +609,21 @@ def _evaluate(model_path: Path, test_cases: dict[str, BenchCase], class_names, d
                                  class_names=class_names, device=device)
 
 
+def _method_digest(args, num_classes: int) -> str:
+    """Short hash of the method settings a round-0 model is trained with (weights, schedule, views).
+
+    Part of the cache name: a model cached under other loss weights must not be reused.
+    """
+    import hashlib
+    import json
+
+    cfg = common.build_train_config(method=args.method, iterations=args.iterations, patch=args.patch,
+                                    base_channels=args.base_channels, num_classes=num_classes, seed=0).to_dict()
+    keys = ("optimizer", "lr", "losses", "cps_weight", "consistency_weight", "augment", "normalization")
+    text = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 def _round0(args, ds, pool_cases, test_cases, start, work: Path) -> tuple[Path, dict]:
     """The one round-0 model all seeds and strategies start from, and its test point.
 
@@ -623,7 +638,8 @@ def _round0(args, ds, pool_cases, test_cases, start, work: Path) -> tuple[Path, 
     import shutil
 
     tag = (f"round0_s{args.round0_seed}_it{args.iterations}_p{'x'.join(map(str, args.patch))}"
-           f"_b{args.base_channels}_{args.method}_t{args.n_test}_c{args.cases}_pool{len(pool_cases)}")
+           f"_b{args.base_channels}_{args.method}_t{args.n_test}_c{args.cases}_pool{len(pool_cases)}"
+           f"_m{_method_digest(args, len(ds.class_names))}")
     cache = Path(args.work_dir) if args.work_dir else work
     cache.mkdir(parents=True, exist_ok=True)
     model_path, train_json = cache / f"{tag}.pt", cache / f"{tag}.train.json"

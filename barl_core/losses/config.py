@@ -68,6 +68,10 @@ class LossConfig:
         ``top_k`` largest per branch are matched, pairs below the IoU threshold are dropped.
     rampup_fraction : float
         Fraction of the iterations over which the alignment weight ramps up.
+    rampup_iterations : int
+        When > 0, the ramp-up length in iterations, replacing ``rampup_fraction``: a term's
+        weight at iteration t then does not depend on how long the run was planned, so a
+        2-minute run and a 1500-iteration run share one method (issue 11). 0: the fraction.
     ignore_index : int
         Label value of unannotated voxels.
     """
@@ -90,6 +94,7 @@ class LossConfig:
     instance_top_k: int = 8
     instance_iou_threshold: float = 0.1
     rampup_fraction: float = 0.4
+    rampup_iterations: int = 0
     ignore_index: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
@@ -106,10 +111,17 @@ class LossConfig:
             (self.instance_top_k >= 1, "instance_top_k must be >= 1"),
             (0.0 <= self.instance_iou_threshold <= 1.0, "instance_iou_threshold in [0, 1]"),
             (0.0 <= self.rampup_fraction <= 1.0, "rampup_fraction must be in [0, 1]"),
+            (self.rampup_iterations >= 0, "rampup_iterations must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise LossConfigError(f"Invalid loss configuration: {message}.")
+
+    def rampup(self, iteration: int, total: int) -> float:
+        """Weight in [0, 1] of the alignment terms at ``iteration`` of a ``total``-iteration run."""
+        if self.rampup_iterations > 0:
+            return gaussian_rampup(iteration, self.rampup_iterations, 1.0)
+        return gaussian_rampup(iteration, total, self.rampup_fraction)
 
     def enabled(self, term: str) -> bool:
         """Whether alignment term ``term`` is switched on."""

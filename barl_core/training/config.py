@@ -277,27 +277,26 @@ class TrainConfig:
         return cfg
 
 
-#: Named starting points: ``quick`` for a CPU laptop, ``full`` for a GPU.
 #: The method settings both presets share: the presets differ in compute only (issue 11, "one
 #: method, two scales"). Evidence for each value (docs/method.md, docs/benchmarks.md):
 #: - AdamW at 3e-3 with the poly decay: the design note's SGD at lr 0.01 had barely left the
 #:   start after 250 CPU iterations (hippocampus: foreground Dice 0.00 vs 0.71 with AdamW).
-#: - Cross-branch pseudo-label terms at a tenth of the design weights: DPR at 1.0 / PCBC at 0.5
-#:   (and CPS at 1.0) pulled both branches to all-background before the supervised signal had
-#:   taught them the structure (10% of cases labelled, 250 iterations: CPS 0.00 at weight 1.0,
-#:   0.64/0.76 at 0.1; BARL 0.00 at the design weights, 0.49/0.74 at a tenth).
+#: - The design note's weights (DPR 1.0, PCBC 0.5, CPS 1.0), ramped up over a fixed 600
+#:   iterations instead of 40% of the run. At 1500 iterations (ramp 600 either way) they beat a
+#:   tenth of them (sparse 10%, hippocampus, 3 seeds: docs/benchmarks.md 1c). With the ramp tied
+#:   to the run's length they had collapsed 250-iteration runs to background (CPS 0.00 at 1.0,
+#:   0.64/0.76 at 0.1; BARL 0.00, 0.49/0.74 at a tenth), because the full weight arrived at
+#:   iteration 100; over a fixed 600 a 250-iteration run ends at 18% of them, close to the
+#:   tenth that worked there, so one setting serves a 2-minute run and a long one.
 #: - PCBC's area normalisation floored at 25% of the patch instead of 1%: PCBC averages its CE
 #:   over the disagreement voxels, so once the branches agree on all but a few percent of the
 #:   patch each contested voxel is pushed 1/area times harder than in CPS; that erased the
 #:   smaller class (5% of cases fully labelled: anterior Dice 0.00 with 1%, 0.63 with 25%).
-#: The design note's values stay available as config fields (``TrainConfig()`` defaults); the
-#: ``full`` preset used them until issue 11 and had never been run, so no run at the GPU scale
-#: shows that they are needed there.
 METHOD_SETTINGS: dict[str, Any] = {
     "optimizer": "adamw",
     "lr": 3e-3,
-    "losses": {"dpr": 0.1, "pcbc": 0.05, "pcbc_area_floor": 0.25},
-    "cps_weight": 0.1,
+    "losses": {"dpr": 1.0, "pcbc": 0.5, "pcbc_area_floor": 0.25, "rampup_iterations": 600},
+    "cps_weight": 1.0,
 }
 
 #: Named starting points: ``quick`` for a CPU laptop, ``full`` for a GPU. They differ in

@@ -28,7 +28,6 @@ from barl_core.errors import TrainingError
 from barl_core.losses import (
     downsample_labels,
     dpr_loss,
-    gaussian_rampup,
     hard_labels,
     instance_matching_loss,
     pcbc_loss,
@@ -149,9 +148,20 @@ class TrainingMethod:
         """Put the trainable networks in training mode."""
         self.model_for_checkpoint().train()
 
+    #: True when training starts from a trained model's weights (fine-tuning): see :meth:`rampup`.
+    warm_start = False
+
     def rampup(self, iteration: int) -> float:
-        """Gaussian ramp-up weight of the unsupervised terms at ``iteration``."""
-        return gaussian_rampup(iteration, self.config.iterations, self.config.losses.rampup_fraction)
+        """Gaussian ramp-up weight of the unsupervised terms at ``iteration``.
+
+        1.0 throughout a warm start: the ramp protects an untrained network from its own noisy
+        pseudo-labels, and a fine-tuned one already gives trained ones (restarting the ramp
+        left the alignment terms at a few percent of their weight for a whole 100-iteration
+        fine-tuning round).
+        """
+        if self.warm_start:
+            return 1.0
+        return self.config.losses.rampup(iteration, self.config.iterations)
 
     def views(self, labelled: Tensor, labels: Tensor, unlabelled: Tensor | None) -> tuple[Views, int]:
         """Weak/strong views of labelled + unlabelled patches, stacked, on the device.

@@ -75,6 +75,7 @@ class CheckpointHooks:
             "scaler_state": self.scaler.state_dict() if self.use_amp else None,
             "rng_state": rng_state,
             "history": self.history[-HISTORY_IN_CHECKPOINT:],
+            "warm_start": bool(self.method.warm_start),
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
@@ -104,6 +105,7 @@ class CheckpointHooks:
         if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.iteration = int(ckpt["iteration"])
+        self.method.warm_start = bool(ckpt.get("warm_start", False))  # a resumed fine-tune stays one
         self.history = list(ckpt.get("history") or [])
         scored = [r for r in self.history if "val_dice" in r]
         if scored:  # resume the plateau bookkeeping where it stopped
@@ -116,10 +118,11 @@ class CheckpointHooks:
             self.aug_generator.manual_seed(distributed.rank_seed(seed + 1, self.dist.rank, self.iteration))
 
     def init_from(self, path: str | os.PathLike) -> None:
-        """Fine-tuning: the checkpoint's weights, a fresh optimiser and schedule."""
+        """Fine-tuning: the checkpoint's weights, a fresh optimiser and schedule, no loss ramp-up."""
         ckpt = load_checkpoint(path)
         check_compatible(ckpt, self.config.network, self.config.class_names)
         self._load_weights(ckpt)
+        self.method.warm_start = True
 
     def _check_same_run(self, ckpt: dict) -> None:
         check_compatible(ckpt, self.config.network, self.config.class_names)

@@ -26,6 +26,17 @@ def test_gaussian_rampup_shape():
     assert gaussian_rampup(0, 100, 0.0) == 1.0
 
 
+def test_fixed_rampup_does_not_depend_on_the_run_length():
+    """``rampup_iterations``: a term's weight at iteration t is the same in a short and a long run."""
+    fixed = LossConfig(rampup_iterations=600)
+    assert fixed.rampup(250, 250) == fixed.rampup(250, 1500) == pytest.approx(math.exp(-5 * (1 - 250 / 600) ** 2))
+    assert fixed.rampup(600, 250) == 1.0
+    by_fraction = LossConfig(rampup_fraction=0.4)
+    assert by_fraction.rampup(100, 250) == 1.0 and by_fraction.rampup(100, 1500) < 0.1
+    with pytest.raises(LossConfigError, match="rampup_iterations"):
+        LossConfig(rampup_iterations=-1)
+
+
 def test_loss_config_switches():
     cfg = LossConfig()
     assert (cfg.dpr, cfg.pcbc, cfg.region, cfg.instance) == (1.0, 0.5, 0.1, 0.1)

@@ -168,6 +168,12 @@ def test_init_from_starts_from_the_checkpoint_weights(dataset, tmp_path, cfg_of)
     assert result.iterations_done == 3 and result.history[0]["iteration"] == 1
     for k, v in weights.items():
         assert torch.equal(Spy.first[k], v), k
+    # a fine-tune starts from trained pseudo-labels: no ramp-up, and a resume keeps it so
+    assert trainer.method.warm_start and trainer.method.rampup(1) == 1.0
+    assert load_checkpoint(result.model_path)["warm_start"] is True
+    cold = Trainer(cfg.with_classes(names), volumes, tmp_path / "cold")
+    cold.initialize()
+    assert not cold.method.warm_start and cold.method.rampup(1) < 0.1
     # another architecture is refused clearly
     wider = replace(cfg, network=replace(cfg.network, base_channels=8))
     with pytest.raises(CheckpointError, match="base_channels"):
