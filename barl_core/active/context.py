@@ -27,8 +27,8 @@ from barl_core.active.focus import FocusConfig, class_slice_uncertainty
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
-__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_counts", "class_label_sizes",
-           "prepare_case"]
+__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_areas", "class_slice_counts",
+           "class_label_sizes", "prepare_case"]
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,30 @@ class RankingContext:
         )
 
 
+def class_slice_areas(volume: np.ndarray, n_fg: int, axis: int) -> np.ndarray:
+    """Return ``[Z, n_fg]``: voxels of each foreground class ``1..n_fg`` on each slice along ``axis``.
+
+    One pass over a label or class map gives everything the ranking reads from it: the slices
+    holding a class, its voxels, its largest cross-section, its predicted area per slice.
+    """
+    vol = np.moveaxis(np.asarray(volume), axis, 0)
+    if n_fg == 0:
+        return np.zeros((vol.shape[0], 0), dtype=np.float64)
+    return np.stack([(vol == k + 1).sum(axis=(1, 2)) for k in range(n_fg)], axis=1).astype(np.float64)
+
+
+def _label_stats(labels: np.ndarray | None, n_fg: int, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(slices holding, voxels, largest cross-section)`` of each foreground class, from one pass."""
+    if labels is None:
+        return np.zeros(n_fg), np.zeros(n_fg), np.zeros(n_fg)
+    per_slice = class_slice_areas(labels, n_fg, axis)
+    largest = per_slice.max(axis=0) if per_slice.shape[0] else np.zeros(n_fg)
+    return (per_slice > 0).sum(axis=0).astype(np.float64), per_slice.sum(axis=0), largest
+
+
 def class_slice_counts(labels: np.ndarray | None, n_fg: int, axis: int) -> np.ndarray:
     """Return, per foreground class ``1..n_fg``, the slices of one label map that hold it."""
-    counts = np.zeros(n_fg, dtype=np.float64)
-    if labels is None:
-        return counts
-    lab = np.asarray(labels)
-    other = tuple(a for a in range(3) if a != axis)
-    for k in range(n_fg):
-        counts[k] = int((lab == k + 1).any(axis=other).sum())
-    return counts
+    return _label_stats(labels, n_fg, axis)[0]
 
 
 def class_label_sizes(labels: np.ndarray | None, n_fg: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,16 +103,7 @@ def class_label_sizes(labels: np.ndarray | None, n_fg: int, axis: int) -> tuple[
     ``focused`` ranking takes as the size a class can plausibly have on a slice: a prediction
     several times larger is a confident error, whatever the branches' disagreement says.
     """
-    voxels = np.zeros(n_fg, dtype=np.float64)
-    areas = np.zeros(n_fg, dtype=np.float64)
-    if labels is None:
-        return voxels, areas
-    lab = np.moveaxis(np.asarray(labels), axis, 0)
-    for k in range(n_fg):
-        per_slice = (lab == k + 1).sum(axis=(1, 2))
-        voxels[k] = float(per_slice.sum())
-        areas[k] = float(per_slice.max()) if per_slice.size else 0.0
-    return voxels, areas
+    return _label_stats(labels, n_fg, axis)[1:]
 
 
 def annotated_context(
@@ -131,9 +136,7 @@ def annotated_context(
         if feats.shape[0] != n:
             raise InvalidVolumeError(f"features for {feats.shape[0]} slices, labels have {n}")
         feats = feats[done]
-    n_fg = max(num_classes - 1, 0)
-    voxels, areas = class_label_sizes(labels, n_fg, axis)
-    return RankingContext(feats, class_slice_counts(labels, n_fg, axis), voxels, areas)
+    return RankingContext(feats, *_label_stats(labels, max(num_classes - 1, 0), axis))
 
 
 @dataclass(frozen=True)
@@ -220,9 +223,7 @@ def prepare_case(
     done = (annotated_mask(case.labels, axis, ignore_index) if case.labels is not None
             else np.zeros(dis.shape[axis], bool))
     n_fg = max(num_classes - 1, 0)
-    pred = np.moveaxis(np.asarray(case.predicted), axis, 0)
-    predicted_area = np.stack([(pred == k + 1).sum(axis=(1, 2)) for k in range(n_fg)], axis=1).astype(np.float64) \
-        if n_fg else np.zeros((dis.shape[axis], 0))
-    voxels, areas = class_label_sizes(case.labels, n_fg, axis)
+    counts, voxels, areas = _label_stats(case.labels, n_fg, axis)
+    predicted_area = class_slice_areas(case.predicted, n_fg, axis)
     return PreparedCase(case.name, per_class, area_factor, fallback, done, tuple(extents), feats,
-                        class_slice_counts(case.labels, n_fg, axis), area, predicted_area, voxels, areas)
+                        counts, area, predicted_area, voxels, areas)
