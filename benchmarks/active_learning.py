@@ -438,7 +438,7 @@ def advice_only(path: Path) -> str:
     runs = data.get("runs", {})
     advice = advice_along_curves(runs)
     data.setdefault("summary", {})["advice"] = advice
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    common.write_results(path, data)
     sens = common.markdown_table(
         ["plateau_gain", "min_slices_to_stop", "runs stopped", "early", "late"],
         [[f"{r['plateau_gain']}", str(r["min_slices_to_stop"]), f"{r['stops']} of {r['runs']}", str(r["early"]),

@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference:
         merged["config"]["reference"] = args.reference
     out = args.out or args.files[0]
-    common.ensure_parent(out).write_text(json.dumps(common.clean_nan(merged), indent=1) + "\n")
+    common.write_results(out, merged)
     print(f"[merge_results] {len(merged['runs'])} runs from {len(args.files)} files -> {out}")
     return 0
 

@@ -45,7 +45,7 @@ from .protocol import (
     make_split,
     sparsify,
 )
-from .results_store import ResultsStore, clean_nan
+from .results_store import ResultsStore, clean_nan, write_results
 from .tables import fmt_mean_sd, markdown_table, mean_sd
 from .training import (
     BENCH_LR,
@@ -86,6 +86,7 @@ __all__ = [
     "machine_info",
     "ResultsStore",
     "clean_nan",
+    "write_results",
     "markdown_table",
     "fmt_mean_sd",
     "mean_sd",

@@ -41,6 +41,19 @@ def clean_nan(obj: Any) -> Any:
     return obj
 
 
+def write_results(path: str | os.PathLike, data: Mapping) -> Path:
+    """Write a results dict as JSON (NaN as ``null``) through a temporary file and a rename.
+
+    A results file holds hours of CPU: an interrupted rewrite must leave the old file whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean_nan(data), indent=1, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 @dataclass
 class ResultsStore:
     """A results JSON file rewritten (atomically) after every run, so a partial run leaves a table.
@@ -115,7 +128,4 @@ class ResultsStore:
         session = self.data["sessions"][-1]
         session["elapsed_s"] = round(time.perf_counter() - self._t0, 2)
         session["finished"] = finished
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(clean_nan(self.data), indent=1, default=_json_default) + "\n")
-        os.replace(tmp, self.path)
+        write_results(self.path, self.data)
