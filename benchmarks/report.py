@@ -73,12 +73,12 @@ def render_section(name: str, data: dict) -> str:
     if name == "active_learning":
         from benchmarks.active_learning import (
             answer_text,
-            render_advice,
             render_per_seed,
             render_picks,
             render_table,
             summarise,
         )
+        from benchmarks.al_advice import render_advice
 
         strategies = data.get("config", {}).get("strategies") or ["disagreement", "entropy", "random"]
         summary = data.get("summary") or summarise(data.get("runs", {}), strategies)

@@ -306,7 +306,7 @@ def _runs(key, dice):
 
 def test_advice_along_curves_finds_the_flat_round_and_the_stop():
     from barl_core.workspace.advice import AdviceConfig
-    from benchmarks.active_learning import advice_along_curves
+    from benchmarks.al_advice import advice_along_curves
 
     dice = [0.5, 0.7, 0.8, 0.9, 0.905, 0.906]
     v = advice_along_curves(_runs("a/seed0", dice), AdviceConfig(target_dice=0.85))["a/seed0"]
@@ -326,7 +326,7 @@ def test_advice_along_curves_finds_the_flat_round_and_the_stop():
 
 
 def test_advice_along_curves_flat_then_rising_does_not_stop_at_round_1():
-    from benchmarks.active_learning import advice_along_curves, render_advice
+    from benchmarks.al_advice import advice_along_curves, render_advice
 
     # flat for a version, then rising (the shape of 6 of the 10 stored runs)
     v = advice_along_curves(_runs("c/seed0", [0.5, 0.505, 0.51, 0.8, 0.81, 0.812]))["c/seed0"]
