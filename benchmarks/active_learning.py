@@ -552,7 +552,7 @@ def _run_strategy(args, ds, strategy: str, seed: int, al_cases: list[str], pool_
 
 def run(args: argparse.Namespace) -> dict:
     common.set_threads(args.threads)
-    from benchmarks.label_efficiency import load_msd
+    from benchmarks.label_efficiency_parts.dataset import load_msd
 
     if not (args.data / "imagesTr").is_dir():
         raise SystemExit(f"{args.data}: no imagesTr/ folder (pass --data DIR)")

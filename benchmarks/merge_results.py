@@ -39,7 +39,7 @@ MUST_MATCH = {
 
 def _summarise(benchmark: str, data: dict) -> dict:
     if benchmark == "label_efficiency":
-        from benchmarks.label_efficiency import summarise
+        from benchmarks.label_efficiency_parts.summary import summarise
 
         return summarise(data["runs"], data["config"]["class_names"])
     from benchmarks.active_learning import STRATEGIES, summarise_all

@@ -15,7 +15,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import active_learning, label_efficiency  # noqa: E402
+from benchmarks import active_learning  # noqa: E402
+from benchmarks.label_efficiency_parts import plots as le_plots  # noqa: E402
+from benchmarks.label_efficiency_parts import summary as le_summary  # noqa: E402
 
 
 def main() -> int:
@@ -23,8 +25,8 @@ def main() -> int:
     le = results / "label_efficiency.json"
     if le.exists():
         data = json.loads(le.read_text())
-        summary = label_efficiency.summarise(data["runs"], data["config"]["class_names"])
-        label_efficiency.plot(summary, results / "label_efficiency.png", "hippocampus: Dice vs labelled budget")
+        summary = le_summary.summarise(data["runs"], data["config"]["class_names"])
+        le_plots.plot(summary, results / "label_efficiency.png", "hippocampus: Dice vs labelled budget")
     al = results / "active_learning.json"
     if al.exists():
         data = json.loads(al.read_text())

@@ -54,7 +54,11 @@ def render_machine(data: dict) -> str:
 def render_section(name: str, data: dict) -> str:
     """The tables of one benchmark's results."""
     if name == "label_efficiency":
-        from benchmarks.label_efficiency import render_per_seed, render_tables, summarise
+        from benchmarks.label_efficiency_parts.summary import (
+            render_per_seed,
+            render_tables,
+            summarise,
+        )
 
         names = data.get("config", {}).get("class_names") or ["background", "class_1"]
         summary = data.get("summary") or summarise(data.get("runs", {}), names)

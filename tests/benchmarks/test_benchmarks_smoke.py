@@ -182,6 +182,7 @@ def test_label_efficiency_on_la_h5(tmp_path):
 
 def test_label_efficiency_smoke_and_resume(phantom_dir, tmp_path, capsys):
     from benchmarks import label_efficiency as le
+    from benchmarks.label_efficiency_parts.summary import summarise
 
     out, png = tmp_path / "le.json", tmp_path / "le.png"
     argv = ["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--budgets", "0.5",
@@ -223,7 +224,7 @@ def test_label_efficiency_smoke_and_resume(phantom_dir, tmp_path, capsys):
     merge_results.main([str(parts[0]), str(parts[1]), "--out", str(tmp_path / "merged.json")])
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert merged["runs"].keys() == again["runs"].keys() and merged["config"]["seeds"] == [0, 1]
-    assert merged["summary"] == json.loads(json.dumps(le.summarise(again["runs"], again["config"]["class_names"])))
+    assert merged["summary"] == json.loads(json.dumps(summarise(again["runs"], again["config"]["class_names"])))
     with pytest.raises(SystemExit, match="both files hold"):
         merge_results.main([str(parts[0]), str(parts[0]), "--out", str(tmp_path / "x.json")])
     other = json.loads(parts[1].read_text())
@@ -463,7 +464,7 @@ def test_paired_differences_pair_by_seed():
 
 
 def test_label_efficiency_per_seed_table_pairs_gaps_by_seed():
-    from benchmarks.label_efficiency import render_per_seed
+    from benchmarks.label_efficiency_parts.summary import render_per_seed
 
     names = ["background", "a", "b"]
 
@@ -484,7 +485,7 @@ def test_label_efficiency_per_seed_table_pairs_gaps_by_seed():
 
 
 def test_label_efficiency_set_changes_only_the_named_settings_and_names_the_runs():
-    from benchmarks.label_efficiency import Budget, RunSpec, build_plan, parse_overrides
+    from benchmarks.label_efficiency_parts.plan import Budget, RunSpec, build_plan, parse_overrides
 
     over = parse_overrides("pcbc=0.25, dpr=0.5,cps_weight=0.3")
     cfg = common.build_train_config(method="barl", iterations=5, patch=(16, 16, 16), base_channels=4,
@@ -525,7 +526,7 @@ def test_per_seed_gaps_go_to_the_reference_the_results_file_names(tmp_path):
 
 
 def test_set_takes_mode_names_as_text():
-    from benchmarks.label_efficiency import parse_overrides
+    from benchmarks.label_efficiency_parts.plan import parse_overrides
 
     over = dict(parse_overrides("region_mode=contrast,dpr=1"))
     assert over == {"dpr": 1.0, "region_mode": "contrast"}
