@@ -91,7 +91,7 @@ def render_section(name: str, data: dict) -> str:
         advice = "\n\n" + render_advice(summary["advice"]) if summary.get("advice") else ""
         return render_table(summary) + "\n\n" + answer_text(summary) + picks + seeds + advice
     if name == "speed":
-        from benchmarks.speed import render_table
+        from benchmarks.speed_parts.render import render_table
 
         return render_table(data)
     if name == "iteration_profile":
