@@ -151,7 +151,10 @@ class JobController(QObject):
                 self._end_display(kind, f"{kind} cancelled: the working model is unchanged", False)
             elif kind == "training":
                 self._adopt_model(job, upd)
-                self._end_display(kind, "training done", True)
+                # the engine's summary: "completed after 200 iterations", or why it stopped
+                # early ("... of 215 iterations: stopped at the time limit (2.0 min)")
+                summary = getattr(upd, "message", "") or ""
+                self._end_display(kind, f"training {summary}" if summary else "training done", True)
                 cases = session.evaluation_cases()
                 if self.training.predict_after.isChecked() and self.state.case:
                     cases = sorted(set(cases) | {self.state.case})

@@ -31,6 +31,7 @@ from barl_core.io.atomic import describe_os_error, remove_stale_temporaries
 from barl_core.runtime.cancel import CancelToken
 from barl_core.runtime.lock import FolderLock
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, parse_disable, preset
+from barl_core.training.deadline import stop_words
 from barl_core.training.distributed import is_main_process
 from barl_core.training.planner import PlanRequest, TrainingPlan, make_planner, parse_duration
 from barl_core.training.run import train
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "up to --max-iterations; validation stops the run at its plateau)")
     p.add_argument("--time-budget", metavar="DURATION",
                    help="plan the run to finish in about this long, e.g. 2m, 90s, 1.5h (times a few "
-                        "iterations first, then picks the patch and the iteration count)")
+                        "iterations first, then picks the patch and the iteration count), and stop it "
+                        "by then even if the machine slows down; with --resume: the resumed part's limit")
     p.add_argument("--max-iterations", type=int, default=3000,
                    help="upper bound of a planned iteration count (default 3000)")
     p.add_argument("--validate-every", type=int, metavar="N",
@@ -115,6 +117,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
                                      ("patience", getattr(args, "patience", None))) if v is not None}
     if validation:
         changes["validation"] = replace(cfg.validation, **validation)
+    if getattr(args, "resume", False) and getattr(args, "time_budget", None):
+        # no plan on resume: the budget is the resumed part's wall-clock limit as given
+        changes["max_seconds"] = parse_duration(args.time_budget)
     cfg = replace(cfg, **changes)
     if args.classes:
         cfg = cfg.with_classes([c.strip() for c in args.classes.split(",") if c.strip()])
@@ -320,7 +325,7 @@ def _train(args: argparse.Namespace, cfg: TrainConfig) -> int:
     loss = f", final loss {last['loss']:.4f}" if "loss" in last else ""
     best = ""
     if result.best_iteration is not None:
-        best = (f"; best validation Dice {result.best_score:.4f} at iteration {result.best_iteration}"
-                + (" (stopped on the plateau)" if result.stopped_early else ""))
-    print(f"trained {result.iterations_done} iterations{loss}{best}; model written to {result.model_path}")
+        best = f"; best validation Dice {result.best_score:.4f} at iteration {result.best_iteration}"
+    stop = f"; {stop_words(result.stop_reason)}" if result.stop_reason else ""
+    print(f"trained {result.iterations_done} iterations{loss}{best}{stop}; model written to {result.model_path}")
     return 0

@@ -72,7 +72,10 @@ class TrainJob:
         Notes
         -----
         The ``done`` update's ``result_path`` is ``out_dir/model.pt``; ``cancelled`` carries
-        the checkpoint written at cancellation.
+        the checkpoint written at cancellation. The ``done`` message says how the run ended in
+        plain words (``TrainResult.summary``), e.g. "completed after 37 of 215 iterations:
+        stopped at the time limit (1.9 min)"; the trainer's notices (such as why it stops)
+        arrive as ``message`` updates.
         """
         cfg = config if isinstance(config, dict) else config.to_dict()
         args = (
@@ -147,6 +150,9 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
         updates.put(ProgressUpdate("message", total=config.iterations, message="loading data"))
 
         def report(p: TrainProgress) -> None:
+            if p.message:  # a notice: why the run stops early, a retry, a resumed time limit
+                updates.put(ProgressUpdate("message", iteration=p.iteration, total=p.total, message=p.message))
+                return
             updates.put(ProgressUpdate(
                 "progress", iteration=p.iteration, total=p.total, losses=dict(p.losses),
                 its_per_s=float(p.its_per_s), eta_s=float(p.eta_s),
@@ -179,7 +185,8 @@ def _train_child(updates: Any, event: Any, cfg: dict, images_dir: str, labels_di
             kind, iteration=result.iterations_done, total=planned["iterations"],
             losses={k: v for k, v in (result.history[-1] if result.history else {}).items()
                     if k not in ("iteration", "time", "its_per_s")},
-            message=f"{result.status} after {result.iterations_done} iterations",
+            # "completed after 200 iterations", or why it stopped early (the app's status shows it)
+            message=f"{result.status} {result.summary}",
             result_path=str(result.model_path),
         )
     except BaseException as exc:  # noqa: BLE001 - everything travels to the parent

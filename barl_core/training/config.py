@@ -88,6 +88,11 @@ class TrainConfig:
         What to train; see :mod:`barl_core.training.methods`.
     iterations : int
         Optimiser steps of the schedule (poly decay and ramp-up are relative to it).
+    max_seconds : float or None
+        Wall-clock limit of the training loop: the run stops early, with a final validation
+        and its model saved, once another iteration would pass it (stop reason
+        ``"time budget"``; see :mod:`~barl_core.training.deadline`). The planner sets it from a
+        time budget; None (default) runs all ``iterations``. Counted afresh by a resumed run.
     patch_size : tuple of int
         ``(z, y, x)`` training patch; a multiple of the network's divisor (8 for depth 4).
         Also the default inference window.
@@ -145,6 +150,7 @@ class TrainConfig:
 
     method: str = "barl"
     iterations: int = 200
+    max_seconds: float | None = None
     patch_size: tuple[int, int, int] = (32, 64, 64)
     batch_labeled: int = 2
     batch_unlabeled: int = 2
@@ -191,6 +197,11 @@ class TrainConfig:
             raise TrainingError(
                 f"iterations must be a whole number in 1..{MAX_ITERATIONS:,}, got {self.iterations!r}"
             )
+        if self.max_seconds is not None and (
+            isinstance(self.max_seconds, bool) or not isinstance(self.max_seconds, numbers.Real)
+            or not 0 < self.max_seconds < float("inf")
+        ):
+            raise TrainingError(f"max_seconds must be a positive number of seconds or None, got {self.max_seconds!r}")
         if (
             not isinstance(self.patch_size, (tuple, list)) or len(self.patch_size) != 3
             or not all(_is_int(s) and 1 <= s <= MAX_PATCH_SIDE for s in self.patch_size)

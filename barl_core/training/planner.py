@@ -4,7 +4,10 @@ nnU-Net derives a plan from a dataset *fingerprint* (median shape and spacing) a
 memory. This planner does the same for the patch, and then sizes the run to the user's
 *patience*: it times a few iterations of the configured method on the device at hand and picks
 the iteration count that fits ``time_budget_s`` (shrinking the patch when even a short run
-would not fit). Without a budget it plans up to ``max_iterations`` and relies on validation
+would not fit). The timing holds only while the machine stays as fast, so the budget left after
+planning also becomes the run's wall-clock limit (``TrainConfig.max_seconds``): if the machine
+slows down during the run, the trainer stops in time with what it has
+(:mod:`~barl_core.training.deadline`). Without a budget it plans up to ``max_iterations`` and relies on validation
 (:mod:`~barl_core.training.validator`) to stop at the plateau.
 
 Every value the user set explicitly (``PlanRequest.fixed``) is kept as given.
@@ -33,6 +36,7 @@ from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 from barl_core.networks.unet import required_divisor
 from barl_core.training.config import TrainConfig
+from barl_core.training.deadline import format_seconds
 from barl_core.training.validator import ValidationConfig
 
 __all__ = [
@@ -124,6 +128,8 @@ class TrainingPlan:
     validation_every: int
     patience: int
     notes: list[str] = field(default_factory=list)
+    #: The run's wall-clock limit (``TrainConfig.max_seconds``): the budget minus the planning.
+    max_seconds: float | None = None
 
     @property
     def expected_seconds(self) -> float:
@@ -138,6 +144,7 @@ class TrainingPlan:
             "seconds_per_iteration": float(self.seconds_per_iteration),
             "expected_seconds": float(self.expected_seconds),
             "time_budget_s": self.time_budget_s,
+            "max_seconds": self.max_seconds,
             "validation_every": int(self.validation_every),
             "base_channels": int(self.base_channels),
             "notes": list(self.notes),
@@ -159,6 +166,9 @@ class TrainingPlan:
             f"(~{self.expected_seconds / 60:.1f} min; budget {budget})",
             f"  validation {val}",
         ]
+        if self.max_seconds is not None:
+            lines.append(f"  deadline: training stops after {format_seconds(self.max_seconds)}, with a final "
+                         "validation and its model saved, even if the machine slows down")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -289,12 +299,14 @@ def make_plan(config: TrainConfig, volumes: list[TrainingVolume], request: PlanR
         every, patience = cfg.validation.every, cfg.validation.patience
     else:
         cfg = replace(cfg, validation=replace(cfg.validation, every=every, patience=patience))
-    cfg = replace(cfg, iterations=int(iterations)).validate()
+    # the budget left is also a deadline: a machine that slows down later must not overrun it
+    limit = budget_left() if request.time_budget_s is not None else cfg.max_seconds
+    cfg = replace(cfg, iterations=int(iterations), max_seconds=limit).validate()
     plan = TrainingPlan(
         fingerprint=fp, patch_size=tuple(cfg.patch_size), batch_labeled=cfg.batch_labeled,  # type: ignore[arg-type]
         batch_unlabeled=cfg.batch_unlabeled, base_channels=cfg.network.base_channels, iterations=cfg.iterations,
         seconds_per_iteration=sec, time_budget_s=request.time_budget_s, validation_every=every,
-        patience=patience, notes=notes,
+        patience=patience, notes=notes, max_seconds=cfg.max_seconds,
     )
     return cfg, plan
 

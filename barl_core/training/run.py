@@ -62,8 +62,9 @@ def train(
         The run directory.
     resume : bool
         Continue from the latest checkpoint in ``out_dir`` with its saved config (the
-        given config's ``device`` and ``num_threads`` still apply); iteration count,
-        optimiser, scaler and RNG state continue.
+        given config's ``device`` and ``num_threads`` still apply, and its ``max_seconds``
+        when set); iteration count, optimiser, scaler and RNG state continue. A time limit
+        (``max_seconds``) counts afresh from the resume: the resumed part may take that long.
     resume_to : int, optional
         With ``resume``: continue to this many iterations instead of the run's own count,
         also after the run finished. The schedule (poly decay, ramp-up) is recomputed as if
@@ -115,7 +116,10 @@ def train(
                 f"{run_dir}: the run is already at iteration {done}; continue it to more than "
                 f"{resume_to} iterations, or fine-tune from {resume_from} into a new run"
             )
-        config = replace(saved, device=config.device, num_threads=config.num_threads,
+        # the saved time limit counts afresh from the resume (the trainer says so); a limit
+        # in the given config (``barl train --resume --time-budget``) replaces it
+        limit = saved.max_seconds if config.max_seconds is None else config.max_seconds
+        config = replace(saved, device=config.device, num_threads=config.num_threads, max_seconds=limit,
                          iterations=saved.iterations if resume_to is None else int(resume_to))
     elif init_from is not None and config.class_names is None:
         ckpt = load_checkpoint(init_from)

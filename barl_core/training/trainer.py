@@ -48,6 +48,13 @@ from barl_core.runtime.device import resolve_device
 from barl_core.training import distributed
 from barl_core.training.checkpoint import load_checkpoint, save_checkpoint
 from barl_core.training.config import TrainConfig
+from barl_core.training.deadline import (
+    STOP_PLATEAU,
+    STOP_TIME_BUDGET,
+    Deadline,
+    describe_stop,
+    format_seconds,
+)
 from barl_core.training.gradnorm import term_gradient_norms
 from barl_core.training.methods import TrainingMethod, build_method
 from barl_core.training.oom import OutOfMemoryBackoff
@@ -98,7 +105,13 @@ class TrainResult:
     best_score : float or None
         That validation mean foreground Dice.
     stopped_early : bool
-        True when the validation Dice plateaued (``validation.patience``) before the budget.
+        True when the run completed before its iteration count (``stop_reason`` says why).
+    stop_reason : str
+        ``""`` (ran all iterations, or was cancelled), ``"plateau"`` (the validation Dice
+        stopped improving, ``validation.patience``) or ``"time budget"`` (``max_seconds``).
+    summary : str
+        How it ended in plain words (:func:`~barl_core.training.deadline.describe_stop`),
+        e.g. ``"after 37 of 215 iterations: stopped at the time limit (2.0 min)"``.
     """
 
     model_path: Path
@@ -108,6 +121,8 @@ class TrainResult:
     best_iteration: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
+    stop_reason: str = ""
+    summary: str = ""
 
 
 def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
@@ -192,6 +207,9 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         self.timer = PhaseTimer()
         #: Per-term gradient norms of the current iteration, logged with its row.
         self._gradnorms: dict[str, float] = {}
+        #: The wall-clock limit (``config.max_seconds``), started by :meth:`run_training`; on the
+        #: loop's clock (this module's ``time``, looked up at each call so a test can replace it).
+        self.deadline = Deadline(self.config.max_seconds, lambda: time.perf_counter())
         self.setup_validation(config, validation_volumes, diagnostic_volumes)
 
     # -- hooks ------------------------------------------------------------------------
@@ -319,14 +337,22 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         self._times.append(seconds)
         done = iteration + 1
         its = len(self._times) / max(sum(self._times), 1e-9)
-        validation = self.validate(done)
+        if self.validation_due(done):
+            started = time.perf_counter()
+            validation = self.validate(done)
+            self.deadline.validation_s = time.perf_counter() - started
+        else:
+            validation = {}
         gradnorms, self._gradnorms = self._gradnorms, {}
-        if done % cfg.log_every == 0 or done == cfg.iterations or validation or gradnorms:
+        last = done == cfg.iterations or bool(self.stop_reason)
+        if done % cfg.log_every == 0 or last or validation or gradnorms:
             lr = losses.pop("lr")
             losses = distributed.mean_over_ranks(losses, self.dist, self.device)  # every rank
             row = {"iteration": done, **losses, "lr": lr, "its_per_s": its, "time": time.time()}
             row.update({f"val_{k}": v for k, v in validation.items()})
             row.update(gradnorms)
+            if self.stop_reason:
+                row["stop_reason"] = self.stop_reason
             self.history.append(row)
             if self.dist.is_main:
                 with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
@@ -334,14 +360,41 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
                 if self.callback is not None:
                     self.callback(TrainProgress(done, cfg.iterations, dict(losses), its, (cfg.iterations - done) / its,
                                                 lr, validation=validation))
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations and self.dist.is_main:
+        if self.checkpoint_due(done) and not last and self.dist.is_main:
+            started = time.perf_counter()
             self.save_checkpoint(self.checkpoint_path(done))
             self._prune_checkpoints()
+            self.deadline.save_s = time.perf_counter() - started
+
+    def checkpoint_due(self, done: int) -> bool:
+        """Return True when a periodic checkpoint falls on iteration count ``done``."""
+        every = self.config.checkpoint_every
+        return bool(every) and done % every == 0 and done < self.config.iterations
+
+    def check_deadline(self, seconds: float) -> None:
+        """After an iteration: stop here (``STOP_TIME_BUDGET``) when another one would pass the limit.
+
+        Decided before :meth:`on_iteration_end`, so this iteration gets the final validation
+        and a logged row. Every rank stops at the same iteration (their clocks differ).
+        """
+        if self.deadline.max_seconds is None or self.stop_reason:
+            return
+        done = self.iteration
+        reached = self.deadline.reached(
+            [*self._times, seconds], validates=self.validator is not None,
+            validation_due=self.validation_due(done), checkpoint_due=self.checkpoint_due(done),
+        )
+        if distributed.any_rank(reached, self.dist, self.device):
+            self.stop_reason = STOP_TIME_BUDGET
 
     def run_training(self) -> TrainResult:
-        """Run the loop; return when done or cancelled (a checkpoint is written either way).
+        """Run the loop; return when done, stopped early or cancelled (a checkpoint is written either way).
 
-        Under torchrun every rank returns the same result once rank 0 has written it.
+        A run stops early on a validation plateau or at its wall-clock limit
+        (``config.max_seconds``, counted from here: a resumed run gets it afresh). Either way
+        it ends like a full run: validated, the best weights in ``model.pt``, the reason in
+        the last ``metrics.jsonl`` row and in the result. Under torchrun every rank returns
+        the same result once rank 0 has written it.
         """
         if not self._initialized:
             self.initialize()
@@ -349,6 +402,11 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         if self.dist.is_main:
             _write_json(self.run_dir / "config.json", self.config.to_dict())
         status, path = "completed", self.run_dir / "model.pt"
+        limit = self.config.max_seconds
+        if limit is not None and self.iteration and self.dist.is_main:
+            self.message(f"resumed at iteration {self.iteration}: the run's time limit of "
+                         f"{format_seconds(limit)} counts from now")
+        self.deadline.start()
         while self.iteration < self.config.iterations:
             # one rank's Ctrl-C stops them all at the same iteration
             if distributed.any_rank(self.cancel.cancelled, self.dist, self.device):
@@ -357,13 +415,12 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
             start = time.perf_counter()
             losses = self.train_step(self.iteration)
             self.iteration += 1
-            self.on_iteration_end(self.iteration - 1, losses, time.perf_counter() - start)
-            if self._stop_early:
+            seconds = time.perf_counter() - start
+            self.check_deadline(seconds)
+            self.on_iteration_end(self.iteration - 1, losses, seconds)
+            if self.stop_reason:
                 if self.dist.is_main:
-                    self.message(
-                        f"validation Dice has not improved for {self.config.validation.patience} validations: "
-                        f"stopping at iteration {self.iteration} (best {self.best_score:.4f} at {self.best_iteration})"
-                    )
+                    self.message(self._stop_message())
                 break
         if self.dist.is_main:
             ckpt = self.checkpoint_dict()
@@ -376,8 +433,20 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
             save_checkpoint(path, ckpt)
         self._debug_dump()
         distributed.barrier(self.dist)
+        reason = self.stop_reason if status == "completed" else ""
         return TrainResult(path, self.iteration, status, list(self.history), self.best_iteration,
-                           self.best_score, self._stop_early)
+                           self.best_score, bool(reason), reason,
+                           describe_stop(reason, self.iteration, self.config.iterations, limit))
+
+    def _stop_message(self) -> str:
+        """Return what the user is told when the run stops before its iteration count."""
+        best = "" if self.best_iteration is None else f" (best {self.best_score:.4f} at {self.best_iteration})"
+        if self.stop_reason == STOP_PLATEAU:
+            return (f"validation Dice has not improved for {self.config.validation.patience} validations: "
+                    f"stopping at iteration {self.iteration}{best}")
+        return (f"time limit of {format_seconds(self.config.max_seconds or 0.0)} reached "
+                f"({format_seconds(self.deadline.elapsed())} spent): stopping at iteration {self.iteration} "
+                f"of {self.config.iterations}{best}")
 
     def close(self) -> None:
         """Leave the torchrun process group if this trainer formed it (no-op otherwise)."""

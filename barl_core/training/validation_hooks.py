@@ -12,6 +12,7 @@ import numpy as np
 from barl_core.data.sampler import TrainingVolume
 from barl_core.training import distributed
 from barl_core.training.config import TrainConfig
+from barl_core.training.deadline import STOP_PLATEAU
 from barl_core.training.validator import Validator
 
 __all__ = ["ValidationHooks"]
@@ -51,12 +52,18 @@ class ValidationHooks:
         self.best_score: float | None = None
         self.best_iteration: int | None = None
         self._stale = 0
-        self._stop_early = False
+        #: Why the run stops before its iteration count: "" (it does not), ``STOP_PLATEAU``
+        #: (set here) or ``STOP_TIME_BUDGET`` (set by the trainer's deadline before this hook).
+        self.stop_reason = ""
 
     def validation_due(self, done: int) -> bool:
-        """Return True when the iteration count ``done`` is a validation (every N, and the last)."""
+        """Return True when the iteration count ``done`` is a validation (every N, and the last).
+
+        The last is also the one a time-budget stop ends on (``stop_reason`` set before).
+        """
         every = self.config.validation.every
-        return self.validator is not None and (done % every == 0 or done == self.config.iterations)
+        last = done == self.config.iterations or bool(self.stop_reason)
+        return self.validator is not None and (done % every == 0 or last)
 
     def gradnorms_due(self, done: int) -> bool:
         """Per-term gradient norms go with validation (``validation.gradnorms``; not under torchrun)."""
@@ -84,7 +91,8 @@ class ValidationHooks:
             scores.update(best=float(self.best_score), best_iteration=float(self.best_iteration))
             if self.diagnostic is not None:
                 scores.update(self.pseudo_label_scores())
-        self._stop_early = distributed.any_rank(stop, self.dist, self.device)
+        if distributed.any_rank(stop, self.dist, self.device) and not self.stop_reason:
+            self.stop_reason = STOP_PLATEAU
         return scores
 
     def pseudo_label_scores(self) -> dict[str, float]:
