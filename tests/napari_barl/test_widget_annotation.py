@@ -171,3 +171,27 @@ def test_training_failure_is_reported_and_labels_kept(widget, qtbot, monkeypatch
     assert w.training.loss_plot.values == [1.0, 0.8]
     assert w.training.train_btn.isEnabled()
     assert w.state.workspace.annotated_slices("scan_one") == [4]
+
+
+def test_training_status_says_why_a_run_stopped_early(widget, qtbot, monkeypatch):
+    # the engine's notice while it stops, then its summary in the done update (TrainResult.summary)
+    stop = "completed after 2 of 4 iterations: stopped at the time limit (2.0 min)"
+
+    def fake_start(config, images_dir, labels_dir, out_dir, init_from=None, time_budget_s=None):
+        return _ScriptedHandle([
+            [_update("progress", 1, loss=1.0)],
+            [_update("message", 2, message="time limit of 2.0 min reached (1.9 min spent): stopping at iteration 2 of 4")],
+            [_update("done", 2, message=stop)],
+        ])
+
+    fake = ModuleType("barl_core.runtime.jobs")
+    fake.TrainJob = SimpleNamespace(start=fake_start)
+    monkeypatch.setitem(sys.modules, "barl_core.runtime.jobs", fake)
+    w = widget
+    monkeypatch.setattr(w.jobs, "_adopt_model", lambda job, upd: None)  # no model file to file
+    w.training.predict_after.setChecked(False)
+    w.case_view.sync.mark(4, True)
+    w.jobs.start_training(False)
+    qtbot.waitUntil(lambda: not w.jobs.is_busy(), timeout=5000)
+    assert w.training.eta_label.text() == f"training {stop}"
+    assert w.training.progress.value() == 100
