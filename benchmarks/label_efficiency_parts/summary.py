@@ -77,6 +77,17 @@ def _fmt(stat: dict, digits: int) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
 
 
+def _complete_variant(ablation_variant: str) -> str:
+    """``barl -dpr [dpr=1]`` -> ``barl [dpr=1]``: the run an ablation row is compared with.
+
+    The reference must carry the same ``--set`` overrides as the ablation rows, or the table
+    would compare the ablation with the method at other weights.
+    """
+    name, _, overrides = ablation_variant.partition(" [")
+    base = name.split(" -")[0]
+    return f"{base} [{overrides}" if overrides else base
+
+
 def render_tables(summary: list[dict], class_names: Sequence[str], *, jaccard: bool = False) -> str:
     """Markdown: the main table (with the upper bound) and, if present, the ablation table."""
     classes = _class_keys(class_names)
@@ -92,7 +103,8 @@ def render_tables(summary: list[dict], class_names: Sequence[str], *, jaccard: b
         if not rows:
             continue
         if group == "ablation":  # the complete method on the same setting, as the reference row
-            ref = [r for r in summary if r["group"] == "main" and r["variant"] == "barl"
+            complete = {_complete_variant(r["variant"]) for r in rows}
+            ref = [r for r in summary if r["group"] == "main" and r["variant"] in complete
                    and r["setting"] == "sparse" and r["budget"] == rows[0]["budget"]]
             rows = ref + rows
         table = []

@@ -24,3 +24,20 @@ def test_label_efficiency_per_seed_table_pairs_gaps_by_seed():
     assert rows["supervised"][3] == f"0.075 ± {np.std([0.10, 0.05], ddof=1):.3f} (n=2)"
     assert rows["cps"][0] == "" and rows["cps"][3] == "-0.050 (n=1)"
     assert rows["barl"][3] == ""
+
+
+def test_ablation_table_references_the_complete_method_at_the_same_overrides():
+    from benchmarks.label_efficiency_parts.summary import render_tables
+
+    names = ["background", "a"]
+
+    def row(group, variant, dice):
+        stat = {"n": 1, "mean": dice, "sd": 0.0}
+        return {"group": group, "setting": "sparse", "budget": "10%", "budget_fraction": 0.1,
+                "variant": variant, "seeds": [0], "metrics": {"a": {"dice": stat, "hd95": stat, "asd": stat}}}
+
+    summary = [row("main", "barl", 0.70), row("main", "barl [dpr=1]", 0.80),
+               row("ablation", "barl -dpr [dpr=1]", 0.60)]
+    ablation = render_tables(summary, names).split("### Ablation")[1]
+    methods = [line.split("|")[3].strip() for line in ablation.splitlines() if line.startswith("| sparse")]
+    assert methods == ["barl [dpr=1]", "barl -dpr [dpr=1]"]
