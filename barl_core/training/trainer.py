@@ -344,7 +344,7 @@ class Trainer(OutOfMemoryBackoff, CheckpointHooks, ValidationHooks):
         else:
             validation = {}
         gradnorms, self._gradnorms = self._gradnorms, {}
-        last = done == cfg.iterations or bool(self.stop_reason)
+        last = self.is_final(done)
         if done % cfg.log_every == 0 or last or validation or gradnorms:
             lr = losses.pop("lr")
             losses = distributed.mean_over_ranks(losses, self.dist, self.device)  # every rank

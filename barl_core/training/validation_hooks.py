@@ -56,14 +56,18 @@ class ValidationHooks:
         #: (set here) or ``STOP_TIME_BUDGET`` (set by the trainer's deadline before this hook).
         self.stop_reason = ""
 
-    def validation_due(self, done: int) -> bool:
-        """Return True when the iteration count ``done`` is a validation (every N, and the last).
+    def is_final(self, done: int) -> bool:
+        """Return True when iteration count ``done`` ends the run: the last one, or a stop decided.
 
-        The last is also the one a time-budget stop ends on (``stop_reason`` set before).
+        A time-budget stop is decided before the iteration's end hooks (``stop_reason`` set), so
+        that iteration is validated and logged like the last.
         """
+        return done == self.config.iterations or bool(self.stop_reason)
+
+    def validation_due(self, done: int) -> bool:
+        """Return True when the iteration count ``done`` is a validation (every N, and the final one)."""
         every = self.config.validation.every
-        last = done == self.config.iterations or bool(self.stop_reason)
-        return self.validator is not None and (done % every == 0 or last)
+        return self.validator is not None and (done % every == 0 or self.is_final(done))
 
     def gradnorms_due(self, done: int) -> bool:
         """Per-term gradient norms go with validation (``validation.gradnorms``; not under torchrun)."""
