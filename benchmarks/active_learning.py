@@ -71,7 +71,9 @@ from benchmarks.common import BenchCase  # noqa: E402
 
 __all__ = ["STRATEGIES", "select_slices", "slices_to_reach", "summarise", "render_table", "main", "parse_args"]
 
-STRATEGIES = ("random", "entropy", "disagreement", "focused", "focused2")
+STRATEGIES = ("random", "entropy", "disagreement", "focused", "focused2", "focused3")
+#: The strategies that are presets of the product's ranking (:data:`barl_core.active.ranking.RANKING_PRESETS`).
+RANKING_STRATEGIES = ("focused", "focused2", "focused3")
 #: What ``--strategies`` runs unless told: ``focused2`` (a preset of
 #: :data:`barl_core.active.ranking.RANKING_PRESETS`, not the default yet) only when asked.
 DEFAULT_STRATEGIES = ("random", "entropy", "disagreement", "focused")
@@ -127,7 +129,7 @@ def select_slices(
     from barl_core.inference.predict import load_model, predict_volume
 
     model = load_model(model_path, device=device)
-    if strategy in ("focused", "focused2"):
+    if strategy in RANKING_STRATEGIES:
         return _select_focused(model, cases, annotated, k=k, overlap=overlap, features=features, preset=strategy)
     candidates: list[tuple[float, str, int]] = []
     for i, (name, case) in enumerate(sorted(cases.items())):

@@ -194,6 +194,7 @@ def prepare_case(
     area_floor: float = 0.1,
     axis: int = 0,
     ignore_index: int = IGNORE_INDEX,
+    reference_areas: np.ndarray | None = None,
 ) -> PreparedCase:
     """Reduce a :class:`~barl_core.active.ranking.CaseInputs` to its :class:`PreparedCase`.
 
@@ -204,11 +205,22 @@ def prepare_case(
         Including background.
     focus, area_floor
         As in :class:`~barl_core.active.ranking.RankingConfig`.
+    reference_areas : numpy.ndarray, optional
+        ``[C-1]`` largest annotated cross-section of each class in *other* cases (e.g.
+        ``RankingContext.class_areas``); with ``focus.trim_overreach`` the case's own and these
+        say which predicted slices cannot be right. The prepared case is then valid only for
+        as long as those annotations are unchanged too.
     """
     dis = np.asarray(case.disagreement)
+    n_fg = max(num_classes - 1, 0)
+    counts, voxels, areas = _label_stats(case.labels, n_fg, axis)
+    refs = areas.copy()
+    if reference_areas is not None:
+        other = np.asarray(reference_areas, np.float64)[:n_fg]
+        refs[: other.size] = np.maximum(refs[: other.size], other)
     per_class, area = class_slice_uncertainty(dis, case.predicted, case.labels, num_classes=num_classes,
                                               axis=axis, config=focus or FocusConfig(),
-                                              ignore_index=ignore_index, return_area=True)
+                                              ignore_index=ignore_index, return_area=True, reference_areas=refs)
     rel = area / np.maximum(area.max(axis=0, keepdims=True), 1.0)
     area_factor = np.sqrt(np.clip(rel, min(max(area_floor, 0.0), 1.0), 1.0))
     other = tuple(a for a in range(3) if a != axis)
@@ -222,8 +234,6 @@ def prepare_case(
         raise InvalidVolumeError(f"{case.name}: features for {feats.shape[0]} slices, volume has {dis.shape[axis]}")
     done = (annotated_mask(case.labels, axis, ignore_index) if case.labels is not None
             else np.zeros(dis.shape[axis], bool))
-    n_fg = max(num_classes - 1, 0)
-    counts, voxels, areas = _label_stats(case.labels, n_fg, axis)
     predicted_area = class_slice_areas(case.predicted, n_fg, axis)
     return PreparedCase(case.name, per_class, area_factor, fallback, done, tuple(extents), feats,
                         counts, area, predicted_area, voxels, areas)

@@ -10,6 +10,11 @@ module restricts the disagreement to a *band* around each foreground class:
   annotator labelled as that class (the real structure; for a class not annotated yet, the
   surroundings of any annotated foreground) or, when none does, the largest one;
   plus the annotated voxels of the class, so a class the model misses still has a band;
+- with ``trim_overreach`` > 0, the slices where the class is predicted on more than that many
+  times its largest annotated cross-section (``reference_areas``) are cut out first: a
+  confident false positive over whole slices must not become "the structure" (on the demo
+  phantom a round-0 model painted bone over ~4,000 of 4,096 voxels of every end slice, and the
+  largest tooth blob of an unannotated case was such a slab: the ranking then asked about them);
 - dilated by ``margin_xy`` voxels in-plane and ``margin_z`` slices along the slicing axis, so
   an under-segmented border and the first slice beyond the predicted end are still asked about.
 
@@ -57,11 +62,16 @@ class FocusConfig:
         the structure really ends.
     top_fraction : float
         Fraction of a band's voxels on a slice that are averaged (the most uncertain ones).
+    trim_overreach : float
+        Cut a class's slices predicted on more than this many times its largest annotated
+        cross-section out of its structure before the components are chosen (0: off; needs
+        reference areas, i.e. the class annotated somewhere).
     """
 
     margin_xy: int = 2
     margin_z: int = 2
     top_fraction: float = 0.1
+    trim_overreach: float = 0.0
 
 
 def _check(disagreement: np.ndarray, predicted: np.ndarray, labels: np.ndarray | None, axis: int) -> int:
@@ -104,10 +114,23 @@ def class_regions(
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
     ignore_index: int = IGNORE_INDEX,
+    reference_areas: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """One boolean band per foreground class (index 0 of the list is class 1); see :func:`_regions`."""
     return [band for _, band in _regions(predicted, labels, num_classes=num_classes, axis=axis,
-                                         config=config, ignore_index=ignore_index)]
+                                         config=config, ignore_index=ignore_index,
+                                         reference_areas=reference_areas)]
+
+
+def _trim(mask: np.ndarray, axis: int, limit: float) -> np.ndarray:
+    """Return ``mask`` without its slices (along ``axis``) holding more than ``limit`` voxels."""
+    other = tuple(a for a in range(3) if a != axis)
+    over = mask.sum(axis=other) > limit
+    if not over.any():
+        return mask
+    shape = [1, 1, 1]
+    shape[axis] = over.size
+    return mask & ~over.reshape(shape)
 
 
 def _regions(
@@ -118,6 +141,7 @@ def _regions(
     axis: int = 0,
     config: FocusConfig = FocusConfig(),
     ignore_index: int = IGNORE_INDEX,
+    reference_areas: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(structure, band)`` per foreground class ``1..num_classes-1`` (index 0 of the list is class 1).
 
@@ -128,6 +152,9 @@ def _regions(
     labels : numpy.ndarray, optional
         The sparse annotation (``ignore_index`` = not annotated): anchors the real structure and
         adds the annotated voxels of each class to its band.
+    reference_areas : numpy.ndarray, optional
+        ``[C-1]`` largest annotated cross-section of each class over every case (0: unknown);
+        with ``config.trim_overreach`` it says which predicted slices cannot be right.
     """
     pred = np.asarray(predicted)
     lab = None if labels is None else np.asarray(labels)
@@ -143,7 +170,11 @@ def _regions(
         anchors = None if lab is None else (lab == c)
         # a class not annotated yet is anchored by its annotated neighbours (adjacent parts of
         # one organ, e.g. the hippocampus' head and body), not by its largest blob
-        mask = _structure(pred == c, anchors if anchors is None or anchors.any() else near_fg)
+        raw = pred == c
+        ref = 0.0 if reference_areas is None or c - 1 >= len(reference_areas) else float(reference_areas[c - 1])
+        if config.trim_overreach > 0 and ref > 0:
+            raw = _trim(raw, axis, config.trim_overreach * ref)
+        mask = _structure(raw, anchors if anchors is None or anchors.any() else near_fg)
         if anchors is not None:
             mask = mask | anchors
         band = mask
@@ -163,6 +194,7 @@ def class_slice_uncertainty(
     config: FocusConfig = FocusConfig(),
     ignore_index: int = IGNORE_INDEX,
     return_area: bool = False,
+    reference_areas: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Disagreement inside each class's band, per slice: float64 ``[n_slices, num_classes - 1]``.
 
@@ -174,7 +206,7 @@ def class_slice_uncertainty(
     pred = np.asarray(predicted)
     ax = _check(dis, pred, labels, axis)
     regions = _regions(pred, labels, num_classes=num_classes, axis=ax, config=config,
-                       ignore_index=ignore_index)
+                       ignore_index=ignore_index, reference_areas=reference_areas)
     d = np.moveaxis(dis, ax, 0)
     out = np.zeros((d.shape[0], max(num_classes - 1, 0)), dtype=np.float64)
     area = np.zeros_like(out)
