@@ -6,33 +6,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
-
-def _fake_la(root, n=3, shape=(24, 24, 16)):
-    """A tiny Left Atrium dataset in the UA-MT layout: case folders with mri_norm2.h5, lists."""
-    import h5py
-
-    rng = np.random.default_rng(0)
-    names = []
-    for i in range(n):
-        case = root / "2018LA_Seg_Training Set" / f"case{i}"
-        case.mkdir(parents=True)
-        label = np.zeros(shape, np.uint8)
-        label[6:18, 6:18, 4:12] = 1
-        image = (rng.normal(0, 0.3, shape) + label).astype(np.float32)
-        with h5py.File(case / "mri_norm2.h5", "w") as fh:
-            fh["image"], fh["label"] = image, label
-        names.append(f"case{i}")
-    (root / "train.list").write_text("\n".join(names) + "\n")
-    (root / "test.list").write_text(names[-1] + "\n")
-    return root
-
-
-def test_gpu_check_tiny_on_cpu(tmp_path, monkeypatch):
+def test_gpu_check_tiny_on_cpu(tmp_path, write_la):
     from benchmarks import gpu_check, report
 
-    la = _fake_la(tmp_path / "LA")
+    la = tmp_path / "LA"
+    write_la(la, 3, 1)  # the check trains on the 3 cases of train.list
     out = tmp_path / "results" / "gpu_check.json"
     gpu_check.main(["--device", "cpu", "--tiny", "--threads", "1", "--methods", "supervised,cps,barl",
                     "--la-root", str(la), "--out", str(out), "--work-dir", str(tmp_path / "work")])
