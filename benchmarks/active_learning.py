@@ -8,8 +8,9 @@ Protocol (on the converged training of issue 11)
 ------------------------------------------------
 - The fixed split of :mod:`benchmarks.label_efficiency` (same constant seed and, by default,
   the same 40 test cases): the test set is never trained on. The first ``--cases`` cases of
-  the fixed labelled order start with **one** annotated axial slice each (the middle of the
-  structure); the next ``--pool - --cases`` pool cases are unlabelled data for the
+  the fixed labelled order start with ``--start-slices`` (3) annotated axial slices each, at
+  1/6, 1/2 and 5/6 of the structure (the sparse setting of the label-efficiency benchmark;
+  one middle slice per case gave a broken round 0, Dice 0.105); the next ``--pool - --cases`` pool cases are unlabelled data for the
   semi-supervised method; the rest of the pool is not used (a cut, see below).
 - Round 0 trains one ``barl`` model from scratch at the planner's hippocampus patch
   (32x48x32) for ``--iterations`` (1000): the start shared by every strategy and seed

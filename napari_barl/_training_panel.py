@@ -230,6 +230,8 @@ class TrainingPanel(QGroupBox):
         )
         if plan.get("time_budget_s"):
             text += f" (budget {plan['time_budget_s']:.0f} s)"
+        if plan.get("max_seconds"):  # the trainer keeps this limit even if the machine slows down
+            text += f"; stops by {format_duration(plan['max_seconds'])} at the latest"
         self.plan_label.setText("\n".join([text, *plan.get("notes", [])]))
 
     def show_update(self, upd, what: str = "training") -> None:

@@ -66,6 +66,7 @@ def test_quick_plan_and_validation_dice_in_the_dock(make_napari_viewer, qtbot, t
     patch = "x".join(map(str, tp.plan["patch_size"]))
     assert f"patch {patch}" in text and f"{tp.plan['iterations']} iterations" in text
     assert "budget 12 s" in text
+    assert tp.plan["max_seconds"] and "at the latest" in text, "the plan line shows the deadline the trainer keeps"
     qtbot.waitUntil(lambda: w.state.model == "v1" and not w.jobs.is_busy(), timeout=300_000)
 
     ws = w.state.workspace
