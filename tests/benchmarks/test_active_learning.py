@@ -34,7 +34,7 @@ def test_active_learning_smoke(phantom_dir, tmp_path, capsys):
     assert al.parse_args(["--smoke"]).strategies.split(",") == ["random", "entropy", "disagreement", "focused"]
     for run in data["runs"].values():
         curve = run["curve"]
-        assert [p["n_slices"] for p in curve] == [2, 4, 6]
+        assert [p["n_slices"] for p in curve] == [6, 8, 10]  # 2 cases x 3 start slices, then K=2 a round
         picked = [tuple(x[:2]) for p in curve for x in p["picked"]]
         assert len(picked) == len(set(picked)) == 4  # never re-picked
         start = data["config"]["start_slices"]
