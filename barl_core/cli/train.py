@@ -194,8 +194,11 @@ class ProgressBar:
         )
         if p.validation:  # a validation line is always printed, on a line of its own
             v = p.validation
+            # over-reach: what the sparse validation slices cannot see (barl_core.training.validator)
+            over = (f"; {100 * v['overreach']:.0f}% of the predicted structure on slices it over-fills"
+                    if v.get("overreach", 0) >= 0.05 else "")
             self.stream.write(("\n" if self.tty else "") + f"barl: iteration {p.iteration}: validation Dice "
-                              f"{v['dice']:.4f} (best {v['best']:.4f} at {int(v['best_iteration'])})\n")
+                              f"{v['dice']:.4f} (best {v['best']:.4f} at {int(v['best_iteration'])}){over}\n")
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")

@@ -20,6 +20,7 @@ from barl_core.training.validator import (
     ValidationConfig,
     Validator,
     annotated_dice,
+    overreach_fraction,
     split_validation,
 )
 
@@ -101,6 +102,21 @@ def test_annotated_dice_ignores_unannotated_voxels():
     assert annotated_dice(pred, truth, 3)[0] == pytest.approx(2 * 3 / 7)
 
 
+def test_overreach_sees_confident_errors_off_the_annotated_slices():
+    """Class 1 annotated on slice 4 (4 voxels); the prediction also fills slices 0-1 whole."""
+    labels = np.full((8, 4, 4), 255, np.uint8)
+    labels[4] = 0
+    labels[4, :2, :2] = 1
+    pred = np.zeros((8, 4, 4), np.uint8)
+    pred[3:6, :2, :2] = 1  # the structure, on and off the annotated slice: plausible sizes
+    assert overreach_fraction(pred, labels, 3)[0] == 0.0
+    assert np.isnan(overreach_fraction(pred, labels, 3)[1])  # class 2 never annotated: no reference
+    pred[0:2] = 1  # 16 voxels a slice, 4x the annotated cross-section, where nobody annotated
+    assert overreach_fraction(pred, labels, 3)[0] == pytest.approx(32 / (32 + 12))
+    # the Dice on the annotated slice does not move: sparse validation cannot see this error
+    assert annotated_dice(pred, labels, 3)[0] == pytest.approx(1.0)
+
+
 def test_validator_scores_a_network_and_restores_train_mode():
     from barl_core.networks.unet import BiBranchNet, NetworkConfig
 
@@ -108,7 +124,8 @@ def test_validator_scores_a_network_and_restores_train_mode():
     val = Validator([_vol("a", True, 16), _vol("b", False, 16)], (16, 16, 16), num_classes=2)
     assert val.names == ["a"]  # unlabelled volumes are not validation volumes
     scores = val.score(net, "cpu")
-    assert 0.0 <= scores["dice"] <= 1.0 and set(scores) == {"dice", "dice_1"}
+    assert 0.0 <= scores["dice"] <= 1.0 and {"dice", "dice_1"} <= set(scores) <= {"dice", "dice_1", "overreach"}
+    assert 0.0 <= scores.get("overreach", 0.0) <= 1.0
     assert net.training
     with pytest.raises(TrainingError):
         Validator([_vol("b", False)], (8, 8, 8), num_classes=2)
