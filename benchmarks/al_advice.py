@@ -43,7 +43,7 @@ def _stop_verdict(curve: Sequence[tuple[int, float]], stop: int | None, flat: in
 
 
 def advice_along_curves(runs: dict, cfg=None) -> dict:
-    """Where :func:`barl_core.workspace.advice.advise` says "stop" (export) along each run's
+    """Where :func:`barl_core.workspace.advice.advise` says "stop" (export, or stop below the target) along each run's
     learning curve, against where the curve flattens.
 
     The advice is asked after every round with the curve so far (test-set Dice standing in for
@@ -73,7 +73,7 @@ def advice_along_curves(runs: dict, cfg=None) -> dict:
         def first_stop(c, curve=curve):
             acts = [advise(curve[: i + 1], n_annotated=curve[i][0], has_model=True, cfg=c).action
                     for i in range(len(curve))]
-            return acts, next((i for i, a in enumerate(acts) if a == "export"), None)
+            return acts, next((i for i, a in enumerate(acts) if a in ("export", "stop")), None)
 
         actions, stop = first_stop(cfg)
         _, plateau = first_stop(no_target)

@@ -10,6 +10,12 @@ The rules are deliberately simple so a user can check them (first match wins):
    the humans barely correct the proposals
    (mean proposal-vs-final Dice over the last ``window`` corrections ``>= correction_ok``, or
    no corrections yet) and disagreement not rising: *export*.
+3b. **Flat below the target** -> the curve on a plateau (below), the humans barely correct the
+   proposals and disagreement not rising, but the Dice under ``target_dice``: *stop*: more
+   slices of these cases are unlikely to reach the target. In the active-learning benchmark
+   from a working round-0 model (docs/benchmarks.md 2a) every curve was flat from the first
+   version at ~0.82-0.83, under the 0.85 target, and the advice said "label more" after every
+   round: late, for as long as a user would keep labelling.
 4. **Otherwise** -> *label N more* slices, the top suggestions. N is estimated from the slope of
    the learning curve (Dice gained per slice): ``ceil((target - dice) / slope)`` clipped to
    ``[min_batch, max_batch]``; ``default_batch`` when the slope is unknown or not positive.
@@ -65,7 +71,7 @@ class AdviceConfig:
 
 @dataclass
 class Advice:
-    """What to do next: ``action`` is ``"label-more"``, ``"train"``, ``"fine-tune"`` or ``"export"``."""
+    """What to do next: ``action`` is ``"label-more"``, ``"train"``, ``"fine-tune"``, ``"export"`` or ``"stop"``."""
 
     action: str
     message: str
@@ -180,6 +186,14 @@ def advise(
             "export",
             f"Good enough: validation Dice {dice:.3f} and the curve has "
             "flattened. Export the masks.",
+            reasons=reasons,
+        )
+    if dice is not None and plateau and effort_ok and not rising:
+        return Advice(
+            "stop",
+            f"The curve has flattened at validation Dice {dice:.3f}, below the target {cfg.target_dice}: "
+            "more slices of these cases are unlikely to reach it. Export if the masks are good enough; "
+            "otherwise the model, not the labels, is the limit (a longer or larger training).",
             reasons=reasons,
         )
     n = cfg.default_batch

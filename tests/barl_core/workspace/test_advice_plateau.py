@@ -51,3 +51,15 @@ def test_falling_versions_are_not_a_plateau():
 
 def test_a_dip_after_a_big_step_is_not_a_plateau():
     assert _action([0.78, 0.90, 0.88]) == "label-more"
+
+
+def test_a_curve_flat_below_the_target_says_stop_not_label_more():
+    """The active-learning benchmark from a working round-0 model (docs 2a): flat at ~0.83 from
+    the first version, under the 0.85 target; "label more" forever would be late."""
+    adv = advise([(24, 0.818), (28, 0.823), (32, 0.825)], n_annotated=32, has_model=True)
+    assert adv.action == "stop" and "below the target 0.85" in adv.message
+    # still rising: label more; humans still correcting a lot: label more
+    assert _action([0.70, 0.75, 0.80], first=24) == "label-more"
+    busy = advise([(24, 0.818), (28, 0.823), (32, 0.825)], n_annotated=32, has_model=True,
+                  correction_dice=[0.5, 0.6])
+    assert busy.action == "label-more"
