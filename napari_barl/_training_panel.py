@@ -26,6 +26,10 @@ from barl_core.training.config import METHODS, PRESETS, TrainConfig, preset
 from . import _settings
 from ._progress import LossPlot, format_duration, format_eta
 
+#: Validation over-reach (barl_core.training.validator.overreach_fraction) from which the status
+#: warns: on hippocampus, models that worked scored 0.000, broken ones 0.47-0.85 (docs 1f).
+OVERREACH_WARNING = 0.05
+
 __all__ = ["TrainingPanel", "gpu_description"]
 
 _DEVICES = {"auto": "auto", "CUDA": "cuda", "CPU": "cpu"}
@@ -99,6 +103,7 @@ class TrainingPanel(QGroupBox):
         self.plan_label = QLabel("")
         self.plan_label.setWordWrap(True)
         self.plan: dict | None = None  # the running job's plan, once the child made it
+        self.overreach: float | None = None  # the last validation's over-reach (a warning, not the score)
         form.addRow("Preset", self.preset_box)
         form.addRow("Method", self.method_box)
         form.addRow("Time budget", budget_row)
@@ -218,6 +223,7 @@ class TrainingPanel(QGroupBox):
         budget = self.time_budget_s()
         self.plan_label.setText(f"planning to fit {budget:.0f} s..." if budget else "")
         self.plan = None
+        self.overreach = None
         self.loss_plot.clear()
 
     def show_plan(self, plan: dict) -> None:
@@ -246,9 +252,12 @@ class TrainingPanel(QGroupBox):
             loss = sum(float(v) for v in losses.values())
         if what == "training" and loss is not None:
             self.loss_plot.add(float(loss), it)
-        val = (getattr(upd, "metrics", None) or {}).get("val_dice")
+        metrics = getattr(upd, "metrics", None) or {}
+        val = metrics.get("val_dice")
         if val is not None:  # the key the trainer writes to metrics.jsonl
             self.loss_plot.add_validation(it, float(val))
+        if metrics.get("val_overreach") is not None:  # what the sparse validation slices cannot see
+            self.overreach = float(metrics["val_overreach"])
         if getattr(upd, "plan", None):
             self.show_plan(upd.plan)
         speed = getattr(upd, "its_per_s", None)
@@ -259,6 +268,10 @@ class TrainingPanel(QGroupBox):
             parts.append(format_eta(upd.eta_s))
         if getattr(upd, "kind", "") == "message" and getattr(upd, "message", ""):
             parts = [f"{what}: {upd.message}"]
+        if self.overreach is not None and self.overreach >= OVERREACH_WARNING:
+            parts.append(f"warning: {100 * self.overreach:.0f}% of the predicted structure lies on slices "
+                         "where it is far larger than anything annotated (likely false positives off the "
+                         "labelled slices; label one there)")
         self.eta_label.setText("  ".join(parts))
 
     def end_display(self, text: str, complete: bool) -> None:

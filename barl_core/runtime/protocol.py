@@ -58,7 +58,7 @@ class ProgressUpdate:
         Class name of the exception behind an ``error`` (e.g. ``"EmptyDatasetError"``).
     metrics : dict of str to float
         Training, after a validation: its scores under the keys ``metrics.jsonl`` uses
-        (``val_dice``, ``val_dice_<c>``, ``val_best``, ``val_best_iteration``).
+        (``val_dice``, ``val_dice_<c>``, ``val_overreach``, ``val_best``, ``val_best_iteration``).
     plan : dict or None
         Training with a time budget: the plan the run follows, once made
         (:meth:`barl_core.training.planner.TrainingPlan.to_dict`).

@@ -80,3 +80,22 @@ def test_quick_plan_and_validation_dice_in_the_dock(make_napari_viewer, qtbot, t
     assert [d for _it, d in tp.loss_plot.val_dice] == pytest.approx(logged)
     assert tp.loss_plot.values and all(0.0 <= d <= 1.0 for d in logged)
     w.shutdown()
+
+
+def test_status_warns_when_validation_sees_overreach(make_napari_viewer):
+    """The sparse validation slices cannot see false positives on other slices; over-reach can."""
+    from barl_core.runtime.protocol import ProgressUpdate
+
+    w = dock(make_napari_viewer(show=True))
+    tp = w.training
+    tp.start_display("training")
+    tp.show_update(ProgressUpdate("progress", iteration=50, total=100, metrics={"val_dice": 0.86, "val_overreach": 0.0}))
+    assert "warning" not in tp.eta_label.text()
+    tp.show_update(ProgressUpdate("progress", iteration=60, total=100, metrics={"val_dice": 0.86, "val_overreach": 0.85}))
+    assert "warning: 85% of the predicted structure" in tp.eta_label.text()
+    tp.show_update(ProgressUpdate("progress", iteration=61, total=100))  # stays until the next validation
+    assert "warning: 85%" in tp.eta_label.text()
+    tp.start_display("training")  # a new run starts clean
+    tp.show_update(ProgressUpdate("progress", iteration=1, total=100))
+    assert "warning" not in tp.eta_label.text()
+    w.shutdown()
