@@ -128,6 +128,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-slices", type=int, default=DEFAULT_START_SLICES,
                    help=f"annotated axial slices per case at the start, spread through the structure "
                    f"(default {DEFAULT_START_SLICES})")
+    p.add_argument("--pick-from", choices=("annotated", "pool"), default="annotated",
+                   help="cases the strategies pick slices from: the --cases annotated ones (default), or "
+                   "every --pool case, the unlabelled ones included (then choosing a case is part of the pick)")
     p.add_argument("--pool", type=int, default=DEFAULT_POOL,
                    help=f"pool cases the engine trains on: the --cases annotated ones, then the next ones of "
                    f"the fixed order, unlabelled (default {DEFAULT_POOL}; 0: the whole pool)")
@@ -191,6 +194,8 @@ def run(args: argparse.Namespace) -> dict:
     pool_cases = {n: ds.cases[n] for n in pool_names}
     test_cases = {n: ds.cases[n] for n in ds.test}
     start = {n: set(common.foreground_slices(ds.cases[n].truth, args.start_slices)) for n in al_cases}
+    # the cases a strategy may pick from; unannotated ones start empty and stay unlabelled until picked
+    candidates = al_cases if args.pick_from == "annotated" else sorted(pool_names)
     t_start = time.perf_counter()
     if args.round0_only:
         round0(args, ds, pool_cases, test_cases, start, Path(args.work_dir))
@@ -207,11 +212,13 @@ def run(args: argparse.Namespace) -> dict:
         "base_channels": args.base_channels, "device": args.device, "class_names": list(ds.class_names),
         "start_slices": {n: sorted(v) for n, v in start.items()},
     }
+    if args.pick_from != "annotated":  # absent from older results files, which picked among the annotated
+        config["pick_from"] = args.pick_from
     store = common.ResultsStore.open(
         args.out, "active_learning", resume=args.resume, config=config,
         must_match=("dataset", "cases", "pool", "k", "rounds", "method", "iterations", "finetune_iterations",
                     "finetune_lr", "features", "round0_seed", "overlap", "patch_zyx", "base_channels",
-                    "start_slices"))
+                    "start_slices", "pick_from"))
     store.set("split", {"seed": common.SPLIT_SEED, "test": ds.test, "pool": ds.pool})
     n_tune = len(seeds) * len(strategies) * args.rounds
     print(f"[active_learning] {len(al_cases)} annotated + {len(pool_cases) - len(al_cases)} unlabelled pool "
@@ -229,9 +236,9 @@ def run(args: argparse.Namespace) -> dict:
                     model0, p0 = round0(args, ds, pool_cases, test_cases, start, work)
                     store.set("round0", p0)
                 store.add_run(f"{strategy}/seed{seed}",
-                              run_strategy(args, ds, strategy, seed, al_cases, pool_cases, test_cases,
-                                            start, model0, p0, work))
-    summary = summarise_all(store.runs, STRATEGIES, {n: ds.cases[n].truth for n in al_cases})
+                              run_strategy(args, ds, strategy, seed, candidates, pool_cases, test_cases,
+                                           {n: start.get(n, set()) for n in candidates}, model0, p0, work))
+    summary = summarise_all(store.runs, STRATEGIES, {n: ds.cases[n].truth for n in candidates})
     store.set("summary", summary)
     store.save(finished=True)
     print()

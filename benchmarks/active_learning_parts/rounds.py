@@ -112,7 +112,9 @@ def run_strategy(args, ds, strategy: str, seed: int, al_cases: list[str], pool_c
         t_sel = time.perf_counter() - t_sel
         for name, idx, _ in picked:
             annotated[name].add(idx)
-        labels = {n: common.sparsify(ds.cases[n].truth, annotated[n]) for n in al_cases}
+        # a case nobody annotated yet stays unlabelled data (an all-ignore label map would take
+        # a labelled slot of the batch)
+        labels = {n: common.sparsify(ds.cases[n].truth, annotated[n]) for n in al_cases if annotated[n]}
         model, t = _train(args, args.finetune_iterations, seed * 100 + rnd, ds.class_names, pool_cases, labels,
                           work, f"s{seed}_{strategy}_r{rnd}", init_from=model, lr=args.finetune_lr)
         ev = _evaluate(model, test_cases, ds.class_names, args.device)

@@ -95,3 +95,27 @@ def test_paired_differences_pair_by_seed():
     diff = paired_differences(runs, "focused")
     assert [d["n"] for d in diff] == [2, 2]
     assert diff[1]["diff"] == pytest.approx(0.15) and diff[1]["sd"] == pytest.approx(np.std([0.1, 0.2], ddof=1))
+
+
+def test_picking_from_the_whole_pool_reaches_unlabelled_cases(phantom_dir, tmp_path):
+    """``--pick-from pool``: the strategies may pick slices of cases nobody annotated, which then
+    become labelled cases; without it only the annotated cases are ever picked from."""
+    from benchmarks import active_learning as al
+
+    base = ["--smoke", "--data", str(phantom_dir), "--n-test", "2", "--cases", "1", "--pool", "4", "--k", "3",
+            "--rounds", "1", "--seeds", "0", "--threads", "1", "--strategies", "random,focused", "--plot", ""]
+    al.main(base + ["--pick-from", "pool", "--out", str(tmp_path / "pool.json")])
+    data = json.loads((tmp_path / "pool.json").read_text())
+    annotated_case = data["config"]["cases"][0]
+    assert data["config"]["pick_from"] == "pool"
+    for run in data["runs"].values():
+        assert len(run["annotated"]) == 4  # every pool case is a candidate
+        picked = {x[0] for x in run["curve"][1]["picked"]}
+        assert len(run["curve"][1]["picked"]) == 3
+        if run["strategy"] == "random":  # 3 picks among 4 cases: at least one unannotated case is new
+            assert picked - {annotated_case}
+    al.main(base + ["--out", str(tmp_path / "annotated.json")])
+    data = json.loads((tmp_path / "annotated.json").read_text())
+    assert "pick_from" not in data["config"]
+    for run in data["runs"].values():
+        assert {x[0] for x in run["curve"][1]["picked"]} == {annotated_case}
