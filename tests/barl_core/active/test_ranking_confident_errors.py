@@ -25,16 +25,7 @@ from barl_core.data.phantom import sparsify_labels
 from barl_core.errors import InvalidVolumeError
 
 SHAPE = (40, 24, 24)
-NAMES = ["bg", "big", "small"]
-
-
-@pytest.fixture
-def truth():
-    """Class 1 at z 10-29 (6x6 = 36 voxels a slice), class 2 at z 14-25 (4x4) beside it."""
-    t = np.zeros(SHAPE, np.uint8)
-    t[10:30, 4:10, 4:10] = 1
-    t[14:26, 14:18, 14:18] = 2
-    return t
+NAMES = ["bg", "big", "small"]  # the classes of the `truth` fixture (conftest.py)
 
 
 def _slab(truth: np.ndarray) -> np.ndarray:

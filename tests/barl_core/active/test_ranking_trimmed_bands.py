@@ -10,7 +10,6 @@ largest annotated cross-section keeps the band on the real structure.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from barl_core.active.context import annotated_context, prepare_case
 from barl_core.active.focus import FocusConfig, class_regions
@@ -18,16 +17,7 @@ from barl_core.active.ranking import RANKING_PRESETS, CaseInputs, rank_slices
 from barl_core.data.phantom import sparsify_labels
 
 SHAPE = (40, 24, 24)
-NAMES = ["bg", "big", "small"]
-
-
-@pytest.fixture
-def truth():
-    """Class 1 at z 10-29 (6x6 voxels a slice), class 2 at z 14-25 (4x4) beside it."""
-    t = np.zeros(SHAPE, np.uint8)
-    t[10:30, 4:10, 4:10] = 1
-    t[14:26, 14:18, 14:18] = 2
-    return t
+NAMES = ["bg", "big", "small"]  # the classes of the `truth` fixture (conftest.py)
 
 
 def _slab_case(truth: np.ndarray) -> np.ndarray:
