@@ -10,8 +10,11 @@ Protocol (on the converged training of issue 11)
   the same 40 test cases): the test set is never trained on. The first ``--cases`` cases of
   the fixed labelled order start with ``--start-slices`` (3) annotated axial slices each, at
   1/6, 1/2 and 5/6 of the structure (the sparse setting of the label-efficiency benchmark;
-  one middle slice per case gave a broken round 0, Dice 0.105); the next ``--pool - --cases`` pool cases are unlabelled data for the
-  semi-supervised method; the rest of the pool is not used (a cut, see below).
+  one middle slice per case gave a broken round 0, Dice 0.105); the next ``--pool - --cases``
+  pool cases are unlabelled data for the semi-supervised method; the rest of the pool is not
+  used (a cut, see below). The strategies pick among the annotated cases, or with
+  ``--pick-from pool`` among all of these pool cases (a picked slice of an unlabelled case
+  makes it a labelled one): then choosing *which case* is part of the pick.
 - Round 0 trains one ``barl`` model from scratch at the planner's hippocampus patch
   (32x48x32) for ``--iterations`` (1000): the start shared by every strategy and seed
   (with ``--work-dir`` it is cached there; ``--round0-only`` trains it and stops, so the
