@@ -175,20 +175,14 @@ def advise(
         reasons.append(f"proposals kept at Dice {np.mean(recent):.3f} by the human")
     if trend:
         reasons.append("disagreement " + ("rising" if rising else "not rising"))
-    if (
-        dice is not None
-        and dice >= cfg.target_dice
-        and plateau
-        and effort_ok
-        and not rising
-    ):
-        return Advice(
-            "export",
-            f"Good enough: validation Dice {dice:.3f} and the curve has "
-            "flattened. Export the masks.",
-            reasons=reasons,
-        )
-    if dice is not None and plateau and effort_ok and not rising:
+    if dice is not None and plateau and effort_ok and not rising:  # flat: rule 3 at the target, 3b below it
+        if dice >= cfg.target_dice:
+            return Advice(
+                "export",
+                f"Good enough: validation Dice {dice:.3f} and the curve has "
+                "flattened. Export the masks.",
+                reasons=reasons,
+            )
         return Advice(
             "stop",
             f"The curve has flattened at validation Dice {dice:.3f}, below the target {cfg.target_dice}: "
