@@ -28,7 +28,7 @@ from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
 __all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_areas", "class_slice_counts",
-           "class_label_sizes", "prepare_case"]
+           "class_label_sizes", "largest_areas", "prepare_case"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,20 @@ def class_slice_areas(volume: np.ndarray, n_fg: int, axis: int) -> np.ndarray:
     if n_fg == 0:
         return np.zeros((vol.shape[0], 0), dtype=np.float64)
     return np.stack([(vol == k + 1).sum(axis=(1, 2)) for k in range(n_fg)], axis=1).astype(np.float64)
+
+
+def largest_areas(sources, n_fg: int) -> np.ndarray:
+    """Return ``[n_fg]``: the element-wise maximum of per-class sizes from several sources.
+
+    Each source is ``None`` (nothing known) or a per-class array, possibly shorter than
+    ``n_fg``; 0 where no source knows the class.
+    """
+    out = np.zeros(n_fg)
+    for a in sources:
+        if a is not None:
+            a = np.asarray(a, np.float64)[:n_fg]
+            out[: a.size] = np.maximum(out[: a.size], a)
+    return out
 
 
 def _label_stats(labels: np.ndarray | None, n_fg: int, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,10 +228,7 @@ def prepare_case(
     dis = np.asarray(case.disagreement)
     n_fg = max(num_classes - 1, 0)
     counts, voxels, areas = _label_stats(case.labels, n_fg, axis)
-    refs = areas.copy()
-    if reference_areas is not None:
-        other = np.asarray(reference_areas, np.float64)[:n_fg]
-        refs[: other.size] = np.maximum(refs[: other.size], other)
+    refs = largest_areas([areas, reference_areas], n_fg)
     per_class, area = class_slice_uncertainty(dis, case.predicted, case.labels, num_classes=num_classes,
                                               axis=axis, config=focus or FocusConfig(),
                                               ignore_index=ignore_index, return_area=True, reference_areas=refs)

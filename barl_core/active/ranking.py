@@ -53,7 +53,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from barl_core.active.context import PreparedCase, RankingContext, class_label_sizes, prepare_case
+from barl_core.active.context import (
+    PreparedCase,
+    RankingContext,
+    class_label_sizes,
+    largest_areas,
+    prepare_case,
+)
 from barl_core.active.focus import FocusConfig
 from barl_core.active.size_factors import (
     class_areas,
@@ -302,14 +308,10 @@ def _prepare(cases: Sequence[CaseInputs | PreparedCase], num_classes: int, axis:
              ignore_index: int, context: RankingContext | None = None) -> list[PreparedCase]:
     refs = None
     if cfg.focus.trim_overreach > 0:  # the largest annotated cross-sections over every case of the call
-        refs = np.zeros(max(num_classes - 1, 0))
         sources = [None if context is None else context.class_areas]
         sources += [c.class_areas if isinstance(c, PreparedCase)
                     else class_label_sizes(c.labels, num_classes - 1, axis)[1] for c in cases]
-        for a in sources:
-            if a is not None:
-                a = np.asarray(a, np.float64)[: refs.size]
-                refs[: a.size] = np.maximum(refs[: a.size], a)
+        refs = largest_areas(sources, max(num_classes - 1, 0))
     out = []
     for c in cases:
         if not isinstance(c, PreparedCase):

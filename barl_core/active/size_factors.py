@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from barl_core.active.context import PreparedCase, RankingContext
+from barl_core.active.context import PreparedCase, RankingContext, largest_areas
 
 __all__ = ["class_counts", "class_areas", "size_factors", "size_factors_from", "clear_run", "expected_gain"]
 
@@ -61,13 +61,7 @@ def class_areas(cases: Sequence[PreparedCase], n_fg: int, context: RankingContex
 
     0 where nobody annotated the class: no reference size, and neither size factor applies.
     """
-    areas = np.zeros(n_fg)
-    sources = [c.class_areas for c in cases] + [None if context is None else context.class_areas]
-    for a in sources:
-        if a is not None:
-            a = np.asarray(a, np.float64)[:n_fg]
-            areas[: a.size] = np.maximum(areas[: a.size], a)
-    return areas
+    return largest_areas([c.class_areas for c in cases] + [None if context is None else context.class_areas], n_fg)
 
 
 def size_factors_from(structure_area: np.ndarray | None, predicted_area: np.ndarray | None, refs: np.ndarray,
