@@ -22,13 +22,10 @@ from qtpy.QtWidgets import (
 )
 
 from barl_core.training.config import METHODS, PRESETS, TrainConfig, preset
+from barl_core.training.validator import OVERREACH_WARNING
 
 from . import _settings
 from ._progress import LossPlot, format_duration, format_eta
-
-#: Validation over-reach (barl_core.training.validator.overreach_fraction) from which the status
-#: warns: on hippocampus, models that worked scored 0.000, broken ones 0.47-0.85 (docs 1f).
-OVERREACH_WARNING = 0.05
 
 __all__ = ["TrainingPanel", "gpu_description"]
 

@@ -36,6 +36,7 @@ from barl_core.training.distributed import is_main_process
 from barl_core.training.planner import PlanRequest, TrainingPlan, make_planner, parse_duration
 from barl_core.training.run import train
 from barl_core.training.trainer import TrainProgress
+from barl_core.training.validator import OVERREACH_WARNING
 
 __all__ = ["register", "run", "build_config", "ProgressBar"]
 
@@ -196,7 +197,7 @@ class ProgressBar:
             v = p.validation
             # over-reach: what the sparse validation slices cannot see (barl_core.training.validator)
             over = (f"; {100 * v['overreach']:.0f}% of the predicted structure on slices it over-fills"
-                    if v.get("overreach", 0) >= 0.05 else "")
+                    if v.get("overreach", 0) >= OVERREACH_WARNING else "")
             self.stream.write(("\n" if self.tty else "") + f"barl: iteration {p.iteration}: validation Dice "
                               f"{v['dice']:.4f} (best {v['best']:.4f} at {int(v['best_iteration'])}){over}\n")
         now = time.monotonic()

@@ -41,11 +41,14 @@ from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
 
 __all__ = ["ValidationConfig", "Validator", "split_validation", "annotated_dice", "overreach_fraction",
-           "OVERREACH_MARGIN"]
+           "OVERREACH_MARGIN", "OVERREACH_WARNING"]
 
 #: A class predicted on more than this many times its largest annotated cross-section on a slice
 #: cannot be right there (the same rule as the ``focused2``/``focused3`` rankings).
 OVERREACH_MARGIN = 2.0
+#: Over-reach from which ``barl train`` and the app warn: on hippocampus, round-0 models that
+#: worked scored 0.000, broken ones 0.47-0.85 (docs/benchmarks.md 1f).
+OVERREACH_WARNING = 0.05
 
 
 @dataclass
