@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from barl_core.active.focus import FocusConfig, class_slice_uncertainty
+from barl_core.data.cross_sections import class_slice_areas
 from barl_core.data.labels import IGNORE_INDEX, annotated_mask
 from barl_core.errors import InvalidVolumeError
 
-__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_areas", "class_slice_counts",
-           "class_label_sizes", "largest_areas", "prepare_case"]
+__all__ = ["RankingContext", "PreparedCase", "annotated_context", "class_slice_counts", "class_label_sizes",
+           "largest_areas", "prepare_case"]
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,6 @@ class RankingContext:
             np.sum(voxels, axis=0) if voxels else None,
             np.max(areas, axis=0) if areas else None,
         )
-
-
-def class_slice_areas(volume: np.ndarray, n_fg: int, axis: int) -> np.ndarray:
-    """Return ``[Z, n_fg]``: voxels of each foreground class ``1..n_fg`` on each slice along ``axis``.
-
-    One pass over a label or class map gives everything the ranking reads from it: the slices
-    holding a class, its voxels, its largest cross-section, its predicted area per slice.
-    """
-    vol = np.moveaxis(np.asarray(volume), axis, 0)
-    if n_fg == 0:
-        return np.zeros((vol.shape[0], 0), dtype=np.float64)
-    return np.stack([(vol == k + 1).sum(axis=(1, 2)) for k in range(n_fg)], axis=1).astype(np.float64)
 
 
 def largest_areas(sources, n_fg: int) -> np.ndarray:

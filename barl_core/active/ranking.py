@@ -68,6 +68,7 @@ from barl_core.active.size_factors import (
     expected_gain,
     size_factors,
 )
+from barl_core.data.cross_sections import OVERREACH_MARGIN
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.errors import InvalidVolumeError
 
@@ -120,7 +121,7 @@ class RankingConfig:
     balance_by: str = "slices"
     area_reference: str = "predicted"
     overreach_weight: float = 0.0
-    overreach_margin: float = 2.0
+    overreach_margin: float = OVERREACH_MARGIN
 
     def __post_init__(self) -> None:
         """Refuse a ``balance_by`` or ``area_reference`` the ranking does not know."""
@@ -142,7 +143,7 @@ class RankingConfig:
 RANKING_PRESETS: dict[str, RankingConfig] = {
     "focused": RankingConfig(),
     "focused2": RankingConfig(balance_by="voxels", area_reference="annotated", overreach_weight=0.5),
-    "focused3": RankingConfig(focus=FocusConfig(trim_overreach=2.0), area_reference="annotated"),
+    "focused3": RankingConfig(focus=FocusConfig(trim_overreach=OVERREACH_MARGIN), area_reference="annotated"),
 }
 
 

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from barl_core.active.context import PreparedCase, RankingContext, largest_areas
+from barl_core.data.cross_sections import OVERREACH_MARGIN
 
 __all__ = ["class_counts", "class_areas", "size_factors", "size_factors_from", "clear_run", "expected_gain"]
 
@@ -66,7 +67,7 @@ def class_areas(cases: Sequence[PreparedCase], n_fg: int, context: RankingContex
 
 def size_factors_from(structure_area: np.ndarray | None, predicted_area: np.ndarray | None, refs: np.ndarray,
                       area_factor: np.ndarray, *, annotated_reference: bool = False, area_floor: float = 0.1,
-                      overreach_margin: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+                      overreach_margin: float = OVERREACH_MARGIN) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(area factor, over-reach)``, both ``[Z, C-1]``, from per-slice areas and reference sizes.
 
     ``area_factor`` (the one against the largest predicted cross-section) is kept for classes
@@ -93,7 +94,7 @@ def size_factors_from(structure_area: np.ndarray | None, predicted_area: np.ndar
 
 def size_factors(p: PreparedCase, refs: np.ndarray | None, *, area_reference: str = "predicted",
                  area_floor: float = 0.1, overreach_weight: float = 0.0,
-                 overreach_margin: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+                 overreach_margin: float = OVERREACH_MARGIN) -> tuple[np.ndarray, np.ndarray]:
     """Return a prepared case's ``(area factor, over-reach)`` under a ranking's settings (see :func:`size_factors_from`)."""
     if refs is None:
         return p.area_factor, np.zeros_like(p.per_class)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from barl_core.data.cross_sections import OVERREACH_MARGIN, class_slice_areas
 from barl_core.data.labels import IGNORE_INDEX
 from barl_core.data.sampler import TrainingVolume
 from barl_core.errors import TrainingError
@@ -43,9 +44,8 @@ from barl_core.errors import TrainingError
 __all__ = ["ValidationConfig", "Validator", "split_validation", "annotated_dice", "overreach_fraction",
            "OVERREACH_MARGIN", "OVERREACH_WARNING"]
 
-#: A class predicted on more than this many times its largest annotated cross-section on a slice
-#: cannot be right there (the same rule as the ``focused2``/``focused3`` rankings).
-OVERREACH_MARGIN = 2.0
+# OVERREACH_MARGIN (2.0) is re-exported from barl_core.data.cross_sections, which the
+# ``focused2``/``focused3`` rankings read too.
 #: Over-reach from which ``barl train`` and the app warn: on hippocampus, round-0 models that
 #: worked scored 0.000, broken ones 0.47-0.85 (docs/benchmarks.md 1f).
 OVERREACH_WARNING = 0.05
@@ -153,12 +153,14 @@ def overreach_fraction(
     the largest cross-section of ``c`` on any annotated slice of the volume (axis 0). NaN where
     ``c`` is not annotated in the volume (no reference size) or not predicted at all.
     """
-    pred = np.asarray(predicted)
-    lab = np.asarray(labels)
+    n_fg = max(num_classes - 1, 0)
+    refs = class_slice_areas(labels, n_fg, axis=0).max(axis=0, initial=0)
+    if 1 <= ignore_index <= n_fg:  # an ignore value that is a class number marks no annotated voxel of it
+        refs[ignore_index - 1] = 0
+    areas = class_slice_areas(predicted, n_fg, axis=0)
     out = []
-    for c in range(1, num_classes):
-        ref = float(((lab == c) & (lab != ignore_index)).sum(axis=(1, 2)).max(initial=0))
-        area = (pred == c).sum(axis=(1, 2))
+    for k in range(n_fg):
+        ref, area = float(refs[k]), areas[:, k]
         total = int(area.sum())
         if ref == 0 or total == 0:
             out.append(float("nan"))
