@@ -424,7 +424,9 @@ def run_demo(
     last = results[-1]
     if last.gain is not None and last.round > 0:
         print(f"\nthe suggested slices vs as many random ones after round {last.round}: {last.gain:+.3f} mean "
-              "Dice (one seed on phantoms; the benchmark with seeds is docs/benchmarks.md section 2)",
+              f"Dice (one seed on {cfg.n_test} test phantom(s): one run's gain is within the demo's noise, "
+              "which across seeds moved it by up to 0.2; docs/benchmarks.md section 2 has the seeds and the "
+              "benchmark)",
               file=stream)
     print(f"\ntotal {total:.0f} s; models, data and labels are in {out}", file=stream)
     return DemoResult(results, out, tuple(class_names), total)
