@@ -49,6 +49,10 @@ class LossConfig:
         Ablation switches; a disabled term has weight 0 and need not be computed.
     dpr_threshold : float
         DPR uses only voxels whose pseudo-label confidence is >= this (0: all voxels).
+    cutmix_prob : float
+        Probability that an iteration's strong view is cut-mixed (a box of each patch replaced
+        by the next patch's, :mod:`barl_core.data.cutmix`); the strong branch's outputs are
+        un-mixed before every loss. Read by the two-branch methods (BARL and CPS). 0: off.
     pcbc_area_floor : float
         PCBC divides by max(disagreement area, floor * volume) so a tiny disagreement area
         does not blow the term up.
@@ -85,6 +89,7 @@ class LossConfig:
     use_region: bool = True
     use_instance: bool = True
     dpr_threshold: float = 0.0
+    cutmix_prob: float = 0.0
     pcbc_area_floor: float = 0.01
     pcbc_mode: str = "disagreement"
     region_mode: str = "prototype"
@@ -102,6 +107,7 @@ class LossConfig:
         checks = [
             (min(self.dpr, self.pcbc, self.region, self.instance) >= 0, "weights must be >= 0"),
             (0.0 <= self.dpr_threshold < 1.0, "dpr_threshold must be in [0, 1)"),
+            (0.0 <= self.cutmix_prob <= 1.0, "cutmix_prob must be in [0, 1]"),
             (0.0 < self.pcbc_area_floor <= 1.0, "pcbc_area_floor must be in (0, 1]"),
             (self.pcbc_mode in PCBC_MODES, f"pcbc_mode must be one of {PCBC_MODES}"),
             (self.region_mode in REGION_MODES, f"region_mode must be one of {REGION_MODES}"),

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from barl_core.data.augment import Views, make_views
+from barl_core.data.cutmix import sample_box_mix
 from barl_core.errors import TrainingError
 from barl_core.losses import (
     downsample_labels,
@@ -205,6 +206,33 @@ class TwoBranchMethod(TrainingMethod):
         """Return both branches: each is optimised."""
         return {"a": self.net.branch_a, "b": self.net.branch_b}
 
+    def forward_pair(self, views: Views, iteration: int, features: bool) -> tuple[NetOutput, NetOutput, bool]:
+        """Both branches' outputs over the same voxels, and whether A took the weak view.
+
+        Weak -> A and strong -> B on even iterations, swapped on odd ones. With probability
+        ``losses.cutmix_prob`` the strong view is cut-mixed and its branch's outputs (every
+        scale, and the features) are un-mixed, so every loss downstream still compares the
+        branches voxel by voxel.
+        """
+        weak_to_a = iteration % 2 == 0
+        strong = views.strong
+        mix = None
+        if self.config.losses.cutmix_prob > 0 and (
+            torch.rand((), generator=self.generator).item() < self.config.losses.cutmix_prob
+        ):
+            mix = sample_box_mix(self.generator)
+            strong = mix.mix(strong)
+        x_a, x_b = (views.weak, strong) if weak_to_a else (strong, views.weak)
+        with self.timer.phase("forward"):
+            out_a: NetOutput = self.run("a", x_a, return_features=features)
+            out_b: NetOutput = self.run("b", x_b, return_features=features)
+        if mix is not None:
+            out_s = out_b if weak_to_a else out_a
+            out_s = NetOutput([mix.unmix(t) for t in out_s.logits],
+                              None if out_s.features is None else mix.unmix(out_s.features))
+            out_a, out_b = (out_a, out_s) if weak_to_a else (out_s, out_b)
+        return out_a, out_b, weak_to_a
+
 
 class BarlMethod(TwoBranchMethod):
     """BARL: bilateral alignment in label and representation spaces (see module docstring)."""
@@ -226,14 +254,9 @@ class BarlMethod(TwoBranchMethod):
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         """Compute the supervised loss on both branches and every enabled BARL term."""
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
-        # Weak -> A and strong -> B on even iterations, swapped on odd ones.
-        weak_to_a = iteration % 2 == 0
-        x_a, x_b = (views.weak, views.strong) if weak_to_a else (views.strong, views.weak)
         features = bool({"region", "instance"} & set(self.terms))
         timer = self.timer
-        with timer.phase("forward"):
-            out_a: NetOutput = self.run("a", x_a, return_features=features)
-            out_b: NetOutput = self.run("b", x_b, return_features=features)
+        out_a, out_b, weak_to_a = self.forward_pair(views, iteration, features)
         y = views.labels
         with timer.phase("loss:sup"):
             sup_a = supervised_loss([t[:n_l] for t in out_a.logits], y, self.ignore_index)
@@ -402,10 +425,7 @@ class CPSMethod(TwoBranchMethod):
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         """Compute the supervised loss on both branches and cross pseudo supervision."""
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
-        x_a, x_b = (views.weak, views.strong) if iteration % 2 == 0 else (views.strong, views.weak)
-        with self.timer.phase("forward"):
-            out_a = self.run("a", x_a, return_features=False)
-            out_b = self.run("b", x_b, return_features=False)
+        out_a, out_b, _ = self.forward_pair(views, iteration, features=False)
         with self.timer.phase("loss:sup"):
             sup = supervised_loss([t[:n_l] for t in out_a.logits], views.labels, self.ignore_index)
             sup = sup + supervised_loss([t[:n_l] for t in out_b.logits], views.labels, self.ignore_index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from barl_core.errors import TrainingError
 from barl_core.training.config import METHODS
@@ -80,3 +81,52 @@ def test_unknown_region_mode_is_refused():
 
     with pytest.raises(LossConfigError, match="region_mode"):
         LossConfig(region_mode="nope")
+
+
+@pytest.mark.parametrize("method", ["barl", "cps"])
+def test_cutmix_feeds_the_strong_branch_a_mixed_view_and_unmixes_its_outputs(method, tiny_config, rng):
+    """With an identity network the un-mixed strong output must be the strong view itself.
+
+    The branch must *see* a mixed view (else nothing was mixed), and every loss downstream
+    compares the branches voxel by voxel, so what comes back must be over the original voxels.
+    """
+    from barl_core.networks.unet import NetOutput
+
+    cfg = tiny_config(method=method, iterations=10)
+    cfg.losses.cutmix_prob = 1.0
+    m = build_method(cfg, "cpu", torch.Generator().manual_seed(0))
+    seen = {}
+
+    def identity(name, x, return_features=False):
+        seen[name] = x
+        return NetOutput([x * 2, x], F.avg_pool3d(x, 2) if return_features else None)
+
+    m.run = identity
+    images, labels, unlabelled = _batch(cfg, rng)
+    images, labels = images.repeat(2, 1, 1, 1, 1), labels.repeat(2, 1, 1, 1)
+    views, _ = m.views(images, labels, unlabelled)
+    for iteration in (0, 1):  # strong view to B, then to A
+        out_a, out_b, weak_to_a = m.forward_pair(views, iteration, features=True)
+        strong_name, out_s, out_w = ("b", out_b, out_a) if weak_to_a else ("a", out_a, out_b)
+        assert not torch.equal(seen[strong_name], views.strong)  # the branch saw a mixed view
+        assert torch.equal(out_s.logits[-1], views.strong)
+        assert torch.equal(out_s.logits[0], views.strong * 2)
+        assert torch.equal(out_w.logits[-1], views.weak)
+        assert out_s.features.shape == out_w.features.shape
+
+
+def test_cutmix_off_leaves_the_views_alone(tiny_config, rng):
+    cfg = tiny_config(method="barl", iterations=10)
+    m = build_method(cfg, "cpu", torch.Generator().manual_seed(0))
+    seen = {}
+
+    def identity(name, x, return_features=False):
+        seen[name] = x
+        return NetOutput([x], None)
+
+    from barl_core.networks.unet import NetOutput
+
+    m.run = identity
+    views, _ = m.views(*_batch(cfg, rng)[:2], _batch(cfg, rng)[2])
+    m.forward_pair(views, 0, features=False)
+    assert torch.equal(seen["b"], views.strong) and torch.equal(seen["a"], views.weak)
