@@ -114,7 +114,8 @@ def train_with_curve(
     """Train with held-out validation cases; return (TrainResult, wall seconds, learning curve).
 
     The curve has one point per validation: ``{"iteration", "seconds", "dice"}``, seconds
-    counted from the start of the call (data loading included). ``validation_labels`` are the
+    counted from the start of the call (data loading included), and ``overreach`` (the
+    validator's share of predicted voxels on over-filled slices) when the run logged it. ``validation_labels`` are the
     label maps the validation sees (e.g. sparse); the cases' full truth otherwise.
     ``diagnostic`` maps labelled training cases to the labels the engine saw (sparse): each
     branch's Dice on their *unannotated* voxels is added to the curve (``pseudo_dice_a/_b``).
@@ -141,7 +142,8 @@ def train_with_curve(
     seconds = time.perf_counter() - t0
     curve = [{"iteration": int(r["iteration"]), "seconds": round(float(r["time"]) - t0_epoch, 2),
               "dice": float(r["val_dice"]),
-              **{k[4:]: float(v) for k, v in r.items() if k.startswith("val_pseudo_dice_")},
+              **{k[4:]: float(v) for k, v in r.items()
+                 if k.startswith("val_pseudo_dice_") or k == "val_overreach"},
               **_term_diagnostics(r)}
              for r in result.history if "val_dice" in r]
     return result, seconds, curve

@@ -104,6 +104,8 @@ def test_label_efficiency_validates_on_held_out_cases(phantom_dir, tmp_path):
         assert [p["iteration"] for p in run["curve"]] == [1, 2]
         # sparse runs also score the pseudo-labels on the unannotated voxels of the labelled cases
         assert ("pseudo_dice_a" in run["curve"][0]) == (run["setting"] == "sparse")
+        # the validator's over-reach travels with the curve (broken runs validate well on sparse slices)
+        assert all(0.0 <= p["overreach"] <= 1.0 for p in run["curve"])
         assert all(0.0 <= p["dice"] <= 1.0 and p["seconds"] >= 0 for p in run["curve"])
         assert run["best_iteration"] in (1, 2) and run["iterations_done"] == 2
     assert (tmp_path / "le_curves.png").stat().st_size > 1000
