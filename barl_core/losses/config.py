@@ -53,6 +53,11 @@ class LossConfig:
         Probability that an iteration's strong view is cut-mixed (a box of each patch replaced
         by the next patch's, :mod:`barl_core.data.cutmix`); the strong branch's outputs are
         un-mixed before every loss. Read by the two-branch methods (BARL and CPS). 0: off.
+    teacher_ema : float
+        When > 0, BARL's label-space terms (DPR, PCBC) take each branch's pseudo-labels from an
+        exponential moving average of the *other* branch (this decay), run without gradients on
+        the view that branch saw. 0: from the branches themselves (the design). Not combined
+        with ``cutmix_prob`` or ``dpr_threshold``.
     pcbc_area_floor : float
         PCBC divides by max(disagreement area, floor * volume) so a tiny disagreement area
         does not blow the term up.
@@ -90,6 +95,7 @@ class LossConfig:
     use_instance: bool = True
     dpr_threshold: float = 0.0
     cutmix_prob: float = 0.0
+    teacher_ema: float = 0.0
     pcbc_area_floor: float = 0.01
     pcbc_mode: str = "disagreement"
     region_mode: str = "prototype"
@@ -108,6 +114,9 @@ class LossConfig:
             (min(self.dpr, self.pcbc, self.region, self.instance) >= 0, "weights must be >= 0"),
             (0.0 <= self.dpr_threshold < 1.0, "dpr_threshold must be in [0, 1)"),
             (0.0 <= self.cutmix_prob <= 1.0, "cutmix_prob must be in [0, 1]"),
+            (0.0 <= self.teacher_ema < 1.0, "teacher_ema must be in [0, 1)"),
+            (not (self.teacher_ema and (self.cutmix_prob or self.dpr_threshold)),
+             "teacher_ema is not combined with cutmix_prob or dpr_threshold"),
             (0.0 < self.pcbc_area_floor <= 1.0, "pcbc_area_floor must be in (0, 1]"),
             (self.pcbc_mode in PCBC_MODES, f"pcbc_mode must be one of {PCBC_MODES}"),
             (self.region_mode in REGION_MODES, f"region_mode must be one of {REGION_MODES}"),

@@ -17,6 +17,7 @@ and the same weak/strong views (same :mod:`~barl_core.data.augment`), so compari
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 
 import torch
@@ -251,6 +252,26 @@ class BarlMethod(TwoBranchMethod):
         # the alignment losses keep the features in the graph even when they are zero
         return bool({"region", "instance"} & set(self.terms))
 
+    #: EMA copies of the branches (``losses.teacher_ema > 0``), made at the first step so that
+    #: they copy the weights a fine-tune or resume loaded; not checkpointed (a resumed run
+    #: restarts them from the branches).
+    _teachers: BiBranchNet | None = None
+
+    def _teacher_logits(self, views: Views, weak_to_a: bool) -> tuple[list[Tensor], list[Tensor]]:
+        """Each EMA teacher's logits (every scale) on the view its branch saw."""
+        if self._teachers is None:
+            self._teachers = copy.deepcopy(self.net).requires_grad_(False).eval()
+        x_a, x_b = (views.weak, views.strong) if weak_to_a else (views.strong, views.weak)
+        with torch.no_grad(), self.timer.phase("forward:teachers"):
+            t_a = self._teachers.branch_a(x_a, return_features=False).logits
+            t_b = self._teachers.branch_b(x_b, return_features=False).logits
+        return t_a, t_b
+
+    def after_optimizer_step(self, iteration: int) -> None:
+        """Move the EMA teachers towards their branches."""
+        if self._teachers is not None:
+            ema_update(self._teachers, self.net, self.losses.teacher_ema)
+
     def training_step(self, labelled_images, labels, unlabelled_images, iteration):
         """Compute the supervised loss on both branches and every enabled BARL term."""
         views, n_l = self.views(labelled_images, labels, unlabelled_images)
@@ -265,9 +286,12 @@ class BarlMethod(TwoBranchMethod):
         lc = self.losses
         hard_a = hard_b = None
         if {"dpr", "pcbc"} & set(self.terms):
+            src_a, src_b = out_a.logits, out_b.logits
+            if lc.teacher_ema > 0:
+                src_a, src_b = self._teacher_logits(views, weak_to_a)
             with timer.phase("loss:pseudo"):  # one class decision per scale, shared by DPR and PCBC
-                hard_a = [hard_labels(t) for t in out_a.logits]
-                hard_b = [hard_labels(t) for t in out_b.logits]
+                hard_a = [hard_labels(t) for t in src_a]
+                hard_b = [hard_labels(t) for t in src_b]
         if hard_a is not None:  # diagnostic: share of voxels where the branches' finest decisions differ
             out["disagree"] = (hard_a[-1] != hard_b[-1]).float().mean()
         if "dpr" in self.terms:

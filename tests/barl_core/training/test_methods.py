@@ -130,3 +130,35 @@ def test_cutmix_off_leaves_the_views_alone(tiny_config, rng):
     views, _ = m.views(*_batch(cfg, rng)[:2], _batch(cfg, rng)[2])
     m.forward_pair(views, 0, features=False)
     assert torch.equal(seen["b"], views.strong) and torch.equal(seen["a"], views.weak)
+
+
+def test_barl_ema_teachers_give_the_pseudo_labels_and_follow_their_branches(tiny_config, rng):
+    """``teacher_ema``: DPR's targets come from frozen copies that move by EMA after each step."""
+    cfg = tiny_config(method="barl", iterations=10)
+    cfg.losses.teacher_ema = 0.5
+    cfg.disable = ("pcbc", "region", "instance")
+    torch.manual_seed(0)
+    m = build_method(cfg, "cpu", torch.Generator().manual_seed(0))
+    m.train()
+    batch = _batch(cfg, rng)
+    m.training_step(*batch, iteration=9)
+    teachers = m._teachers
+    assert teachers is not None and not any(p.requires_grad for p in teachers.parameters())
+    # scramble the teachers: the DPR value must change, since its targets are theirs
+    before = float(m.training_step(*batch, iteration=9)["dpr"])
+    with torch.no_grad():
+        for p in teachers.parameters():
+            p.normal_()
+    after = float(m.training_step(*batch, iteration=9)["dpr"])
+    assert after != pytest.approx(before, rel=1e-3)
+    p_t, p_s = next(teachers.parameters()), next(m.net.parameters())
+    expected = 0.5 * p_t.detach().clone() + 0.5 * p_s.detach()
+    m.after_optimizer_step(9)
+    assert torch.allclose(p_t, expected)
+
+
+def test_ema_teachers_are_not_combined_with_cutmix():
+    from barl_core.losses import LossConfig, LossConfigError
+
+    with pytest.raises(LossConfigError, match="teacher_ema"):
+        LossConfig(teacher_ema=0.99, cutmix_prob=0.5)
