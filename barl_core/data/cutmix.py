@@ -38,7 +38,7 @@ class BoxMix:
     def mask(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
         """Boolean ``[1, 1, Z, Y, X]`` mask of the box on a grid of spatial ``shape``."""
         m = torch.zeros((1, 1, *shape), dtype=torch.bool, device=device)
-        idx = tuple(slice(round(lo * n), round(hi * n)) for lo, hi, n in zip(self.lo, self.hi, shape))
+        idx = tuple(slice(round(lo * n), round(hi * n)) for lo, hi, n in zip(self.lo, self.hi, shape, strict=True))
         m[(slice(None), slice(None), *idx)] = True
         return m
 
@@ -53,7 +53,7 @@ class BoxMix:
         return self._apply(x, -1)
 
     def unmix(self, x: Tensor) -> Tensor:
-        """The inverse of :meth:`mix` (on any tensor over the same patches, any resolution)."""
+        """Invert :meth:`mix` (on any tensor over the same patches, at any resolution)."""
         return self._apply(x, 1)
 
 

@@ -207,6 +207,15 @@ class TwoBranchMethod(TrainingMethod):
         """Return both branches: each is optimised."""
         return {"a": self.net.branch_a, "b": self.net.branch_b}
 
+    @staticmethod
+    def by_branch(weak, strong, weak_to_a: bool) -> tuple:
+        """Order a (weak-view, strong-view) pair as (branch A's, branch B's), or back.
+
+        The one place the alternation lives: the order is kept or swapped, so the same call
+        also turns (A's, B's) into (weak's, strong's).
+        """
+        return (weak, strong) if weak_to_a else (strong, weak)
+
     def forward_pair(self, views: Views, iteration: int, features: bool) -> tuple[NetOutput, NetOutput, bool]:
         """Both branches' outputs over the same voxels, and whether A took the weak view.
 
@@ -223,15 +232,15 @@ class TwoBranchMethod(TrainingMethod):
         ):
             mix = sample_box_mix(self.generator)
             strong = mix.mix(strong)
-        x_a, x_b = (views.weak, strong) if weak_to_a else (strong, views.weak)
+        x_a, x_b = self.by_branch(views.weak, strong, weak_to_a)
         with self.timer.phase("forward"):
             out_a: NetOutput = self.run("a", x_a, return_features=features)
             out_b: NetOutput = self.run("b", x_b, return_features=features)
         if mix is not None:
-            out_s = out_b if weak_to_a else out_a
+            out_w, out_s = self.by_branch(out_a, out_b, weak_to_a)
             out_s = NetOutput([mix.unmix(t) for t in out_s.logits],
                               None if out_s.features is None else mix.unmix(out_s.features))
-            out_a, out_b = (out_a, out_s) if weak_to_a else (out_s, out_b)
+            out_a, out_b = self.by_branch(out_w, out_s, weak_to_a)
         return out_a, out_b, weak_to_a
 
 
@@ -261,7 +270,7 @@ class BarlMethod(TwoBranchMethod):
         """Each EMA teacher's logits (every scale) on the view its branch saw."""
         if self._teachers is None:
             self._teachers = copy.deepcopy(self.net).requires_grad_(False).eval()
-        x_a, x_b = (views.weak, views.strong) if weak_to_a else (views.strong, views.weak)
+        x_a, x_b = self.by_branch(views.weak, views.strong, weak_to_a)
         with torch.no_grad(), self.timer.phase("forward:teachers"):
             t_a = self._teachers.branch_a(x_a, return_features=False).logits
             t_b = self._teachers.branch_b(x_b, return_features=False).logits

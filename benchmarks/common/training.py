@@ -115,8 +115,9 @@ def train_with_curve(
 
     The curve has one point per validation: ``{"iteration", "seconds", "dice"}``, seconds
     counted from the start of the call (data loading included), and ``overreach`` (the
-    validator's share of predicted voxels on over-filled slices) when the run logged it. ``validation_labels`` are the
-    label maps the validation sees (e.g. sparse); the cases' full truth otherwise.
+    validator's share of predicted voxels on over-filled slices) when the run logged it.
+    ``validation_labels`` are the label maps the validation sees (e.g. sparse); the cases' full
+    truth otherwise.
     ``diagnostic`` maps labelled training cases to the labels the engine saw (sparse): each
     branch's Dice on their *unannotated* voxels is added to the curve (``pseudo_dice_a/_b``).
     """

@@ -49,6 +49,6 @@ def test_a_single_sample_is_left_alone():
 @pytest.mark.parametrize("seed", range(20))
 def test_sampled_boxes_lie_inside_the_patch_with_sides_in_range(seed):
     mix = sample_box_mix(torch.Generator().manual_seed(seed))
-    for lo, hi in zip(mix.lo, mix.hi):
+    for lo, hi in zip(mix.lo, mix.hi, strict=True):
         assert 0.0 <= lo < hi <= 1.0 + 1e-9
         assert 0.4 - 1e-9 <= hi - lo <= 0.8 + 1e-9

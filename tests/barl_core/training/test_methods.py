@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from barl_core.errors import TrainingError
+from barl_core.networks.unet import NetOutput
 from barl_core.training.config import METHODS
 from barl_core.training.methods import build_method
 
@@ -90,8 +91,6 @@ def test_cutmix_feeds_the_strong_branch_a_mixed_view_and_unmixes_its_outputs(met
     The branch must *see* a mixed view (else nothing was mixed), and every loss downstream
     compares the branches voxel by voxel, so what comes back must be over the original voxels.
     """
-    from barl_core.networks.unet import NetOutput
-
     cfg = tiny_config(method=method, iterations=10)
     cfg.losses.cutmix_prob = 1.0
     m = build_method(cfg, "cpu", torch.Generator().manual_seed(0))
@@ -123,8 +122,6 @@ def test_cutmix_off_leaves_the_views_alone(tiny_config, rng):
     def identity(name, x, return_features=False):
         seen[name] = x
         return NetOutput([x], None)
-
-    from barl_core.networks.unet import NetOutput
 
     m.run = identity
     views, _ = m.views(*_batch(cfg, rng)[:2], _batch(cfg, rng)[2])
